@@ -1,0 +1,121 @@
+"""MemoryBudget: a fair, byte-counting semaphore.
+
+Each transfer has one for its own window (``part_size × queue_size``); an
+:class:`~streamx.Engine` may also share one across every transfer in the
+process, so 1,000 concurrent uploads from a web app cannot hold more than the
+budget, and a slow upstream pushes back on every producer.
+
+Waiters are served in FIFO order, so a large request is not starved by small
+ones. A request larger than the whole budget is clamped to the budget (it then
+waits until the budget is entirely free).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from types import TracebackType
+
+import anyio
+
+from ._errors import ConfigError
+
+
+class MemoryBudget:
+    """At most ``limit`` bytes held at once by the transfers that share it."""
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"a memory budget must be a positive number of bytes, not {limit!r}")
+        self._limit = limit
+        self._in_use = 0
+        self._peak = 0
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @property
+    def peak(self) -> int:
+        """The most bytes ever held at once."""
+        return self._peak
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def clamp(self, n: int) -> int:
+        return min(n, self._limit)
+
+    async def acquire(self, n: int) -> int:
+        """Wait until ``n`` bytes (clamped to the limit) are free; return what was taken."""
+        n = self.clamp(n)
+        if not self._waiters and self._in_use + n <= self._limit:
+            self._take(n)
+            await anyio.lowlevel.checkpoint()
+            return n
+        event = anyio.Event()
+        entry = (n, event)
+        self._waiters.append(entry)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():  # granted just as we were cancelled: give it back
+                self.release(n)
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+        return n
+
+    def release(self, n: int) -> None:
+        self._in_use -= n
+        if self._in_use < 0:  # pragma: no cover - a bug in the caller
+            raise RuntimeError("MemoryBudget released more than was acquired")
+        self._wake()
+
+    def _take(self, n: int) -> None:
+        self._in_use += n
+        self._peak = max(self._peak, self._in_use)
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_use + self._waiters[0][0] <= self._limit:
+            n, event = self._waiters.popleft()
+            self._take(n)
+            event.set()
+
+    def __repr__(self) -> str:
+        return f"MemoryBudget(limit={self._limit}, in_use={self._in_use}, waiting={self.waiting})"
+
+
+class Reservation:
+    """Bytes held from one or more budgets; released exactly once."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[tuple[MemoryBudget, int]] = []
+
+    async def take(self, budget: MemoryBudget, n: int) -> None:
+        granted = await budget.acquire(n)
+        self._held.append((budget, granted))
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for budget, n in reversed(held):
+            budget.release(n)
+
+    async def __aenter__(self) -> Reservation:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

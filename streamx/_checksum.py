@@ -1,0 +1,107 @@
+"""Checksums computed once, from the bytes the producer read.
+
+CRC32C, CRC32 and CRC64NVME come from awscrt (tens of GiB/s per core, the
+same code botocore uses when it has the CRT); they can be *combined*, so the
+full-object value is derived from the part values without reading the bytes
+twice. SHA256 cannot be combined: its full-object form is S3's composite
+checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from awscrt import checksums as _crt
+
+Buffer = bytes | bytearray | memoryview
+
+_CRC_WIDTH = {"CRC32C": 4, "CRC32": 4, "CRC64NVME": 8}
+_CRC_FN = {"CRC32C": _crt.crc32c, "CRC32": _crt.crc32, "CRC64NVME": _crt.crc64nvme}
+_CRC_COMBINE = {
+    "CRC32C": _crt.combine_crc32c,
+    "CRC32": _crt.combine_crc32,
+    "CRC64NVME": _crt.combine_crc64nvme,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PartChecksum:
+    """One part's checksum: the raw value and its length (needed to combine CRCs)."""
+
+    algorithm: str
+    raw: bytes
+    length: int
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.raw).decode("ascii")
+
+
+def compute(algorithm: str, data: Buffer) -> PartChecksum:
+    if algorithm == "SHA256":
+        return PartChecksum(algorithm, hashlib.sha256(data).digest(), len(data))
+    width = _CRC_WIDTH[algorithm]
+    value = _CRC_FN[algorithm](data)
+    return PartChecksum(algorithm, value.to_bytes(width, "big"), len(data))
+
+
+def supports_full_object(algorithm: str) -> bool:
+    return algorithm in _CRC_WIDTH
+
+
+def combine(parts: Sequence[PartChecksum]) -> PartChecksum:
+    """The full-object CRC of the concatenation of ``parts``, in order."""
+    if not parts:
+        raise ValueError("nothing to combine")
+    algorithm = parts[0].algorithm
+    if algorithm not in _CRC_WIDTH:
+        raise ValueError(f"{algorithm} cannot be combined; use composite()")
+    fn = _CRC_COMBINE[algorithm]
+    value = int.from_bytes(parts[0].raw, "big")
+    total = parts[0].length
+    for part in parts[1:]:
+        value = fn(value, int.from_bytes(part.raw, "big"), part.length)
+        total += part.length
+    return PartChecksum(algorithm, value.to_bytes(_CRC_WIDTH[algorithm], "big"), total)
+
+
+def composite(parts: Sequence[PartChecksum]) -> str:
+    """S3's COMPOSITE multipart checksum: ``b64(H(h1 || h2 || ...))-N``."""
+    algorithm = parts[0].algorithm
+    joined = b"".join(p.raw for p in parts)
+    if algorithm == "SHA256":
+        raw = hashlib.sha256(joined).digest()
+    else:
+        raw = compute(algorithm, joined).raw
+    return f"{base64.b64encode(raw).decode('ascii')}-{len(parts)}"
+
+
+def param_name(algorithm: str) -> str:
+    """The botocore parameter / response field: ``ChecksumCRC32C`` etc."""
+    return f"Checksum{algorithm}"
+
+
+class Running:
+    """A checksum updated as bytes stream past (used by downloads and streams)."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self.length = 0
+        self._sha = hashlib.sha256() if algorithm == "SHA256" else None
+        self._crc = 0
+
+    def update(self, data: Buffer) -> None:
+        if self._sha is not None:
+            self._sha.update(data)
+        else:
+            self._crc = _CRC_FN[self.algorithm](data, self._crc)
+        self.length += len(data)
+
+    def result(self) -> PartChecksum:
+        if self._sha is not None:
+            return PartChecksum(self.algorithm, self._sha.digest(), self.length)
+        width = _CRC_WIDTH[self.algorithm]
+        return PartChecksum(self.algorithm, self._crc.to_bytes(width, "big"), self.length)

@@ -1,0 +1,120 @@
+"""The exception tree. Every error streamx raises is a :class:`StreamxError`.
+
+::
+
+    StreamxError                     root; carries bucket, key, upload_id, part_number
+    ├── ConfigError (ValueError)     bad arguments or configuration, raised before any request
+    ├── SourceError                  the source raised while being read (cause chained)
+    │   └── SourceTypeError (TypeError)   the source yielded something that is not bytes-like
+    ├── PartLimitError               the stream cannot fit in S3's 10,000 parts
+    ├── ChecksumError                bytes on the wire differ from the bytes read
+    ├── ObjectChangedError           the object changed during a ranged download
+    ├── CheckpointError              a resume checkpoint does not match this transfer
+    ├── NetworkError (ConnectionError)   connection refused, reset or timed out
+    └── S3Error                      the server answered with an error; has ``code``, ``status``
+        ├── NotFoundError (FileNotFoundError)   NoSuchKey, NoSuchBucket, NoSuchUpload, 404
+        ├── AccessDeniedError (PermissionError) 403, bad credentials or signature
+        └── ServiceUnavailableError             500/502/503/504, SlowDown
+
+Messages never contain credentials or presigned signatures: errors are built
+from the S3 error code and message only, never from request headers or URLs
+with query strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StreamxError(Exception):
+    """Root of every streamx error.
+
+    ``bucket``, ``key``, ``upload_id`` and ``part_number`` say where it
+    happened (``None`` where not applicable); the cause is chained.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bucket: str | None = None,
+        key: str | None = None,
+        upload_id: str | None = None,
+        part_number: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.part_number = part_number
+
+    def add_context(self, **context: Any) -> StreamxError:
+        """Fill in context attributes that are still unset; returns self."""
+        for name, value in context.items():
+            if getattr(self, name, None) is None:
+                setattr(self, name, value)
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.bucket is not None and self.key is not None:
+            where.append(f"s3://{self.bucket}/{self.key}")
+        elif self.bucket is not None:
+            where.append(f"s3://{self.bucket}")
+        if self.part_number is not None:
+            where.append(f"part {self.part_number}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class ConfigError(StreamxError, ValueError):
+    """An argument or setting is invalid; raised before any request is sent."""
+
+
+class SourceError(StreamxError):
+    """Reading the source failed; the source's exception is the ``__cause__``."""
+
+
+class SourceTypeError(SourceError, TypeError):
+    """The source is not something streamx can read, or yielded a non-bytes chunk."""
+
+
+class PartLimitError(StreamxError):
+    """The stream does not fit in 10,000 parts of the configured sizes."""
+
+
+class ChecksumError(StreamxError):
+    """A checksum computed from the bytes differs from the one the server reports."""
+
+
+class ObjectChangedError(StreamxError):
+    """The object was replaced while it was being read (its ETag changed)."""
+
+
+class CheckpointError(StreamxError):
+    """A checkpoint file does not match this transfer, or its upload no longer exists."""
+
+
+class NetworkError(StreamxError, ConnectionError):
+    """The connection failed: refused, reset, closed early or timed out."""
+
+
+class S3Error(StreamxError):
+    """The server answered with an error. ``code`` is S3's error code, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None, **context: Any):
+        super().__init__(message, **context)
+        self.code = code
+        self.status = status
+
+
+class NotFoundError(S3Error, FileNotFoundError):
+    """The bucket, key or multipart upload does not exist."""
+
+
+class AccessDeniedError(S3Error, PermissionError):
+    """The credentials are missing, wrong, or not allowed to do this."""
+
+
+class ServiceUnavailableError(S3Error):
+    """The server is overloaded or failing (5xx, SlowDown); usually worth a retry."""

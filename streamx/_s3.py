@@ -1,0 +1,268 @@
+"""The only module that speaks aiobotocore: the S3 calls streamx makes.
+
+Every call goes through :func:`map_errors`, which turns botocore and aiohttp
+exceptions into the streamx tree at this one boundary (as httpcore's
+``map_exceptions`` does), with the transfer's context attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from functools import lru_cache
+from typing import Any
+
+import aiohttp
+import botocore.exceptions as bexc
+
+from ._errors import (
+    AccessDeniedError,
+    ConfigError,
+    NetworkError,
+    NotFoundError,
+    S3Error,
+    ServiceUnavailableError,
+    StreamxError,
+)
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404", "NoSuchVersion"}
+_DENIED = {
+    "AccessDenied",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "ExpiredToken",
+    "AllAccessDisabled",
+    "403",
+}
+_UNAVAILABLE = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "OperationAborted",
+}
+
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    bexc.EndpointConnectionError,
+    bexc.ConnectionClosedError,
+    bexc.ConnectTimeoutError,
+    bexc.ReadTimeoutError,
+    bexc.HTTPClientError,
+    bexc.ResponseStreamingError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+def translate(exc: BaseException, operation: str, **context: Any) -> StreamxError:
+    """A streamx error for ``exc`` (a botocore/aiohttp/OS error), cause not yet chained."""
+    if isinstance(exc, StreamxError):
+        return exc.add_context(**context)
+    if isinstance(exc, bexc.ClientError):
+        err = exc.response.get("Error", {}) or {}
+        code = str(err.get("Code", "") or "")
+        message = str(err.get("Message", "") or "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        text = f"{operation} failed: {code or status}" + (f": {message}" if message else "")
+        cls: type[S3Error]
+        if code in _NOT_FOUND or status == 404:
+            cls = NotFoundError
+        elif code in _DENIED or status == 403:
+            cls = AccessDeniedError
+        elif code in _UNAVAILABLE or (isinstance(status, int) and status >= 500):
+            cls = ServiceUnavailableError
+        else:
+            cls = S3Error
+        return cls(text, code=code, status=status, **context)
+    if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
+        return AccessDeniedError(
+            f"{operation} failed: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or pass them to Engine()",
+            code="NoCredentials",
+            **context,
+        )
+    if isinstance(exc, _NETWORK_ERRORS):
+        # botocore's messages name the endpoint, never the credentials; aiohttp's
+        # may carry a URL, so only the exception's type is used for those.
+        detail = str(exc) if isinstance(exc, bexc.BotoCoreError) else type(exc).__name__
+        return NetworkError(f"{operation} failed: {detail}", **context)
+    if isinstance(exc, bexc.ParamValidationError):
+        return ConfigError(f"{operation}: {exc}", **context)
+    if isinstance(exc, bexc.BotoCoreError):
+        return S3Error(f"{operation} failed: {exc}", **context)
+    raise exc
+
+
+@contextmanager
+def map_errors(operation: str, **context: Any) -> Iterator[None]:
+    try:
+        yield
+    except StreamxError as exc:
+        exc.add_context(**context)
+        raise
+    except (bexc.BotoCoreError, bexc.ClientError, *_NETWORK_ERRORS) as exc:
+        raise translate(exc, operation, **context) from exc
+
+
+@lru_cache(maxsize=1)
+def _service_model() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("s3")
+
+
+# Parameters streamx manages itself and a caller may not pass through.
+_MANAGED = {
+    "Bucket",
+    "Key",
+    "Body",
+    "ContentLength",
+    "ContentMD5",
+    "UploadId",
+    "ChecksumAlgorithm",
+    "ChecksumType",
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+}
+
+
+@lru_cache(maxsize=1)
+def upload_param_names() -> frozenset[str]:
+    """Parameters valid for both PutObject and CreateMultipartUpload."""
+    model = _service_model()
+    put = set(model.operation_model("PutObject").input_shape.members)
+    create = set(model.operation_model("CreateMultipartUpload").input_shape.members)
+    return frozenset((put & create) - _MANAGED)
+
+
+def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
+    allowed = upload_param_names()
+    unknown = sorted(set(put_args) - allowed)
+    if unknown:
+        managed = [u for u in unknown if u in _MANAGED]
+        if managed:
+            raise ConfigError(f"{', '.join(managed)} is set by streamx and cannot be passed")
+        raise ConfigError(
+            f"unknown S3 upload argument(s) {', '.join(unknown)}; "
+            f"valid ones include ContentType, Metadata, StorageClass, Tagging, ServerSideEncryption"
+        )
+    return dict(put_args)
+
+
+def _body(data: Any) -> Any:
+    """botocore's parameter validation accepts bytes and bytearray, not memoryview."""
+    return data.tobytes() if isinstance(data, memoryview) else data
+
+
+class S3:
+    """The S3 calls streamx makes, over one aiobotocore client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def put_object(self, bucket: str, key: str, body: Any, **params: Any) -> dict[str, Any]:
+        with map_errors("PutObject", bucket=bucket, key=key):
+            return dict(
+                await self.client.put_object(Bucket=bucket, Key=key, Body=_body(body), **params)
+            )
+
+    async def create_multipart_upload(self, bucket: str, key: str, **params: Any) -> str:
+        with map_errors("CreateMultipartUpload", bucket=bucket, key=key):
+            response = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **params)
+        return str(response["UploadId"])
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Any, **params: Any
+    ) -> dict[str, Any]:
+        ctx = {"bucket": bucket, "key": key, "upload_id": upload_id, "part_number": part_number}
+        with map_errors("UploadPart", **ctx):
+            return dict(
+                await self.client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=part_number,
+                    Body=_body(body),
+                    ContentLength=len(body),
+                    **params,
+                )
+            )
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], **params: Any
+    ) -> dict[str, Any]:
+        with map_errors("CompleteMultipartUpload", bucket=bucket, key=key, upload_id=upload_id):
+            return dict(
+                await self.client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **params,
+                )
+            )
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        with map_errors("AbortMultipartUpload", bucket=bucket, key=key, upload_id=upload_id):
+            await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        marker = 0
+        with map_errors("ListParts", bucket=bucket, key=key, upload_id=upload_id):
+            while True:
+                response = await self.client.list_parts(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+                parts.extend(response.get("Parts", []))
+                if not response.get("IsTruncated"):
+                    return parts
+                marker = int(response["NextPartNumberMarker"])
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
+        key_marker: str | None = None
+        id_marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if key_marker is not None:
+                params["KeyMarker"] = key_marker
+                if id_marker:
+                    params["UploadIdMarker"] = id_marker
+            with map_errors("ListMultipartUploads", bucket=bucket):
+                response = await self.client.list_multipart_uploads(**params)
+            for upload in response.get("Uploads", []):
+                yield upload
+            if not response.get("IsTruncated"):
+                return
+            key_marker = response.get("NextKeyMarker")
+            id_marker = response.get("NextUploadIdMarker")
+
+    async def head_object(self, bucket: str, key: str, **params: Any) -> dict[str, Any]:
+        with map_errors("HeadObject", bucket=bucket, key=key):
+            return dict(await self.client.head_object(Bucket=bucket, Key=key, **params))
+
+    @asynccontextmanager
+    async def get_object(self, bucket: str, key: str, **params: Any) -> AsyncIterator[Any]:
+        """Yields the response; its ``Body`` is released however the block ends."""
+        with map_errors("GetObject", bucket=bucket, key=key):
+            response = await self.client.get_object(Bucket=bucket, Key=key, **params)
+        body = response["Body"]
+        try:
+            with map_errors("GetObject", bucket=bucket, key=key):
+                yield response
+        finally:
+            body.close()

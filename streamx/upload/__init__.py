@@ -1,0 +1,1 @@
+"""The upload pipeline: source → parts → bounded queue → uploaders → completer → result."""

@@ -1,0 +1,357 @@
+"""Anything → a :class:`Source` that hands out part-sized buffers.
+
+Accepted: ``bytes``/``bytearray``/``memoryview`` (sliced without copying); a
+path (``str`` or ``os.PathLike``, read with aiofiles off the event loop);
+a binary file object, sync (read in a worker thread) or async (aiofiles,
+anything with an ``async read(n)``, ``asyncio.StreamReader``); an anyio
+``ByteReceiveStream``; a sync or async iterable of bytes-like chunks of any
+size, empty ones included (sync iterables are pulled in a worker thread, a
+batch per part, so a blocking generator never stalls the loop).
+
+Every kind is checked before the first request. A chunk that is not
+bytes-like raises :class:`~streamx.SourceTypeError` naming its type.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any, Protocol
+
+import aiofiles
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from .._errors import ConfigError, SourceTypeError
+
+Buffer = bytes | bytearray | memoryview
+UploadSource = (
+    bytes
+    | bytearray
+    | memoryview
+    | str
+    | os.PathLike[str]
+    | io.IOBase
+    | Iterable[Buffer]
+    | AsyncIterable[Buffer]
+    | ByteReceiveStream
+    | Any
+)
+
+_SYNC_BATCH = 1024 * 1024  # bytes pulled from a sync iterable per thread hop (at least)
+
+
+class Source(Protocol):
+    """What the producer reads from."""
+
+    size: int | None  # exact length when known up front
+    description: str
+
+    async def read(self, n: int) -> Buffer:
+        """Up to ``n`` bytes; fewer only at the end of the source."""
+
+    async def aclose(self) -> None: ...
+
+
+def _as_bytes_view(chunk: object) -> memoryview | bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, bytearray | memoryview):
+        view = memoryview(chunk)
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    raise SourceTypeError(
+        f"the source yielded {type(chunk).__name__}, but only bytes-like chunks "
+        "(bytes, bytearray, memoryview) can be uploaded"
+        + ("; encode text first, e.g. text.encode()" if isinstance(chunk, str) else "")
+    )
+
+
+class BytesSource:
+    """A bytes-like object, sliced without copying."""
+
+    def __init__(self, data: Buffer) -> None:
+        self._view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        self._pos = 0
+        self.size: int | None = len(self._view)
+        self.description = type(data).__name__
+
+    async def read(self, n: int) -> Buffer:
+        chunk = self._view[self._pos : self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        self._view.release()
+
+
+class PathSource:
+    """A file path, opened and read with aiofiles; regular files have a known size."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        st = os.stat(self.path)  # FileNotFoundError now, before any request
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f"{self.path} is a directory, not a file")
+        self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self.description = f"file {self.path}"
+        self._file: Any = None
+
+    async def read(self, n: int) -> Buffer:
+        if self._file is None:
+            self._file = await aiofiles.open(self.path, "rb", buffering=0)
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            count = await self._file.readinto(view[got:])
+            if not count:
+                break
+            got += count
+        view.release()
+        if got < n:
+            del buf[got:]
+        return buf
+
+    async def aclose(self) -> None:
+        if self._file is not None:
+            await self._file.close()
+
+
+class SyncFileSource:
+    """A sync binary file object (``open(..., 'rb')``, ``sys.stdin.buffer``, a socket file)."""
+
+    def __init__(self, fileobj: Any) -> None:
+        if getattr(fileobj, "closed", False):
+            raise ConfigError("the file object is closed")
+        if isinstance(fileobj, io.TextIOBase):
+            raise SourceTypeError(
+                "the file object is opened in text mode; open it with 'rb' (or pass .buffer)"
+            )
+        self._file = fileobj
+        self.size = None
+        try:
+            if fileobj.seekable():
+                pos = fileobj.tell()
+                end = fileobj.seek(0, io.SEEK_END)
+                fileobj.seek(pos)
+                self.size = end - pos
+        except (AttributeError, OSError, ValueError):
+            self.size = None
+        self.description = f"file object {type(fileobj).__name__}"
+
+    def _read_blocking(self, n: int) -> Buffer:
+        readinto = getattr(self._file, "readinto", None)
+        if readinto is None:
+            out = bytearray()
+            while len(out) < n:
+                chunk = self._file.read(n - len(out))
+                if not chunk:
+                    break
+                out += _as_bytes_view(chunk)
+            return out
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            count = readinto(view[got:])
+            if not count:
+                break
+            got += count
+        view.release()
+        if got < n:
+            del buf[got:]
+        return buf
+
+    async def read(self, n: int) -> Buffer:
+        return await anyio.to_thread.run_sync(self._read_blocking, n)
+
+    async def aclose(self) -> None:  # the caller owns the file
+        return None
+
+
+class ChunkSource:
+    """Sources that deliver chunks of their own sizes: assembled into parts.
+
+    A chunk at least as large as the part being filled is sliced without a
+    copy when it is immutable ``bytes``; everything else is copied once into
+    the part's buffer. Mutable chunks are never kept past the read that
+    returned them, so a generator may reuse its buffer.
+    """
+
+    description = "stream"
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self._carry: memoryview | bytes = b""
+        self._eof = False
+
+    async def _next_chunk(self) -> memoryview | bytes | None:
+        """The next non-empty chunk, or None at the end."""
+        raise NotImplementedError
+
+    async def read(self, n: int) -> Buffer:
+        if not self._carry and not self._eof:
+            chunk = await self._next_chunk()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._carry = chunk
+        first = self._carry
+        if len(first) >= n and isinstance(first, bytes):
+            # zero-copy: the part is a slice of an immutable chunk
+            self._carry = first[n:] if len(first) > n else b""
+            return first if len(first) == n else memoryview(first)[:n]
+        buf = bytearray(n)
+        got = 0
+        while got < n:
+            chunk = self._carry
+            if not chunk:
+                if self._eof:
+                    break
+                nxt = await self._next_chunk()
+                if nxt is None:
+                    self._eof = True
+                    break
+                chunk = nxt
+            take = min(len(chunk), n - got)
+            buf[got : got + take] = chunk[:take]
+            got += take
+            rest = chunk[take:]
+            self._carry = rest if len(rest) else b""
+        if isinstance(self._carry, memoryview) and not isinstance(self._carry.obj, bytes):
+            self._carry = bytes(self._carry)  # don't keep a view of a reusable buffer
+        if got < n:
+            del buf[got:]
+        return buf
+
+    async def aclose(self) -> None:
+        return None
+
+
+class AsyncIterSource(ChunkSource):
+    def __init__(self, iterable: AsyncIterable[Any]) -> None:
+        super().__init__()
+        self._iterable = iterable
+        self._iter: AsyncIterator[Any] | None = None
+        self.description = f"async iterable {type(iterable).__name__}"
+
+    async def _next_chunk(self) -> memoryview | bytes | None:
+        if self._iter is None:
+            self._iter = aiter(self._iterable)
+        while True:
+            try:
+                chunk = await anext(self._iter)
+            except StopAsyncIteration:
+                return None
+            view = _as_bytes_view(chunk)
+            if len(view):
+                return view
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._iter, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class SyncIterSource(ChunkSource):
+    """A sync iterable, pulled in a worker thread about a MiB at a time."""
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        super().__init__()
+        self._iter: Iterator[Any] = iter(iterable)
+        self._ready: deque[memoryview | bytes] = deque()
+        self._done = False
+        self.description = f"iterable {type(iterable).__name__}"
+
+    def _pull(self) -> tuple[list[memoryview | bytes], bool]:
+        batch: list[memoryview | bytes] = []
+        size = 0
+        for chunk in self._iter:
+            view = _as_bytes_view(chunk)
+            if not len(view):
+                continue
+            if not isinstance(view, bytes):
+                view = bytes(view)  # the generator may reuse its buffer after yielding
+            batch.append(view)
+            size += len(view)
+            if size >= _SYNC_BATCH:
+                return batch, False
+        return batch, True
+
+    async def _next_chunk(self) -> memoryview | bytes | None:
+        while not self._ready:
+            if self._done:
+                return None
+            batch, self._done = await anyio.to_thread.run_sync(self._pull)
+            self._ready.extend(batch)
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        close = getattr(self._iter, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncReaderSource(ChunkSource):
+    """Anything with ``async read(n)``: aiofiles, ``asyncio.StreamReader``, Starlette-like bodies."""
+
+    _READ = 1024 * 1024
+
+    def __init__(self, reader: Any) -> None:
+        super().__init__()
+        if getattr(reader, "closed", False) is True:
+            raise ConfigError("the file object is closed")
+        self._reader = reader
+        self.description = f"async reader {type(reader).__name__}"
+
+    async def _next_chunk(self) -> memoryview | bytes | None:
+        chunk = await self._reader.read(self._READ)
+        if not chunk:
+            return None
+        return _as_bytes_view(chunk)
+
+
+class ByteStreamSource(ChunkSource):
+    """An anyio ``ByteReceiveStream``."""
+
+    def __init__(self, stream: ByteReceiveStream) -> None:
+        super().__init__()
+        self._stream = stream
+        self.description = f"byte stream {type(stream).__name__}"
+
+    async def _next_chunk(self) -> memoryview | bytes | None:
+        try:
+            chunk = await self._stream.receive(1024 * 1024)
+        except anyio.EndOfStream:
+            return None
+        return _as_bytes_view(chunk)
+
+
+def open_source(obj: object) -> Source:
+    """Wrap ``obj`` as a :class:`Source`, or raise ``TypeError``/``OSError`` before any request."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return BytesSource(obj)
+    if isinstance(obj, str | os.PathLike):
+        return PathSource(obj)
+    if isinstance(obj, ByteReceiveStream):
+        return ByteStreamSource(obj)
+    read = getattr(obj, "read", None)
+    if read is not None and callable(read):
+        import inspect
+
+        if inspect.iscoroutinefunction(read) or inspect.iscoroutinefunction(
+            getattr(read, "__func__", None)
+        ):
+            return AsyncReaderSource(obj)
+        return SyncFileSource(obj)
+    if isinstance(obj, AsyncIterable):
+        return AsyncIterSource(obj)
+    if isinstance(obj, Iterable) and not isinstance(obj, dict | set | frozenset):
+        return SyncIterSource(obj)
+    raise SourceTypeError(
+        f"cannot upload a {type(obj).__name__}: pass bytes, a path, a binary file object, "
+        "an asyncio.StreamReader or anyio byte stream, or an (async) iterable of bytes chunks"
+    )
