@@ -6,6 +6,7 @@ the pipeline module of its verb (``upload/``, ``download/``, ...).
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,11 +18,26 @@ from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback
 from ._limits import MAX_KEY_BYTES
+from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
 from ._s3 import S3, check_put_args
+from .download.fetcher import DownloadStream
+from .listing import Listing
+from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
 from .upload.source import UploadSource, open_source
 from .upload.writer import UploadWriter, open_writer
+
+_SESSIONS: dict[str | None, Any] = {}
+
+
+def _session(profile: str | None) -> Any:
+    """One aiobotocore session per profile: loading botocore's S3 model costs ~0.5 s."""
+    from aiobotocore.session import AioSession
+
+    if profile not in _SESSIONS:
+        _SESSIONS[profile] = AioSession(profile=profile) if profile else AioSession()
+    return _SESSIONS[profile]
 
 
 def check_bucket_key(bucket: object, key: object) -> None:
@@ -116,7 +132,6 @@ class Engine:
             self._s3 = S3(self._given_client)
             return self
         from aiobotocore.config import AioConfig
-        from aiobotocore.session import AioSession
 
         sign = self._sign_payload
         if sign is None:
@@ -138,7 +153,7 @@ class Engine:
             connect_timeout=10,
             read_timeout=60,
         )
-        session = AioSession(profile=self._profile) if self._profile else AioSession()
+        session = _session(self._profile)
         args = {k: v for k, v in self._client_args.items() if v is not None}
         try:
             client = await self._stack.enter_async_context(
@@ -218,6 +233,8 @@ class Engine:
         config: TransferConfig | None = None,
         on_progress: ProgressCallback | None = None,
         size: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        restart: bool = False,
         **put_args: Any,
     ) -> UploadResult:
         """Upload ``source`` to ``s3://bucket/key`` and return what S3 stored.
@@ -233,8 +250,19 @@ class Engine:
         multipart upload. On any failure or cancellation the multipart upload
         is aborted (unless ``config.leave_parts_on_error``: parts left behind
         cost storage until aborted; see ``abort_stale_uploads``).
+
+        ``checkpoint=PATH`` makes the upload resumable after a crash: its state
+        is recorded in PATH after each acknowledged part, the multipart upload
+        is kept (not aborted) on failure, and the same call with the same PATH
+        uploads only what is missing (see :mod:`streamx.checkpoint`). A
+        checkpoint that does not match raises :class:`CheckpointError`;
+        ``restart=True`` aborts the recorded upload and starts over.
         """
+        from .checkpoint import open_checkpoint
+
+        file = open_checkpoint(checkpoint, restart)
         pipeline = self._pipeline(bucket, key, source, config, on_progress, put_args, size)
+        pipeline.checkpoint, pipeline.restart = file, restart
         return await pipeline.run()
 
     @asynccontextmanager
@@ -262,3 +290,308 @@ class Engine:
 
         async with open_writer(make) as writer:
             yield writer
+
+    async def abort_stale_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        older_than: datetime.timedelta | float,
+        dry_run: bool = False,
+    ) -> list[StaleUpload]:
+        """Abort multipart uploads under ``prefix`` started more than ``older_than`` ago.
+
+        ``older_than`` is a ``timedelta`` or a number of seconds. Returns the
+        uploads aborted (with ``dry_run=True``: those that would be, and
+        nothing changes). Unfinished uploads are billed as storage until
+        aborted; see :mod:`streamx.maintenance` for how the age is measured.
+        """
+        from .maintenance import abort_stale_uploads
+
+        return await abort_stale_uploads(
+            self.s3, bucket, prefix, older_than=older_than, dry_run=dry_run
+        )
+
+    # -- the read side and the rest of the object API (download/, listing, delete, copy, migrate)
+
+    def download(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range: tuple[int, int | None] | None = None,
+        chunk_size: int | None = None,
+    ) -> DownloadStream:
+        """Stream an object (or a byte ``range`` of it) as an async iterator of chunks.
+
+        ``async with engine.download(b, k) as stream: async for chunk in stream: ...``
+        (``async for`` directly also works). One GET: constant memory whatever
+        the size, time to first byte one request. The connection is released
+        however the loop ends (``break``, an exception, cancellation). A
+        dropped connection is resumed from the next missing byte, pinned to
+        the ETag first seen. ``range`` is a half-open ``(start, end)`` read
+        like a slice (``(-n, None)`` is the last ``n`` bytes). Chunks have
+        exactly ``chunk_size`` bytes (but the last), or whatever arrives (at
+        most 1 MiB) when ``chunk_size`` is ``None``. After the first chunk
+        (or ``async with``), ``stream.size``, ``stream.etag`` and
+        ``stream.info`` describe the object.
+        """
+        from ._retry import RetryPolicy
+        from .download.planner import check_spec
+
+        check_bucket_key(bucket, key)
+        spec = None if range is None else check_spec(range)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ConfigError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
+        return DownloadStream(
+            self.s3,
+            bucket,
+            key,
+            spec,
+            chunk_size=chunk_size,
+            retry=RetryPolicy(max_attempts=self.config.max_attempts),
+        )
+
+    def _download_pipeline(
+        self,
+        bucket: str,
+        key: str,
+        config: TransferConfig | None,
+        on_progress: ProgressCallback | None,
+    ) -> Any:
+        from .download.pipeline import DownloadPipeline
+
+        check_bucket_key(bucket, key)
+        cfg = self._config(config)
+        progress = Progress(on_progress, interval=cfg.progress_interval)
+        return DownloadPipeline(
+            self.s3, bucket, key, cfg, progress=progress, shared_budget=self.memory_budget
+        )
+
+    async def download_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        config: TransferConfig | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Download to ``path`` with ``queue_size`` parallel ranged GETs of ``part_size``.
+
+        Ranges are written at their offsets into a temporary file next to
+        ``path``, renamed over it only when complete; on failure or
+        cancellation no partial file is left. Memory: at most
+        ``part_size * queue_size`` bytes of ranges in flight. Every range is
+        pinned to the ETag of the first answer: an object replaced mid-way
+        raises :class:`streamx.ObjectChangedError`.
+        """
+        from .download.sink import FileSink
+
+        pipeline = self._download_pipeline(bucket, key, config, on_progress)
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        sink = FileSink(path)
+        result: DownloadResult = await pipeline.to_file(sink)
+        return result
+
+    async def download_to(
+        self,
+        bucket: str,
+        key: str,
+        sink: Any,
+        *,
+        config: TransferConfig | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Parallel download delivered in order to any writer (a pipe, an HTTP response).
+
+        ``sink``: an object with a sync or async ``write(data)``, an
+        ``asyncio.StreamWriter`` (drained after each write), an anyio byte
+        stream, or a callable. Ranges are fetched ``queue_size`` at a time and
+        reordered in a bounded window (memory: ``part_size * queue_size * 2``);
+        a sink that raises stops the download and its exception propagates.
+        """
+        from .download.sink import open_sink
+
+        pipeline = self._download_pipeline(bucket, key, config, on_progress)
+        ordered = open_sink(sink)
+        result: DownloadResult = await pipeline.to_sink(ordered)
+        return result
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int | None) -> bytes:
+        """The bytes ``[start, end)`` of an object, like ``data[start:end]``, in one GET.
+
+        ``(-n, None)`` is the last ``n`` bytes. An inverted range raises
+        ``ValueError`` before any request; one reaching past the object
+        raises ``ValueError`` once the server has said how long it is.
+        """
+        async with self.download(bucket, key, range=(start, end)) as stream:
+            return await stream.read_all()
+
+    async def get_ranges(
+        self,
+        bucket: str,
+        key: str,
+        ranges: Any,
+        *,
+        config: TransferConfig | None = None,
+        coalesce_gap: int | None = None,
+    ) -> list[bytes]:
+        """The bytes of each half-open ``(start, end)`` range, in the order asked.
+
+        Ranges closer than ``coalesce_gap`` (default 1 MiB) are fetched by one
+        request, long ones in ``part_size`` pieces, ``queue_size`` at a time;
+        all are pinned to one ETag. One HEAD learns the size first, so
+        out-of-bounds or inverted ranges raise ``ValueError`` before any GET.
+        """
+        from .download.pipeline import get_ranges
+        from .download.planner import DEFAULT_COALESCE_GAP, check_spec
+
+        check_bucket_key(bucket, key)
+        if isinstance(ranges, str | bytes) or not hasattr(ranges, "__iter__"):
+            raise TypeError("ranges must be an iterable of (start, end) pairs")
+        specs = [check_spec(r) for r in ranges]
+        gap = DEFAULT_COALESCE_GAP if coalesce_gap is None else coalesce_gap
+        if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
+            raise ConfigError(f"coalesce_gap must be a non-negative int, not {gap!r}")
+        cfg = self._config(config)
+        if not specs:
+            return []
+        return await get_ranges(self.s3, bucket, key, specs, cfg, coalesce_gap=gap)
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        """Size, ETag, last modified, content type and metadata of an object.
+
+        A missing object raises :class:`streamx.NotFoundError` (a ``FileNotFoundError``).
+        """
+        check_bucket_key(bucket, key)
+        response = await self.s3.head_object(bucket, key)
+        return ObjectInfo.from_head(key, response)
+
+    async def delete_many(
+        self, bucket: str, keys: Any, *, concurrency: int | None = None
+    ) -> DeleteResult:
+        """Delete keys from any sync or async iterable in batches of 1,000, run concurrently.
+
+        Returns every key deleted (S3 counts a missing key as deleted) and
+        every per-key error; one key's failure does not stop the others.
+        """
+        from ._retry import RetryPolicy
+        from .delete import check_keys, delete_many
+
+        check_bucket_key(bucket, "x")
+        check_keys(keys)
+        n = self.config.queue_size if concurrency is None else concurrency
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+        return await delete_many(
+            self.s3,
+            bucket,
+            keys,
+            concurrency=n,
+            retry=RetryPolicy(max_attempts=self.config.max_attempts),
+        )
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        config: TransferConfig | None = None,
+        on_progress: ProgressCallback | None = None,
+        **put_args: Any,
+    ) -> CopyResult:
+        """Server-side copy: CopyObject up to ``multipart_threshold``, UploadPartCopy above.
+
+        Above the threshold ``queue_size`` part copies of ``part_size`` run at
+        once; the multipart upload is aborted on failure (an abandoned one is
+        billed as storage). ``put_args`` (``ContentType``, ``Metadata``,
+        ``StorageClass`` ...) apply to the copy; metadata and content headers
+        are carried over from the source unless one of them is given.
+        """
+        from .copy import Copier, check_copy_args
+
+        check_bucket_key(src_bucket, src_key)
+        check_bucket_key(dst_bucket, dst_key)
+        cfg = self._config(config)
+        args = check_copy_args(put_args)
+        progress = Progress(on_progress, interval=cfg.progress_interval)
+        copier = Copier(
+            self.s3, src_bucket, src_key, dst_bucket, dst_key, cfg, put_args=args, progress=progress
+        )
+        return await copier.run()
+
+    async def copy_to(
+        self,
+        other: Engine,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str | None = None,
+        *,
+        config: TransferConfig | None = None,
+        on_progress: ProgressCallback | None = None,
+        **put_args: Any,
+    ) -> CopyResult:
+        """Copy an object from this engine's store to ``other``'s by streaming it through.
+
+        The download feeds ``other``'s upload pipeline directly (memory as for
+        an upload of a stream, ``config.memory_bound``); content type and
+        metadata are carried over unless ``put_args`` set them. See also
+        :func:`streamx.migrate_prefix`.
+        """
+        from .migrate import migrate_object
+
+        if not isinstance(other, Engine):
+            raise TypeError(f"other must be an Engine, not {type(other).__name__}")
+        dst_key = src_key if dst_key is None else dst_key
+        check_bucket_key(src_bucket, src_key)
+        check_bucket_key(dst_bucket, dst_key)
+        cfg = other._config(config)
+        args = check_put_args(put_args)
+        Progress(on_progress, interval=cfg.progress_interval)  # validates the callback
+        return await migrate_object(
+            self,
+            src_bucket,
+            src_key,
+            other,
+            dst_bucket,
+            dst_key,
+            config=cfg,
+            on_progress=on_progress,
+            put_args=args,
+        )
+
+    def list(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        start_after: str | None = None,
+        page_size: int = 1000,
+    ) -> Listing:
+        """A lazy async iterator of :class:`streamx.ObjectInfo` under ``prefix``.
+
+        Pages (``page_size`` keys, at most 1,000) are fetched as they are
+        consumed: stopping early stops paginating, and memory holds one page.
+        With a ``delimiter`` common prefixes come as entries with
+        ``is_prefix=True``; ``listing.pages()`` yields whole pages.
+        """
+        from .listing import check_list_args
+
+        check_bucket_key(bucket, "x")
+        check_list_args(prefix, delimiter, start_after, page_size)
+        return Listing(
+            self.s3,
+            bucket,
+            prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            page_size=page_size,
+        )

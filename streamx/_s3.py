@@ -242,8 +242,13 @@ class S3:
                 params["KeyMarker"] = key_marker
                 if id_marker:
                     params["UploadIdMarker"] = id_marker
-            with map_errors("ListMultipartUploads", bucket=bucket):
-                response = await self.client.list_multipart_uploads(**params)
+            try:
+                with map_errors("ListMultipartUploads", bucket=bucket):
+                    response = await self.client.list_multipart_uploads(**params)
+            except NotFoundError as exc:
+                if exc.code == "NoSuchUpload":  # rclone's answer for a bucket with none
+                    return
+                raise
             for upload in response.get("Uploads", []):
                 yield upload
             if not response.get("IsTruncated"):
@@ -266,3 +271,111 @@ class S3:
                 yield response
         finally:
             body.close()
+
+    # -- presigning (streamx.web) ------------------------------------------------------------
+    # A presigned URL is a bearer credential until it expires: it must never reach a log
+    # line or an error message. These calls are local (no request is sent).
+
+    def _presign_with_sigv4(self) -> None:
+        """Make presigned URLs and POSTs SigV4 on this client.
+
+        botocore presigns S3 requests with SigV2 unless the client's config names a
+        signature version; SigV2 is refused by AWS in most regions and by rclone.
+        The handler only answers for presign signing types whose version is already
+        v4, so a client configured for something else keeps it.
+        """
+
+        def keep_sigv4(signature_version: str, **_: Any) -> str | None:
+            if signature_version.startswith(("v4-", "s3v4-")):
+                for suffix in ("-query", "-presign-post"):
+                    if signature_version.endswith(suffix):
+                        return "s3v4" + suffix
+            return None
+
+        self.client.meta.events.register_first(
+            "choose-signer.s3", keep_sigv4, unique_id="streamx-presign-sigv4"
+        )
+
+    async def presign_url(self, operation: str, params: dict[str, Any], expires_in: int) -> str:
+        """A presigned URL for ``operation`` (``put_object``, ``get_object``, ``upload_part``).
+
+        Parameters that map to headers (``ContentType``, ``ContentLength``) are signed:
+        the client must send exactly those values.
+        """
+        self._presign_with_sigv4()
+        with map_errors(
+            f"presigning {operation}", bucket=params.get("Bucket"), key=params.get("Key")
+        ):
+            url = self.client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in)
+            if asyncio.iscoroutine(url):  # aiobotocore's is a coroutine, botocore's is not
+                url = await url
+        return str(url)
+
+    async def presign_post(
+        self,
+        bucket: str,
+        key: str,
+        fields: dict[str, Any],
+        conditions: list[Any],
+        expires_in: int,
+    ) -> dict[str, Any]:
+        """A browser POST upload form: ``{"url": ..., "fields": {...}}`` (policy and signature)."""
+        self._presign_with_sigv4()
+        with map_errors("presigning a POST upload", bucket=bucket, key=key):
+            form = self.client.generate_presigned_post(
+                bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+            )
+            if asyncio.iscoroutine(form):
+                form = await form
+        return dict(form)
+
+    async def list_objects_v2(self, bucket: str, **params: Any) -> dict[str, Any]:
+        with map_errors("ListObjectsV2", bucket=bucket):
+            return dict(await self.client.list_objects_v2(Bucket=bucket, **params))
+
+    async def delete_objects(
+        self, bucket: str, keys: list[str], *, quiet: bool = True
+    ) -> dict[str, Any]:
+        with map_errors("DeleteObjects", bucket=bucket):
+            return dict(
+                await self.client.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": [{"Key": k} for k in keys], "Quiet": quiet},
+                )
+            )
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, bucket: str, key: str, **params: Any
+    ) -> dict[str, Any]:
+        with map_errors("CopyObject", bucket=bucket, key=key):
+            return dict(
+                await self.client.copy_object(
+                    Bucket=bucket,
+                    Key=key,
+                    CopySource={"Bucket": src_bucket, "Key": src_key},
+                    **params,
+                )
+            )
+
+    async def upload_part_copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        **params: Any,
+    ) -> dict[str, Any]:
+        ctx = {"bucket": bucket, "key": key, "upload_id": upload_id, "part_number": part_number}
+        with map_errors("UploadPartCopy", **ctx):
+            return dict(
+                await self.client.upload_part_copy(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=part_number,
+                    CopySource={"Bucket": src_bucket, "Key": src_key},
+                    **params,
+                )
+            )

@@ -97,8 +97,8 @@ async def bucket(engine: streamx.Engine) -> AsyncIterator[str]:
 
 
 async def list_uploads(engine: streamx.Engine, bucket: str) -> list[dict[str, Any]]:
-    response = await engine.client.list_multipart_uploads(Bucket=bucket)
-    return list(response.get("Uploads", []))
+    """The bucket's multipart uploads (through streamx's own paginated listing)."""
+    return [upload async for upload in engine.s3.list_multipart_uploads(bucket)]
 
 
 async def read_object(engine: streamx.Engine, bucket: str, key: str) -> bytes:

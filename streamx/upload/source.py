@@ -69,6 +69,18 @@ def _as_bytes_view(chunk: object) -> memoryview | bytes:
     )
 
 
+def _owned(chunk: object) -> bytes:
+    """A chunk as immutable bytes: a source may reuse its buffer once it yields again."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, bytearray):
+        return bytes(chunk)
+    if isinstance(chunk, memoryview):
+        return chunk.tobytes()
+    _as_bytes_view(chunk)  # raises SourceTypeError naming the type
+    raise AssertionError("unreachable")
+
+
 class BytesSource:
     """A bytes-like object, sliced without copying."""
 
@@ -110,9 +122,8 @@ class PathSource:
             if not count:
                 break
             got += count
-        view.release()
-        if got < n:
-            del buf[got:]
+        if got < n:  # the last part: a copy, since executor threads may still hold views
+            return buf[:got]
         return buf
 
     async def aclose(self) -> None:
@@ -160,9 +171,8 @@ class SyncFileSource:
             if not count:
                 break
             got += count
-        view.release()
-        if got < n:
-            del buf[got:]
+        if got < n:  # the last part: a copy, since executor threads may still hold views
+            return buf[:got]
         return buf
 
     async def read(self, n: int) -> Buffer:
@@ -175,10 +185,10 @@ class SyncFileSource:
 class ChunkSource:
     """Sources that deliver chunks of their own sizes: assembled into parts.
 
+    Chunks are taken as immutable ``bytes`` (a ``bytearray`` or ``memoryview``
+    chunk is copied when it arrives, since a generator may reuse its buffer).
     A chunk at least as large as the part being filled is sliced without a
-    copy when it is immutable ``bytes``; everything else is copied once into
-    the part's buffer. Mutable chunks are never kept past the read that
-    returned them, so a generator may reuse its buffer.
+    copy; everything else is copied once into the part's buffer.
     """
 
     description = "stream"
@@ -200,10 +210,11 @@ class ChunkSource:
             else:
                 self._carry = chunk
         first = self._carry
-        if len(first) >= n and isinstance(first, bytes):
+        if len(first) >= n:
             # zero-copy: the part is a slice of an immutable chunk
-            self._carry = first[n:] if len(first) > n else b""
-            return first if len(first) == n else memoryview(first)[:n]
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            self._carry = view[n:] if len(first) > n else b""
+            return first if len(first) == n else view[:n]
         buf = bytearray(n)
         got = 0
         while got < n:
@@ -217,12 +228,10 @@ class ChunkSource:
                     break
                 chunk = nxt
             take = min(len(chunk), n - got)
-            buf[got : got + take] = chunk[:take]
+            view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+            buf[got : got + take] = view[:take]
             got += take
-            rest = chunk[take:]
-            self._carry = rest if len(rest) else b""
-        if isinstance(self._carry, memoryview) and not isinstance(self._carry.obj, bytes):
-            self._carry = bytes(self._carry)  # don't keep a view of a reusable buffer
+            self._carry = view[take:] if take < len(chunk) else b""
         if got < n:
             del buf[got:]
         return buf
@@ -246,9 +255,9 @@ class AsyncIterSource(ChunkSource):
                 chunk = await anext(self._iter)
             except StopAsyncIteration:
                 return None
-            view = _as_bytes_view(chunk)
-            if len(view):
-                return view
+            data = _owned(chunk)
+            if data:
+                return data
 
     async def aclose(self) -> None:
         aclose = getattr(self._iter, "aclose", None)
@@ -270,13 +279,11 @@ class SyncIterSource(ChunkSource):
         batch: list[memoryview | bytes] = []
         size = 0
         for chunk in self._iter:
-            view = _as_bytes_view(chunk)
-            if not len(view):
+            data = _owned(chunk)
+            if not data:
                 continue
-            if not isinstance(view, bytes):
-                view = bytes(view)  # the generator may reuse its buffer after yielding
-            batch.append(view)
-            size += len(view)
+            batch.append(data)
+            size += len(data)
             if size >= _SYNC_BATCH:
                 return batch, False
         return batch, True
@@ -311,7 +318,7 @@ class AsyncReaderSource(ChunkSource):
         chunk = await self._reader.read(self._READ)
         if not chunk:
             return None
-        return _as_bytes_view(chunk)
+        return _owned(chunk)
 
 
 class ByteStreamSource(ChunkSource):
@@ -327,7 +334,7 @@ class ByteStreamSource(ChunkSource):
             chunk = await self._stream.receive(1024 * 1024)
         except anyio.EndOfStream:
             return None
-        return _as_bytes_view(chunk)
+        return _owned(chunk)
 
 
 def open_source(obj: object) -> Source:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._concurrency import task_group
 from .._errors import StreamxError
 from .._results import UploadResult
 from .source import Buffer, _as_bytes_view
@@ -66,7 +67,7 @@ async def open_writer(
             failure.append(exc)
             tg.cancel_scope.cancel()  # stops a write() that waits; the error is raised below
 
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
         tg.start_soon(run)
         try:
             async with send:

@@ -1,0 +1,104 @@
+"""Source adapters cut any chunking into exact parts (pure logic, no server)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import streamx
+from streamx.upload.source import open_source
+
+DATA = os.urandom(300_000)
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(p % (len(data) + 1) for p in points), len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+async def drain(source: object, part: int) -> list[bytes]:
+    src = open_source(source)
+    parts = []
+    while True:
+        buf = await src.read(part)
+        parts.append(bytes(buf))
+        if len(buf) < part:
+            break
+    await src.aclose()
+    return parts
+
+
+def check(parts: list[bytes], data: bytes, part: int) -> None:
+    assert b"".join(parts) == data
+    assert all(len(p) == part for p in parts[:-1])
+    assert len(parts[-1]) < part or parts[-1] == b"" or len(data) % part == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    points=st.lists(st.integers(0, len(DATA)), max_size=40),
+    part=st.integers(1_000, 70_000),
+    kind=st.sampled_from(["sync", "async", "mutable"]),
+)
+def test_any_chunking_gives_exact_parts(points: list[int], part: int, kind: str) -> None:
+    chunks = cut(DATA, points)
+
+    def sync_gen() -> Iterator[bytes]:
+        yield from chunks
+
+    async def async_gen() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield c
+
+    def reused_buffer() -> Iterator[bytearray]:
+        buf = bytearray()
+        for c in chunks:
+            buf[:] = c  # the generator reuses one buffer, as real readers do
+            yield buf
+
+    source = {"sync": sync_gen, "async": async_gen, "mutable": reused_buffer}[kind]()
+    parts = anyio.run(drain, source, part)
+    check(parts, DATA, part)
+
+
+@pytest.mark.anyio
+async def test_readers_and_streams(tmp_path: object) -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(DATA)
+    reader.feed_eof()
+    check(await drain(reader, 65_536), DATA, 65_536)
+    check(await drain(io.BytesIO(DATA), 65_536), DATA, 65_536)
+    check(await drain(memoryview(DATA), 65_536), DATA, 65_536)
+    check(await drain(bytearray(DATA), 65_536), DATA, 65_536)
+
+    send, receive = anyio.create_memory_object_stream[bytes](100)
+    for c in cut(DATA, [5, 70_000, 70_001]):
+        send.send_nowait(c)
+    send.close()
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    check(await drain(BufferedByteReceiveStream(receive), 65_536), DATA, 65_536)
+
+
+@pytest.mark.anyio
+async def test_non_bytes_chunk_is_a_type_error_naming_the_type() -> None:
+    with pytest.raises(streamx.SourceTypeError, match="yielded str.*encode") as info:
+        await drain(iter([b"ok", "text"]), 1000)
+    assert isinstance(info.value, TypeError)
+    with pytest.raises(TypeError, match="yielded int"):
+        await drain(iter([b"ok", 7]), 1000)
+
+
+def test_unsupported_sources_are_named() -> None:
+    for bad in (42, 3.5, None, {"a": b"b"}):
+        with pytest.raises(TypeError, match=type(bad).__name__):
+            open_source(bad)
+    with pytest.raises(TypeError, match="text mode"):
+        open_source(io.StringIO("abc"))
