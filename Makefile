@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_SIZE ?= 1GiB
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: venv test lint demo bench example clean
@@ -23,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)
-	$(PY) examples/demo.py --size $(DEMO_SIZE)
+	$(PY) examples/demo.py --size $(DEMO_SIZE) $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

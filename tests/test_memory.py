@@ -1,0 +1,52 @@
+"""Memory is the design's promise: measured as a child process's peak RSS.
+
+The child is ``examples/demo.py --json`` (the same program as ``make demo``):
+it streams a generated non-seekable source through the engine into a real
+rclone server with 8 MiB parts and queue_size 4, reads it back and checks the
+SHA-256. Its peak RSS above its own baseline (after imports and client
+creation) must stay within ``high_water_mark + part_size × queue_size`` plus
+a generous 48 MiB margin for the HTTP stack, and must not grow with the
+stream's length.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MiB = 1024 * 1024
+MARGIN = 48 * MiB
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+
+
+def stream_in_child(size: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(DEMO), "--size", size, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.slow
+def test_streaming_memory_is_bounded_and_flat() -> None:
+    small = stream_in_child("256MiB")
+    large = stream_in_child("1GiB")
+    for report in (small, large):
+        assert report["verified"], "SHA-256 of the object read back differs"
+        growth = report["peak_rss"] - report["baseline_rss"]
+        assert growth <= report["memory_bound"] + MARGIN, (
+            f"peak RSS grew {growth / MiB:.1f} MiB over the baseline; "
+            f"bound {report['memory_bound'] / MiB:.0f} MiB + margin {MARGIN / MiB:.0f} MiB"
+        )
+    assert large["parts"] == 128
+    # 4x the stream, same memory (within 16 MiB of noise)
+    assert large["peak_rss"] - small["peak_rss"] <= 16 * MiB
