@@ -142,6 +142,7 @@ class Engine:
         pool = self._max_pool or max(10, 2 * self.config.queue_size)
         aio_config = AioConfig(
             max_pool_connections=pool,
+            signature_version="s3v4",  # presigned URLs too (botocore presigns SigV2 by default)
             s3=s3_config,
             # streamx computes and checks its own checksums (once, in the producer);
             # botocore's defaults since 1.36 break several S3-compatible stores.
