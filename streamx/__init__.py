@@ -20,7 +20,20 @@ from ._errors import (
 )
 from ._events import ProgressEvent
 from ._limits import PartPlan
+from ._objects import (
+    CopyResult,
+    DeleteError,
+    DeleteResult,
+    DownloadResult,
+    MigrationFailure,
+    MigrationResult,
+    ObjectInfo,
+)
 from ._results import UploadResult
+from .download.fetcher import DownloadStream
+from .listing import Listing, ListPage
+from .maintenance import StaleUpload
+from .migrate import migrate_prefix
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -30,11 +43,21 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "ConfigError",
+    "CopyResult",
+    "DeleteError",
+    "DeleteResult",
+    "DownloadResult",
+    "DownloadStream",
     "Engine",
+    "ListPage",
+    "Listing",
     "MemoryBudget",
+    "MigrationFailure",
+    "MigrationResult",
     "NetworkError",
     "NotFoundError",
     "ObjectChangedError",
+    "ObjectInfo",
     "PartLimitError",
     "PartPlan",
     "ProgressEvent",
@@ -42,9 +65,11 @@ __all__ = [
     "ServiceUnavailableError",
     "SourceError",
     "SourceTypeError",
+    "StaleUpload",
     "StreamxError",
     "TransferConfig",
     "UploadResult",
     "UploadWriter",
     "__version__",
+    "migrate_prefix",
 ]

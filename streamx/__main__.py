@@ -1,0 +1,6 @@
+"""``python -m streamx``: the command line (needs the ``streamx[cli]`` extra)."""
+
+from streamx.cli import main
+
+if __name__ == "__main__":
+    main()
