@@ -5,16 +5,32 @@ same code botocore uses when it has the CRT); they can be *combined*, so the
 full-object value is derived from the part values without reading the bytes
 twice. SHA256 cannot be combined: its full-object form is S3's composite
 checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
+
+Multipart uploads ask for the FULL_OBJECT checksum type where the algorithm
+allows it (the CRCs), so the value S3 stores is the plain checksum of the
+whole object, comparable with a single-PUT object and with what a reader
+computes while streaming; SHA256 uses COMPOSITE. Stores that ignore the type
+(MinIO) report a composite value, which is recognised by its ``-N`` suffix or
+its ``ChecksumType``.
+
+:func:`checksum_errors` turns the two checksum-related answers a store may
+give into errors that say what to do: a part damaged in transit (BadDigest:
+a :class:`~streamx.ChecksumError`, which the part retry resends), and a store
+that does not accept checksum headers at all (an :class:`~streamx.S3Error`
+naming ``TransferConfig.checksum``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from awscrt import checksums as _crt
+
+from ._errors import ChecksumError, S3Error
 
 Buffer = bytes | bytearray | memoryview
 
@@ -50,6 +66,55 @@ def compute(algorithm: str, data: Buffer) -> PartChecksum:
 
 def supports_full_object(algorithm: str) -> bool:
     return algorithm in _CRC_WIDTH
+
+
+def checksum_type(algorithm: str) -> str:
+    """The multipart checksum type streamx asks for: FULL_OBJECT for CRCs, else COMPOSITE."""
+    return "FULL_OBJECT" if supports_full_object(algorithm) else "COMPOSITE"
+
+
+def from_b64(algorithm: str, value: str, length: int) -> PartChecksum:
+    """A recorded base64 value back into a :class:`PartChecksum`."""
+    return PartChecksum(algorithm, base64.b64decode(value), length)
+
+
+# Codes with which a store says the bytes it received do not match their checksum.
+DAMAGED_CODES = frozenset(
+    {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
+)
+_REJECTION_CODES = frozenset(
+    {"InvalidArgument", "InvalidRequest", "NotImplemented", "BadRequest", "UnsupportedHeader"}
+)
+
+
+@contextmanager
+def checksum_errors(sent: bool) -> Iterator[None]:
+    """Explain checksum-related S3 errors; ``sent``: checksum headers were on the request."""
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in DAMAGED_CODES:
+            raise ChecksumError(
+                f"the store found the bytes it received damaged ({exc.code}); "
+                "they differ from the bytes read from the source",
+                bucket=exc.bucket,
+                key=exc.key,
+                upload_id=exc.upload_id,
+                part_number=exc.part_number,
+            ) from exc
+        rejected = exc.code in _REJECTION_CODES or exc.status in (400, 501)
+        if sent and rejected and "checksum" in exc.message.lower():
+            raise S3Error(
+                f"{exc.message}. This store does not accept S3's checksum headers: use "
+                "TransferConfig(checksum='when_required') (or checksum='off') for it",
+                code=exc.code,
+                status=exc.status,
+                bucket=exc.bucket,
+                key=exc.key,
+                upload_id=exc.upload_id,
+                part_number=exc.part_number,
+            ) from exc
+        raise
 
 
 def combine(parts: Sequence[PartChecksum]) -> PartChecksum:

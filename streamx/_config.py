@@ -53,6 +53,9 @@ class TransferConfig:
         checksum_algorithm: CRC32C (default), CRC32, CRC64NVME or SHA256.
         max_attempts: attempts per part (1 = no retry) on retryable failures.
         part_timeout: seconds one part request may take before it is retried.
+        stall_timeout: seconds a part request may go without moving a byte before
+            it is cancelled and retried (``None``: no stall detector; then only
+            ``part_timeout`` and the client's socket timeouts apply).
         abort_timeout: seconds the abort of a failed upload may take (it runs
             shielded from cancellation).
         progress_interval: minimum seconds between progress events.
@@ -68,6 +71,7 @@ class TransferConfig:
     checksum_algorithm: ChecksumAlgorithm = "CRC32C"
     max_attempts: int = 5
     part_timeout: float = 300.0
+    stall_timeout: float | None = 60.0
     abort_timeout: float = 30.0
     progress_interval: float = field(default=0.1)
 
@@ -114,6 +118,11 @@ class TransferConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative number, not {value!r}")
+        stall = self.stall_timeout
+        if stall is not None and (
+            isinstance(stall, bool) or not isinstance(stall, int | float) or not stall > 0
+        ):
+            raise ConfigError(f"stall_timeout must be a positive number or None, not {stall!r}")
         for name in ("equal_parts", "leave_parts_on_error"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False")

@@ -12,7 +12,6 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Union
 
 from ._errors import ConfigError
 
@@ -51,7 +50,7 @@ class ProgressEvent:
         return 1.0 if self.total == 0 else self.bytes_done / self.total
 
 
-ProgressCallback = Callable[[ProgressEvent], Union[None, Awaitable[None]]]
+ProgressCallback = Callable[[ProgressEvent], None | Awaitable[None]]
 
 
 class Progress:

@@ -1,9 +1,30 @@
 """Per-request retries: exponential backoff with full jitter, on retryable failures only.
 
-streamx retries each part (an UploadPart, a ranged GET, an UploadPartCopy) on
-its own and turns botocore's retries off for the clients it creates, so the
-attempts never multiply (see the README's "Retries" section). The clock and
-the sleep are injected, so tests never really sleep.
+**What is retried.** streamx retries each part (an UploadPart, a ranged GET,
+an UploadPartCopy) on its own, resending the identical bytes it still holds:
+connection refused/reset/closed early, timeouts (including the stall detector
+below), HTTP 500/502/503/504, SlowDown and the other throttling codes, and a
+part whose bytes the server reports as damaged in transit (BadDigest). Nothing
+else is: 403, NoSuchBucket, NoSuchUpload, EntityTooSmall, InvalidPart, 501 and
+every local error fail at once, and the upload is aborted.
+
+**How this layers with botocore's retries.** The clients streamx creates have
+botocore's retries turned off (``total_max_attempts=1``), so an attempt here is
+one HTTP request and ``TransferConfig.max_attempts`` is the true ceiling: the
+attempts never multiply. A client the caller passes in (``Engine(client=...)``)
+keeps its own retry configuration; then each streamx attempt may itself be
+retried by botocore, so a part can be sent up to ``max_attempts x botocore's
+total_max_attempts`` times, and botocore's attempts all happen inside one
+streamx ``part_timeout``. Give such a client ``retries={"total_max_attempts": 1}``
+to get streamx's behaviour exactly, or set ``max_attempts=1`` to leave retrying
+to botocore.
+
+**Timeouts.** ``part_timeout`` caps one attempt, whatever it is doing. The
+stall detector (:class:`ProgressDeadline`) is the finer tool: it cancels an
+attempt that has moved no byte for ``stall_timeout`` seconds (see
+``upload/uploader.py`` for where its byte-level signal comes from).
+
+The sleep and the random source are injected, so tests never really sleep.
 """
 
 from __future__ import annotations
@@ -15,18 +36,29 @@ from typing import TypeVar
 
 import anyio
 
-from ._errors import NetworkError, ServiceUnavailableError, StreamxError
+from ._errors import ChecksumError, NetworkError, S3Error, ServiceUnavailableError, StreamxError
 
 T = TypeVar("T")
 
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
 
 def is_retryable(exc: BaseException) -> bool:
-    """Connection resets, timeouts, 5xx and throttling; never 4xx or local errors."""
-    return isinstance(exc, NetworkError | ServiceUnavailableError | TimeoutError)
+    """Connection failures, timeouts, 5xx (not 501), throttling, damage in transit."""
+    if isinstance(exc, NetworkError | TimeoutError | ChecksumError):
+        return True
+    if isinstance(exc, ServiceUnavailableError):
+        # 501 Not Implemented is a 5xx that will never succeed
+        return exc.status is None or exc.status != 501
+    if isinstance(exc, S3Error):
+        return exc.status in RETRYABLE_STATUS
+    return False
 
 
 @dataclass
 class RetryPolicy:
+    """Up to ``max_attempts`` attempts, sleeping ``delay(n)`` after failed attempt ``n``."""
+
     max_attempts: int = 5
     base_delay: float = 0.1
     max_delay: float = 10.0
@@ -34,16 +66,20 @@ class RetryPolicy:
     rand: Callable[[], float] = field(default=random.random)
 
     def delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max_delay, base × 2^(attempt-1))]."""
-        return self.rand() * min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        """Full jitter: uniform in [0, min(max_delay, base * 2^(attempt-1))]."""
+        return self.rand() * min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
 
     async def call(
         self,
         fn: Callable[[], Awaitable[T]],
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (a per-attempt limit)
         on_retry: Callable[[int, BaseException], Awaitable[None] | None] | None = None,
     ) -> T:
+        """``await fn()`` until it succeeds, fails for good, or attempts run out.
+
+        The error of the last attempt is raised; it names the attempt count.
+        """
         attempt = 1
         while True:
             try:
@@ -52,16 +88,57 @@ class RetryPolicy:
                         return await fn()
                 return await fn()
             except (StreamxError, TimeoutError) as exc:
-                if not is_retryable(exc) or attempt >= self.max_attempts:
-                    if isinstance(exc, TimeoutError) and not isinstance(exc, StreamxError):
-                        raise NetworkError(
-                            f"the request made no answer within {timeout:g} s "
-                            f"(attempt {attempt} of {self.max_attempts})"
-                        ) from exc
-                    raise
+                if isinstance(exc, TimeoutError) and not isinstance(exc, StreamxError):
+                    error: StreamxError = NetworkError(
+                        f"the request did not finish within part_timeout={timeout:g} s "
+                        f"(attempt {attempt} of {self.max_attempts})"
+                    )
+                    error.__cause__ = exc
+                else:
+                    error = exc
+                if not is_retryable(error) or attempt >= self.max_attempts:
+                    if attempt > 1 and is_retryable(error):
+                        error.message = f"{error.message} (gave up after {attempt} attempts)"
+                    if error is exc:
+                        raise
+                    raise error from exc
                 if on_retry is not None:
-                    result = on_retry(attempt, exc)
+                    result = on_retry(attempt, error)
                     if result is not None:
                         await result
                 await self.sleep(self.delay(attempt))
                 attempt += 1
+
+
+class ProgressDeadline:
+    """A cancel scope whose deadline moves forward each time a byte moves.
+
+    ``with ProgressDeadline(30) as watch: ...; watch.progress()``: the block is
+    cancelled once ``seconds`` pass without a call to :meth:`progress`;
+    :attr:`stalled` then tells the caller that it was the stall, not an outer
+    cancellation, that ended it. Moving a deadline costs nothing (no task, no
+    timer per byte), so ``progress()`` may be called for every chunk sent.
+
+    The clock starts at the first ``progress()``, not on entry: a request that
+    waits for a pooled connection is queued, not stalled (``part_timeout``
+    still bounds it).
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._scope = anyio.CancelScope()
+
+    def __enter__(self) -> ProgressDeadline:
+        self._scope.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> bool:
+        return bool(self._scope.__exit__(*exc_info))  # type: ignore[arg-type]
+
+    def progress(self) -> None:
+        if self.seconds is not None:
+            self._scope.deadline = anyio.current_time() + self.seconds
+
+    @property
+    def stalled(self) -> bool:
+        return self._scope.cancelled_caught

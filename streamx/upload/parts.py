@@ -73,8 +73,7 @@ class PartProducer:
                 self.eof = True
                 return None
             hint = (
-                "use a larger part_size, pass size= with the expected length, "
-                "or drop equal_parts"
+                "use a larger part_size, pass size= with the expected length, or drop equal_parts"
                 if self.equal_parts
                 else "S3 objects cannot exceed 5 TiB"
             )
@@ -105,6 +104,13 @@ class PartProducer:
         self.live.add(part)
         self.next_number += 1
         return part
+
+    def resume_at(self, number: int, offset: int) -> None:
+        """Continue with part ``number``; the source has been moved to byte ``offset``."""
+        self.next_number = number
+        self.bytes_read = offset
+        if self.source.size is not None and offset >= self.source.size:
+            self.eof = True
 
     def release(self, part: Part) -> None:
         part.reservation.release()

@@ -2,7 +2,7 @@
 
 ::
 
-    source ──► PartProducer ──► [queue: queue_size] ──► PartUploader × queue_size ──► complete
+    source ──► PartProducer ──► [queue: queue_size] ──► PartUploader x queue_size ──► complete
                  (budget)                                 (release on ack)
 
 The abort is armed the moment an UploadId exists. Any failure (the source, a
@@ -10,6 +10,10 @@ part, the progress callback) cancels the siblings, the multipart upload is
 aborted shielded from cancellation and time-boxed, and one streamx error is
 raised, chained to its cause. Cancellation of the caller aborts the same way
 and then propagates unchanged.
+
+With a checkpoint (``checkpoint.py``) the upload is recorded after each
+acknowledged part and kept, not aborted, on failure, so the same call can
+resume it; it is removed once the upload completes.
 """
 
 from __future__ import annotations
@@ -20,18 +24,29 @@ import anyio
 import structlog
 
 from .._budget import MemoryBudget
-from .._checksum import param_name
+from .._checksum import checksum_errors, checksum_type, compute, param_name
+from .._concurrency import task_group
 from .._config import TransferConfig
-from .._errors import SourceError, StreamxError
+from .._errors import CheckpointError, SourceError, StreamxError
 from .._events import Progress
 from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3
+from ..checkpoint import (
+    Checkpoint,
+    CheckpointFile,
+    PartRecord,
+    check_matches,
+    committed_prefix,
+    fingerprint,
+    seek,
+)
 from .completer import complete, verify_checksum
 from .parts import Part, PartProducer
-from .source import Source
-from .uploader import PartUploader
+from .readahead import ReadAhead
+from .source import ChunkSource, Source
+from .uploader import CompletedPart, PartUploader
 
 log = structlog.get_logger("streamx")
 
@@ -71,6 +86,8 @@ class UploadPipeline:
         shared_budget: MemoryBudget | None = None,
         size_hint: int | None = None,
         retry: RetryPolicy | None = None,
+        checkpoint: CheckpointFile | None = None,
+        restart: bool = False,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -81,6 +98,11 @@ class UploadPipeline:
         self.put_args = put_args
         self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self.upload_id: str | None = None
+        self.checkpoint = checkpoint
+        self.restart = restart
+        self.size_hint = size_hint
+        self.resumed: dict[int, CompletedPart] = {}
+        self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
         if size is not None and size > MAX_OBJECT_SIZE:
             raise StreamxError(
@@ -96,7 +118,7 @@ class UploadPipeline:
         budgets = [MemoryBudget(config.window)]
         if shared_budget is not None:
             budgets.append(shared_budget)
-        self.algorithm = config.checksum_algorithm if config.checksum != "off" else None
+        self.algorithm: str | None = config.checksum_algorithm if config.checksum != "off" else None
         self.send_checksums = config.checksum == "when_supported"
         self.producer = PartProducer(
             source,
@@ -108,25 +130,52 @@ class UploadPipeline:
         self.log = log.bind(bucket=bucket, key=key)
 
     async def run(self) -> UploadResult:
+        readahead = self._readahead()
         try:
-            self.log.info("upload.start", source=self.source.description, size=self.source.size)
+            if readahead is None:
+                return await self._run()
+            async with task_group() as tg:
+                tg.start_soon(readahead.pump)
+                result = await self._run()
+                tg.cancel_scope.cancel()
+            return result
+        finally:
+            self.producer.release_all()
+            await self.source.aclose()
+
+    def _readahead(self) -> ReadAhead | None:
+        """Stage up to high_water_mark bytes of a chunked source ahead of the parts."""
+        if not isinstance(self.source, ChunkSource) or self.config.high_water_mark <= 0:
+            return None
+        readahead = ReadAhead(self.source._next_chunk, self.config.high_water_mark)
+        self.source._next_chunk = readahead.next_chunk  # type: ignore[method-assign]
+        return readahead
+
+    async def _run(self) -> UploadResult:
+        self.log.info("upload.start", source=self.source.description, size=self.source.size)
+        if self.checkpoint is not None and self.producer.checksum_algorithm is None:
+            # a checkpoint records a checksum per part even with checksums off,
+            # to verify a re-read source on resume
+            self.producer.checksum_algorithm = "CRC32C"
+        if self.checkpoint is not None and await self._resume(self.checkpoint):
+            result = await self._multipart([])
+        else:
             head = await self._read_head()
             if self.producer.eof and sum(p.size for p in head) < self.config.multipart_threshold:
                 result = await self._put_object(head)
             else:
                 result = await self._multipart(head)
-            await self.progress.finish()
-            self.log.info(
-                "upload.complete",
-                upload_id=result.upload_id,
-                size=result.size,
-                parts=result.part_count,
-                seconds=round(self.progress.elapsed, 3),
-            )
-            return result
-        finally:
-            self.producer.release_all()
-            await self.source.aclose()
+        if self.checkpoint is not None:
+            self.checkpoint.remove()
+        await self.progress.finish()
+        self.log.info(
+            "upload.complete",
+            upload_id=result.upload_id,
+            size=result.size,
+            parts=result.part_count,
+            seconds=round(self.progress.elapsed, 3),
+        )
+        return result
 
     async def _read_head(self) -> list[Part]:
         """Parts up to the multipart threshold, or the whole source if it is smaller."""
@@ -144,23 +193,17 @@ class UploadPipeline:
 
     async def _put_object(self, head: list[Part]) -> UploadResult:
         body: Any = head[0].data if len(head) == 1 else b"".join(p.data for p in head)
-        if not head:
-            body = b""
         params = dict(self.put_args)
         checksums = [p.checksum for p in head if p.checksum is not None]
         if self.algorithm and len(head) > 1:
-            from .._checksum import compute
-
             checksums = [compute(self.algorithm, body)]
-        elif self.algorithm and not head:
-            from .._checksum import compute
-
-            checksums = [compute(self.algorithm, b"")]
         if self.send_checksums and checksums:
             params[param_name(self.algorithm or "")] = checksums[0].b64
-        response = await self.s3.put_object(self.bucket, self.key, body, **params)
+        with checksum_errors(self.send_checksums):
+            response = await self.s3.put_object(self.bucket, self.key, body, **params)
+        sent = self.algorithm if self.send_checksums else None  # else the store has none
         checksum = verify_checksum(
-            response, checksums, self.algorithm, multipart=False, bucket=self.bucket, key=self.key
+            response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
         )
         await self.progress.advance(len(body), parts=1)
         return UploadResult(
@@ -174,16 +217,112 @@ class UploadPipeline:
             checksum_algorithm=self.algorithm if checksum else None,
         )
 
-    async def _multipart(self, head: list[Part]) -> UploadResult:
+    async def _resume(self, file: CheckpointFile) -> bool:
+        """Pick up the upload recorded in ``file``; false if there is none (start fresh)."""
+        if self.restart:
+            await self._discard(file)
+            return False
+        cp = file.load()
+        if cp is None:
+            return False
+        check_matches(cp, file.path, self.bucket, self.key, self.source.size)
+        self.upload_id = cp.upload_id
+        self.log = self.log.bind(upload_id=cp.upload_id)
+        k = await committed_prefix(self.s3, cp)
+        self.plan = self.producer.plan = cp.plan
+        self.algorithm = cp.algorithm if cp.send_checksums else None
+        self.send_checksums = cp.send_checksums
+        self.producer.checksum_algorithm = cp.algorithm
+        file.current = cp
+        offset = cp.bytes_committed
+        how = "none"
+        if k and await seek(self.source, offset, cp.fingerprint):
+            self.producer.resume_at(k + 1, offset)
+            how = "seek"
+        elif k:
+            await self._verify_committed(cp, k)
+            how = "read-verify"
+            if cp.fingerprint is not None:  # the bytes are as recorded: seek next time
+                cp.fingerprint = fingerprint(self.source)
+                await file.save()
+        for n, record in cp.parts.items():
+            self.resumed[n] = CompletedPart(
+                n, record.etag, record.size, record.part_checksum(cp.algorithm)
+            )
+        self.progress.bytes_done = offset
+        self.progress.parts_done = k
+        self.log.info("upload.resume", parts_committed=k, bytes_committed=offset, skip=how)
+        return True
+
+    async def _verify_committed(self, cp: Checkpoint, k: int) -> None:
+        """Read parts 1..k of a source that cannot seek and check them against the record."""
+        for n in range(1, k + 1):
+            part = await self.producer.next_part()
+            try:
+                record = cp.parts[n]
+                got = part.checksum.b64 if part is not None and part.checksum else None
+                if part is None or part.size != record.size or got != record.checksum:
+                    raise CheckpointError(
+                        f"the source's bytes of part {n} differ from those recorded in "
+                        f"checkpoint {self.checkpoint.path if self.checkpoint else ''}: the "
+                        "source changed; pass restart=True to start over",
+                        bucket=self.bucket,
+                        key=self.key,
+                        upload_id=cp.upload_id,
+                        part_number=n,
+                    )
+            finally:
+                if part is not None:
+                    self.producer.release(part)
+
+    async def _discard(self, file: CheckpointFile) -> None:
+        """restart=True: abort the upload a checkpoint records (if any) and forget it."""
+        try:
+            old = file.load()
+        except CheckpointError:
+            old = None
+        if old is not None:
+            with anyio.move_on_after(self.config.abort_timeout, shield=True):
+                try:
+                    await self.s3.abort_multipart_upload(old.bucket, old.key, old.upload_id)
+                    self.log.info("upload.checkpoint.discarded", old_upload_id=old.upload_id)
+                except StreamxError as exc:  # already gone: nothing to abort
+                    self.log.info("upload.checkpoint.discarded", error=str(exc))
+        file.remove()
+
+    async def _create(self) -> str:
         create_args = dict(self.put_args)
         if self.send_checksums and self.algorithm:
             create_args["ChecksumAlgorithm"] = self.algorithm
+            create_args["ChecksumType"] = checksum_type(self.algorithm)
         # Shielded: a cancellation that lands while S3 creates the upload must not
         # lose the UploadId (the upload would be orphaned and cost money).
-        with anyio.CancelScope(shield=True):
-            self.upload_id = await self.s3.create_multipart_upload(
-                self.bucket, self.key, **create_args
+        with anyio.CancelScope(shield=True), checksum_errors(self.send_checksums):
+            upload_id = await self.s3.create_multipart_upload(self.bucket, self.key, **create_args)
+        if self.checkpoint is not None:
+            self.checkpoint.current = Checkpoint(
+                bucket=self.bucket,
+                key=self.key,
+                upload_id=upload_id,
+                plan_base=self.plan.base,
+                plan_interval=self.plan.interval,
+                size=self.source.size if self.source.size is not None else None,
+                algorithm=self.producer.checksum_algorithm,
+                send_checksums=self.send_checksums,
+                fingerprint=fingerprint(self.source),
             )
+            with anyio.CancelScope(shield=True):
+                await self.checkpoint.save()
+        return upload_id
+
+    async def _record(self, part: CompletedPart) -> None:
+        assert self.checkpoint is not None
+        checksum = part.checksum.b64 if part.checksum is not None else None
+        await self.checkpoint.record(part.number, PartRecord(part.etag, part.size, checksum))
+
+    async def _multipart(self, head: list[Part]) -> UploadResult:
+        if self.upload_id is None:
+            self.upload_id = await self._create()
         self.log = self.log.bind(upload_id=self.upload_id)
         uploader = PartUploader(
             self.s3,
@@ -194,9 +333,12 @@ class UploadPipeline:
             progress=self.progress,
             retry=self.retry,
             part_timeout=self.config.part_timeout or None,
+            stall_timeout=self.config.stall_timeout,
             send_checksums=self.send_checksums,
             log=self.log,
+            on_done=self._record if self.checkpoint is not None else None,
         )
+        uploader.completed.update(self.resumed)
         try:
             await anyio.lowlevel.checkpoint()  # deliver a cancellation that arrived meanwhile
             first = _FirstError()
@@ -216,6 +358,8 @@ class UploadPipeline:
                 uploader.completed,
                 expected_parts=self.producer.next_number - 1,
                 algorithm=self.algorithm if self.send_checksums else None,
+                abort_timeout=self.config.abort_timeout,
+                on_completed=self._completed,
             )
         except BaseException as exc:
             await self._abort(exc)
@@ -235,16 +379,27 @@ class UploadPipeline:
             for part in head:
                 await send.send(part)
             while True:
-                part = await self.producer.next_part()
-                if part is None:
+                nxt = await self.producer.next_part()
+                if nxt is None:
                     return
-                await send.send(part)
+                await send.send(nxt)
+
+    def _completed(self) -> None:
+        self.finished = True
 
     async def _abort(self, exc: BaseException) -> None:
         assert self.upload_id is not None
-        if self.config.leave_parts_on_error:
+        if self.finished:  # completed; a cancellation or a failure came after
+            self.log.info("upload.completed_then_failed", error=type(exc).__name__)
+            if self.checkpoint is not None:
+                self.checkpoint.remove()
+            return
+        if self.config.leave_parts_on_error or self.checkpoint is not None:
             self.log.warning(
-                "upload.failed.parts_kept", error=type(exc).__name__, upload_id=self.upload_id
+                "upload.failed.parts_kept",
+                error=type(exc).__name__,
+                upload_id=self.upload_id,
+                checkpoint=str(self.checkpoint.path) if self.checkpoint else None,
             )
             return
         with anyio.move_on_after(self.config.abort_timeout, shield=True) as scope:

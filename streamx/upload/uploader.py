@@ -1,20 +1,38 @@
 """The part uploaders: ``queue_size`` tasks that drain the part queue.
 
-Each part is retried on its own (identical bytes, full-jitter backoff) and its
-memory is released only once S3 has acknowledged it, or the transfer ends.
+Each part is retried on its own (identical bytes, full-jitter backoff; see
+``_retry.py``) and its memory is released only once S3 has acknowledged it,
+or the transfer ends.
+
+**Stall detection.** ``part_timeout`` caps an attempt; ``stall_timeout``
+cancels an attempt that has moved no byte for that long, however long the
+part. The byte-level signal is the request body itself: the part is handed
+to aiohttp as a :class:`PartBody`, a read-only file object over the part's
+buffer (no copy), which aiohttp reads 256 KiB at a time, each read only once
+the previous chunk has left its write buffer. Every read pushes the deadline
+forward. The clock starts with the first read, so a request queued for a
+pooled connection (many transfers sharing one client) is not taken for a
+stalled one. Once the last chunk is handed over, the deadline runs on while
+the server finishes receiving and answers, so a server that takes the whole
+body and never answers is caught too. (The clients streamx creates also have
+a socket read timeout, which catches a response that stops half way, and a
+connect timeout.)
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .._checksum import PartChecksum, param_name
+from .._checksum import PartChecksum, checksum_errors, param_name
+from .._errors import ChecksumError, NetworkError
 from .._events import Progress
-from .._retry import RetryPolicy
+from .._retry import ProgressDeadline, RetryPolicy
 from .._s3 import S3
 from .parts import Part, PartProducer
 
@@ -26,11 +44,52 @@ class CompletedPart:
     size: int
     checksum: PartChecksum | None
 
-    def as_param(self) -> dict[str, Any]:
+    def as_param(self, *, with_checksum: bool = True) -> dict[str, Any]:
         param: dict[str, Any] = {"PartNumber": self.number, "ETag": self.etag}
-        if self.checksum is not None:
+        if with_checksum and self.checksum is not None:
             param[param_name(self.checksum.algorithm)] = self.checksum.b64
         return param
+
+
+class PartBody(io.BytesIO):
+    """A part's bytes as a seekable file object that reports each read.
+
+    A ``BytesIO`` subclass so that aiohttp sends it chunk by chunk
+    (``BytesIOPayload``) without a thread hop; it never uses the ``BytesIO``
+    buffer: reads are zero-copy slices of the part's own buffer.
+    """
+
+    def __init__(self, data: Any, on_read: Callable[[], None]) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+        self._on_read = on_read
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def read(self, size: int | None = -1) -> Any:
+        self._on_read()
+        end = (
+            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        )
+        chunk = self._view[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def getbuffer(self) -> memoryview:
+        return self._view[:]
+
+    def getvalue(self) -> bytes:
+        return self._view.tobytes()
 
 
 class PartUploader:
@@ -47,6 +106,8 @@ class PartUploader:
         part_timeout: float | None,
         send_checksums: bool,
         log: Any,
+        stall_timeout: float | None = None,
+        on_done: Callable[[CompletedPart], Awaitable[None]] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -56,31 +117,61 @@ class PartUploader:
         self.progress = progress
         self.retry = retry
         self.part_timeout = part_timeout
+        self.stall_timeout = stall_timeout
         self.send_checksums = send_checksums
         self.log = log
+        self.on_done = on_done
         self.completed: dict[int, CompletedPart] = {}
+
+    async def _attempt(self, part: Part, params: dict[str, Any]) -> dict[str, Any]:
+        """One UploadPart request, cancelled if it moves no byte for ``stall_timeout``."""
+        ctx = {"bucket": self.bucket, "key": self.key, "upload_id": self.upload_id}
+        with ProgressDeadline(self.stall_timeout) as watch:
+            body: Any = part.data
+            if self.stall_timeout is not None:
+                body = PartBody(part.data, watch.progress)
+            with checksum_errors(bool(params)):
+                response = await self.s3.upload_part(
+                    self.bucket, self.key, self.upload_id, part.number, body, **params
+                )
+        if watch.stalled:
+            raise NetworkError(
+                f"UploadPart made no progress for stall_timeout={self.stall_timeout:g} s",
+                part_number=part.number,
+                **ctx,
+            )
+        if part.checksum is not None:
+            echoed = response.get(param_name(part.checksum.algorithm))
+            if echoed and echoed != part.checksum.b64:
+                raise ChecksumError(
+                    f"the store reports {part.checksum.algorithm} {echoed} for the part, "
+                    f"but its bytes give {part.checksum.b64}",
+                    part_number=part.number,
+                    **ctx,
+                )
+        return response
 
     async def upload_one(self, part: Part) -> CompletedPart:
         params: dict[str, Any] = {}
         if self.send_checksums and part.checksum is not None:
             params[param_name(part.checksum.algorithm)] = part.checksum.b64
 
-        async def attempt() -> dict[str, Any]:
-            return await self.s3.upload_part(
-                self.bucket, self.key, self.upload_id, part.number, part.data, **params
-            )
-
         async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            # the part's bytes go out again: progress says so (bytes_done does not move)
             self.progress.bytes_retried += part.size
             self.log.warning(
                 "upload.part.retry",
                 part_number=part.number,
                 attempt=attempt_no,
                 error=type(exc).__name__,
+                reason=str(exc),
             )
+            await self.progress.maybe_emit()
 
         start = anyio.current_time()
-        response = await self.retry.call(attempt, timeout=self.part_timeout, on_retry=on_retry)
+        response = await self.retry.call(
+            lambda: self._attempt(part, params), timeout=self.part_timeout, on_retry=on_retry
+        )
         done = CompletedPart(part.number, str(response["ETag"]), part.size, part.checksum)
         self.log.debug(
             "upload.part",
@@ -100,4 +191,6 @@ class PartUploader:
                     self.progress.parts_in_flight -= 1
                     self.producer.release(part)
                 self.completed[part.number] = done
+                if self.on_done is not None:
+                    await self.on_done(done)
                 await self.progress.advance(done.size, parts=1)

@@ -1,0 +1,271 @@
+"""Crash-safe resume for uploads: ``engine.upload(..., checkpoint=PATH)``.
+
+**What is recorded.** Once the multipart upload exists, and again after each
+part S3 acknowledges, PATH holds a small JSON document: the bucket, key and
+UploadId, the part-size plan (part 1's size and the doubling interval), the
+source's size (when known) and, for a file path, its size and mtime, the
+checksum algorithm, and every acknowledged part with its ETag, size and
+checksum. Bytes committed = the sum of the recorded sizes. The file is
+replaced atomically (write a temporary file in the same directory, fsync it,
+rename it over PATH, fsync the directory), so a crash leaves either the old
+record or the new one, never a torn one. Writes that fall due while one is
+running are coalesced into the next, so parts finishing together cost one
+write. With a checkpoint the multipart upload is kept on failure and on
+cancellation (``leave_parts_on_error``), since keeping it is the point; it is
+removed, with PATH, once the upload completes.
+
+**Resuming.** The same call with the same PATH reads the record and asks S3
+(ListParts) which parts it really holds. The committed prefix is parts
+1..k that are recorded *and* listed with the same ETag and size; later parts
+are sent again (at most about ``queue_size`` of them: parts finish out of
+order), so everything that is skipped is both durable and known. Then the
+source is brought to byte ``offset_of(k+1)`` of the recorded plan:
+
+* a file path whose size and mtime match the record is *seeked*;
+* anything else (bytes, file objects, iterables, streams, a file whose mtime
+  changed) is *read* through the committed bytes, and each part's checksum is
+  compared with the recorded one before anything new is sent.
+
+**Mismatches** raise :class:`~streamx.CheckpointError` with what differs: the
+record names another bucket or key, the upload no longer exists (aborted,
+completed, or a server that lost it), the source's size or bytes differ, or
+PATH is unreadable. Pass ``restart=True`` to abort the recorded upload and
+start over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._checksum import PartChecksum, from_b64
+from ._errors import CheckpointError, NotFoundError
+from ._limits import PartPlan
+from ._s3 import S3
+
+FORMAT = "streamx-upload-checkpoint/1"
+
+
+@dataclass
+class PartRecord:
+    etag: str
+    size: int
+    checksum: str | None  # base64, in the checkpoint's algorithm
+
+    def part_checksum(self, algorithm: str | None) -> PartChecksum | None:
+        if algorithm is None or self.checksum is None:
+            return None
+        return from_b64(algorithm, self.checksum, self.size)
+
+
+@dataclass
+class Checkpoint:
+    bucket: str
+    key: str
+    upload_id: str
+    plan_base: int
+    plan_interval: int | None
+    size: int | None
+    algorithm: str | None  # the checksum recorded per part (also when not sent)
+    send_checksums: bool
+    fingerprint: dict[str, Any] | None = None
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> PartPlan:
+        return PartPlan(self.plan_base, self.plan_interval)
+
+    @property
+    def bytes_committed(self) -> int:
+        return sum(p.size for p in self.parts.values())
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["parts"] = {str(n): asdict(p) for n, p in sorted(self.parts.items())}
+        doc["bytes_committed"] = self.bytes_committed
+        doc["format"] = FORMAT
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        doc = json.loads(text)
+        if doc.pop("format", None) != FORMAT:
+            raise ValueError(f"not a {FORMAT} document")
+        doc.pop("bytes_committed", None)
+        parts = {int(n): PartRecord(**p) for n, p in doc.pop("parts").items()}
+        return cls(**doc, parts=parts)
+
+
+def fingerprint(source: Any) -> dict[str, Any] | None:
+    """Size and mtime of a file path source (what makes seeking past its bytes safe)."""
+    path = getattr(source, "path", None)
+    if not isinstance(path, str):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+async def seek(source: Any, offset: int, recorded: dict[str, Any] | None) -> bool:
+    """Move a file path source to ``offset`` if it is unchanged; false: read through instead.
+
+    Uses the path source's lazily opened file handle; any other source (or a
+    path source whose internals differ) is read through and verified instead,
+    which is always correct, only slower.
+    """
+    if recorded is None or fingerprint(source) != recorded:
+        return False
+    if not hasattr(source, "_file") or source._file is not None:
+        return False
+    import aiofiles
+
+    handle = await aiofiles.open(source.path, "rb", buffering=0)
+    await handle.seek(offset)
+    source._file = handle
+    return True
+
+
+class CheckpointFile:
+    """PATH on disk: load, atomic save, remove."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.current: Checkpoint | None = None
+        self._lock = anyio.Lock()
+        self._version = 0
+        self._saved = 0
+
+    def load(self) -> Checkpoint | None:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from exc
+        try:
+            return Checkpoint.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{self.path} is not a streamx upload checkpoint ({exc}); "
+                "pass restart=True to overwrite it"
+            ) from exc
+
+    def _write(self, text: str) -> None:
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with _suppress_os():
+                os.unlink(tmp)
+            raise
+        with _suppress_os():
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    async def save(self) -> None:
+        """Write ``current`` (once for any number of changes made before the write starts)."""
+        self._version += 1
+        wanted = self._version
+        async with self._lock:
+            if self._saved >= wanted or self.current is None:
+                return  # a write that started after our change has covered it
+            version, text = self._version, self.current.to_json()
+            await anyio.to_thread.run_sync(self._write, text)
+            self._saved = version
+
+    async def record(self, number: int, part: PartRecord) -> None:
+        assert self.current is not None
+        self.current.parts[number] = part
+        await self.save()
+
+    def remove(self) -> None:
+        with _suppress_os():
+            self.path.unlink()
+
+
+class _suppress_os:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+async def committed_prefix(s3: S3, cp: Checkpoint) -> int:
+    """k such that parts 1..k are recorded and held by S3 as recorded; drops later records."""
+    try:
+        listed = await s3.list_parts(cp.bucket, cp.key, cp.upload_id)
+    except NotFoundError as exc:
+        raise CheckpointError(
+            f"the multipart upload {cp.upload_id} recorded in the checkpoint no longer exists "
+            "(aborted, completed or expired); pass restart=True to start over",
+            bucket=cp.bucket,
+            key=cp.key,
+            upload_id=cp.upload_id,
+        ) from exc
+    held = {int(p["PartNumber"]): p for p in listed}
+    k = 0
+    while (k + 1) in cp.parts:
+        record, server = cp.parts[k + 1], held.get(k + 1)
+        if server is None or server.get("ETag", "").strip('"') != record.etag.strip('"'):
+            break
+        if int(server.get("Size", record.size)) != record.size:
+            break
+        k += 1
+    cp.parts = {n: p for n, p in cp.parts.items() if n <= k}
+    return k
+
+
+def check_matches(cp: Checkpoint, path: Path, bucket: str, key: str, size: int | None) -> None:
+    """The record is for this transfer (bucket, key, source size), or CheckpointError."""
+    hint = "pass restart=True to start over, or use another checkpoint path"
+    if (cp.bucket, cp.key) != (bucket, key):
+        raise CheckpointError(
+            f"checkpoint {path} records an upload to s3://{cp.bucket}/{cp.key}; {hint}",
+            bucket=bucket,
+            key=key,
+        )
+    if size is not None and cp.size is not None and size != cp.size:
+        raise CheckpointError(
+            f"the source is {size} bytes but was {cp.size} when checkpoint {path} was "
+            f"written: it changed; {hint}",
+            bucket=bucket,
+            key=key,
+            upload_id=cp.upload_id,
+        )
+
+
+def open_checkpoint(path: object, restart: object) -> CheckpointFile | None:
+    """Validate ``checkpoint=`` and ``restart=`` of ``Engine.upload`` (before any request)."""
+    from ._errors import ConfigError
+
+    if not isinstance(restart, bool):
+        raise ConfigError(f"restart must be True or False, not {restart!r}")
+    if path is None:
+        if restart:
+            raise ConfigError("restart=True needs checkpoint=PATH (it discards that checkpoint)")
+        return None
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ConfigError(f"checkpoint must be a file path (str or os.PathLike), not {path!r}")
+    file = CheckpointFile(os.fspath(path))
+    if file.path.is_dir():
+        raise ConfigError(f"checkpoint {file.path} is a directory; give a file path")
+    if not file.path.parent.is_dir():
+        raise ConfigError(f"the directory of checkpoint {file.path} does not exist")
+    return file

@@ -1,0 +1,128 @@
+"""Batch delete: any (sync or async) iterable of keys, in DeleteObjects batches of 1,000.
+
+Keys are consumed lazily, so deleting the output of a listing of millions of
+keys holds a few batches, not the listing. Batches run concurrently; each is
+retried on its own on retryable failures. S3 answers per key, and a key that
+fails does not stop the others: :class:`~streamx.DeleteResult` lists every
+deleted key and every per-key error. A batch that fails as a whole with a
+non-retryable error (the bucket does not exist, access is denied) stops the
+operation with that error, since every other batch would fail the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
+from ._limits import MAX_KEY_BYTES
+from ._objects import DeleteError, DeleteResult
+from ._retry import RetryPolicy
+from ._s3 import S3
+from .download.pipeline import FirstFailure
+
+log = structlog.get_logger("streamx")
+
+BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
+
+KeySource = Iterable[str] | AsyncIterable[str]
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"every key must be a non-empty str, not {key!r}")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ConfigError(f"key {key[:40]!r}... is longer than S3's {MAX_KEY_BYTES} bytes")
+    return key
+
+
+def check_keys(keys: object) -> None:
+    """Reject what cannot be a key source before any request (and every key of a sequence)."""
+    if isinstance(keys, str | bytes):
+        raise TypeError("keys must be an iterable of keys, not a single str; wrap it in a list")
+    if isinstance(keys, list | tuple | set | frozenset):
+        for key in keys:
+            check_key(key)
+        return
+    if not isinstance(keys, Iterable | AsyncIterable):
+        raise TypeError(f"keys must be a (sync or async) iterable of str, not {type(keys).__name__}")
+
+
+async def _aiter(keys: KeySource) -> AsyncIterator[str]:
+    if isinstance(keys, AsyncIterable):
+        async for key in keys:
+            yield key
+    else:
+        for key in keys:
+            yield key
+
+
+async def delete_many(
+    s3: S3,
+    bucket: str,
+    keys: KeySource,
+    *,
+    concurrency: int,
+    retry: RetryPolicy,
+    batch_size: int = BATCH_SIZE,
+) -> DeleteResult:
+    deleted: list[str] = []
+    errors: list[DeleteError] = []
+
+    async def produce(send: MemoryObjectSendStream[list[str]]) -> None:
+        async with send:
+            batch: list[str] = []
+            async for key in _aiter(keys):
+                batch.append(check_key(key))
+                if len(batch) == batch_size:
+                    await send.send(batch)
+                    batch = []
+            if batch:
+                await send.send(batch)
+
+    async def one_batch(batch: list[str]) -> None:
+        try:
+            response = await retry.call(lambda: s3.delete_objects(bucket, batch, quiet=True))
+        except (NotFoundError, AccessDeniedError):
+            raise
+        except S3Error as exc:
+            log.warning("delete.batch.failed", bucket=bucket, keys=len(batch), code=exc.code)
+            errors.extend(DeleteError(k, exc.code or "Error", exc.message) for k in batch)
+            return
+        except StreamxError as exc:  # network, after the retries
+            errors.extend(DeleteError(k, type(exc).__name__, exc.message) for k in batch)
+            return
+        failed: dict[str, dict[str, Any]] = {
+            str(e.get("Key")): e for e in response.get("Errors", []) or []
+        }
+        for key in batch:
+            e = failed.get(key)
+            if e is None:
+                deleted.append(key)
+            else:
+                errors.append(
+                    DeleteError(key, str(e.get("Code", "")), str(e.get("Message", "")))
+                )
+
+    async def worker(receive: MemoryObjectReceiveStream[list[str]]) -> None:
+        async with receive:
+            async for batch in receive:
+                await one_batch(batch)
+
+    first = FirstFailure()
+    async with anyio.create_task_group() as tg:
+        send, receive = anyio.create_memory_object_stream[list[str]](0)
+        with receive:
+            for _ in range(concurrency):
+                tg.start_soon(first.run, tg.cancel_scope, worker, receive.clone())
+        tg.start_soon(first.run, tg.cancel_scope, produce, send)
+    if first.error is not None:
+        if isinstance(first.error, StreamxError):
+            first.error.add_context(bucket=bucket)
+        raise first.error
+    log.info("delete.complete", bucket=bucket, deleted=len(deleted), errors=len(errors))
+    return DeleteResult(deleted=tuple(deleted), errors=tuple(errors))

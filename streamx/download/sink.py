@@ -1,0 +1,181 @@
+"""Sinks: where downloaded bytes go.
+
+:class:`FileSink` writes ranges at their offsets into a temporary file in the
+destination's directory (so the final rename stays on one filesystem and is
+atomic) and renames it over the destination only when every byte is there.
+On failure or cancellation the temporary file is removed: a path either holds
+the complete object or is left as it was.
+
+:func:`open_sink` adapts anything that accepts bytes in order: an anyio byte
+stream, an ``asyncio.StreamWriter``, an object with an async or a sync
+``write`` (a sync one runs in a worker thread so a pipe that blocks does not
+stall the event loop), or a plain (sync or async) callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import ByteSendStream
+
+from .._errors import ConfigError
+
+
+class OrderedSink(Protocol):
+    """Receives the object's bytes in order."""
+
+    description: str
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+
+class _AsyncWriteSink:
+    def __init__(self, write: Callable[[Any], Awaitable[Any]], description: str) -> None:
+        self._write = write
+        self.description = description
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await self._write(data)
+
+
+class _StreamWriterSink:
+    """``asyncio.StreamWriter``: write, then drain so a slow reader pushes back."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.description = "asyncio.StreamWriter"
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+
+class _ThreadWriteSink:
+    """A sync ``write`` (a pipe, ``sys.stdout.buffer``, a socket file) in a worker thread."""
+
+    def __init__(self, write: Callable[[Any], Any], description: str) -> None:
+        self._write = write
+        self.description = description
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while len(view):
+            n = self._write(view)
+            if n is None:  # BufferedWriter-like: wrote it all
+                return
+            view = view[n:]
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await anyio.to_thread.run_sync(self._write_all, data)
+
+
+class _CallableSink:
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = fn
+        self.description = f"callable {getattr(fn, '__name__', type(fn).__name__)}"
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        result = self._fn(data)
+        if inspect.isawaitable(result):
+            await result
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__func__", None)
+    )
+
+
+def open_sink(obj: object) -> OrderedSink:
+    """Adapt ``obj`` to an :class:`OrderedSink`, or raise ``TypeError`` before any request."""
+    if isinstance(obj, str | os.PathLike):
+        raise TypeError("download_to takes a writer; to write a file use download_file(path)")
+    if getattr(obj, "closed", False) is True:
+        raise ConfigError("the sink is closed")
+    if isinstance(obj, ByteSendStream):
+        return _AsyncWriteSink(obj.send, f"byte stream {type(obj).__name__}")
+    if isinstance(obj, asyncio.StreamWriter):
+        return _StreamWriterSink(obj)
+    write = getattr(obj, "write", None)
+    if write is not None and callable(write):
+        if isinstance(obj, io.TextIOBase):
+            raise TypeError("the sink is opened in text mode; open it with 'wb' (or pass .buffer)")
+        if _is_async(write):
+            return _AsyncWriteSink(write, f"async writer {type(obj).__name__}")
+        return _ThreadWriteSink(write, f"writer {type(obj).__name__}")
+    if callable(obj):
+        return _CallableSink(obj)
+    raise TypeError(
+        f"cannot download into a {type(obj).__name__}: pass an object with a write() method "
+        "(sync or async), an asyncio.StreamWriter, an anyio byte stream, or a callable"
+    )
+
+
+class FileSink:
+    """Writes ranges at their offsets into ``.<name>.<random>.streamx-part``, then renames it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.description = f"file {self.path}"
+        directory = os.path.dirname(self.path)
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"{self.path} is a directory; give a file name inside it")
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"the directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"cannot write to the directory {directory}")
+        name = os.path.basename(self.path)
+        self.temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.streamx-part")
+        self._fd: int | None = None
+
+    async def open(self, size: int) -> None:
+        def create() -> int:
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                os.ftruncate(fd, size)
+            except BaseException:
+                os.close(fd)
+                os.unlink(self.temp_path)
+                raise
+            return fd
+
+        self._fd = await anyio.to_thread.run_sync(create)
+
+    def _pwrite_all(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while len(view):
+            n = os.pwrite(self._fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    async def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        await anyio.to_thread.run_sync(self._pwrite_all, offset, data)
+
+    async def commit(self) -> None:
+        """Close the temporary file and move it over the destination."""
+        fd, self._fd = self._fd, None
+
+        def finish() -> None:
+            if fd is not None:
+                os.close(fd)
+            os.replace(self.temp_path, self.path)
+
+        await anyio.to_thread.run_sync(finish)
+
+    def discard(self) -> None:
+        """Remove the temporary file (sync, so it runs even under cancellation)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,192 @@
+"""Cross-store migration: one Engine's download streamed into another Engine's upload.
+
+The two engines may point at different endpoints with different
+credentials; bytes pass through this process once, never to disk. The source
+is one streamed GET (resumed where a connection drops, pinned to its ETag)
+feeding the destination's upload pipeline as an async iterable, so memory is
+bounded as for any upload of a stream: the destination's
+``TransferConfig.memory_bound`` plus one 1 MiB chunk, per object.
+
+:func:`migrate_prefix` lists a prefix lazily and copies up to ``concurrency``
+objects at once (memory: ``concurrency *`` the bound above, further capped by
+the destination engine's shared ``memory_budget``). One object's failure is
+recorded and the others go on; the result lists what failed and why.
+Progress is one stream of events for the whole migration: ``bytes_done``
+counts bytes acknowledged by the destination, ``parts_done`` objects copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._config import TransferConfig
+from ._errors import ConfigError
+from ._events import Progress, ProgressCallback, ProgressEvent
+from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
+from .copy import METADATA_FIELDS
+from .download.pipeline import FirstFailure
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = structlog.get_logger("streamx")
+
+
+def _carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Content type and metadata of the source, unless the caller sets their own."""
+    args = dict(put_args)
+    if info is not None and not any(name in args for name in METADATA_FIELDS):
+        if info.content_type:
+            args["ContentType"] = info.content_type
+        if info.metadata:
+            args["Metadata"] = dict(info.metadata)
+    return args
+
+
+async def migrate_object(
+    src: Engine,
+    src_bucket: str,
+    src_key: str,
+    dst: Engine,
+    dst_bucket: str,
+    dst_key: str,
+    *,
+    config: TransferConfig | None = None,
+    on_progress: ProgressCallback | None = None,
+    put_args: Mapping[str, Any] | None = None,
+) -> CopyResult:
+    """Stream ``src_bucket/src_key`` from ``src`` into ``dst_bucket/dst_key`` on ``dst``."""
+    async with src.download(src_bucket, src_key) as stream:
+        args = _carried_args(stream.info, put_args or {})
+        result = await dst.upload(
+            dst_bucket,
+            dst_key,
+            stream,
+            config=config,
+            on_progress=on_progress,
+            size=stream.size,
+            **args,
+        )
+    return CopyResult(
+        bucket=result.bucket,
+        key=result.key,
+        etag=result.etag,
+        size=result.size,
+        part_count=result.part_count,
+        version_id=result.version_id,
+        upload_id=result.upload_id,
+    )
+
+
+class _Aggregate:
+    """Folds each object's progress events into one stream for the whole migration."""
+
+    def __init__(self, callback: ProgressCallback | None, interval: float) -> None:
+        self.progress = Progress(callback, interval=interval)
+        self.error: BaseException | None = None
+
+    def for_object(self) -> ProgressCallback:
+        last = 0
+
+        async def on_progress(event: ProgressEvent) -> None:
+            nonlocal last
+            delta, last = event.bytes_done - last, event.bytes_done
+            try:
+                await self.progress.advance(delta, parts=1 if event.final else 0)
+            except BaseException as exc:
+                self.error = exc  # the caller's callback stops the whole migration
+                raise
+
+        return on_progress
+
+
+async def migrate_prefix(
+    src: Engine,
+    src_bucket: str,
+    prefix: str,
+    dst: Engine,
+    dst_bucket: str,
+    dst_prefix: str | None = None,
+    *,
+    concurrency: int = 8,
+    config: TransferConfig | None = None,
+    on_progress: ProgressCallback | None = None,
+    fail_fast: bool = False,
+) -> MigrationResult:
+    """Copy every object under ``prefix`` from ``src`` to ``dst``, ``concurrency`` at a time.
+
+    A key ``prefix + rest`` becomes ``dst_prefix + rest`` (the same key when
+    ``dst_prefix`` is ``None``). With ``fail_fast`` the first failure stops
+    the migration and is raised; otherwise failures are collected in the
+    result. Objects already copied stay copied either way.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
+    if dst_prefix is not None and not isinstance(dst_prefix, str):
+        raise ConfigError(f"dst_prefix must be a str or None, not {dst_prefix!r}")
+    cfg = dst._config(config)
+    listing = src.list(src_bucket, prefix)
+    aggregate = _Aggregate(on_progress, cfg.progress_interval)
+    failures: list[MigrationFailure] = []
+    copied = 0
+    copied_bytes = 0
+
+    def target(key: str) -> str:
+        return key if dst_prefix is None else dst_prefix + key[len(prefix) :]
+
+    async def produce(send: MemoryObjectSendStream[ObjectInfo]) -> None:
+        async with send:
+            async for info in listing:
+                if not info.is_prefix:
+                    await send.send(info)
+
+    async def worker(receive: MemoryObjectReceiveStream[ObjectInfo]) -> None:
+        nonlocal copied, copied_bytes
+        async with receive:
+            async for info in receive:
+                try:
+                    result = await migrate_object(
+                        src,
+                        src_bucket,
+                        info.key,
+                        dst,
+                        dst_bucket,
+                        target(info.key),
+                        config=cfg,
+                        on_progress=aggregate.for_object(),
+                    )
+                except Exception as exc:
+                    if aggregate.error is not None and aggregate.error is not exc:
+                        raise aggregate.error from exc
+                    if aggregate.error is not None or fail_fast:
+                        raise
+                    log.warning(
+                        "migrate.object.failed", key=info.key, error=type(exc).__name__
+                    )
+                    failures.append(MigrationFailure(info.key, exc))
+                    continue
+                copied += 1
+                copied_bytes += result.size
+
+    first = FirstFailure()
+    async with anyio.create_task_group() as tg:
+        send, receive = anyio.create_memory_object_stream[ObjectInfo](0)
+        with receive:
+            for _ in range(concurrency):
+                tg.start_soon(first.run, tg.cancel_scope, worker, receive.clone())
+        tg.start_soon(first.run, tg.cancel_scope, produce, send)
+    first.raise_if_failed()
+    await aggregate.progress.finish()
+    log.info(
+        "migrate.complete",
+        src_bucket=src_bucket,
+        prefix=prefix,
+        copied=copied,
+        failed=len(failures),
+    )
+    return MigrationResult(copied=copied, bytes_copied=copied_bytes, failed=tuple(failures))

@@ -1,0 +1,258 @@
+"""streamx.MemoryBudget: FIFO fairness, clamping, cancellation, and a process-wide bound.
+
+The unit tests drive the budget directly; the last test runs 64 concurrent
+streaming uploads in a child process under a 128 MiB budget against rclone and
+measures the child's peak RSS (the only honest way to bound memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import anyio
+import pytest
+
+import streamx
+from streamx._budget import Reservation
+from streamx.testing import RcloneServer
+
+MiB = 1024 * 1024
+
+
+# ---- unit tests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 1.5, "128"])
+def test_rejects_a_bad_limit(limit: object) -> None:
+    with pytest.raises(streamx.ConfigError):
+        streamx.MemoryBudget(limit)  # type: ignore[arg-type]
+
+
+def test_engine_rejects_a_bad_budget() -> None:
+    with pytest.raises(streamx.ConfigError):
+        streamx.Engine(memory_budget="lots")  # type: ignore[arg-type]
+    engine = streamx.Engine(memory_budget=64 * MiB)
+    assert isinstance(engine.memory_budget, streamx.MemoryBudget)
+    assert engine.memory_budget.limit == 64 * MiB
+
+
+@pytest.mark.anyio
+async def test_waiters_are_served_in_fifo_order() -> None:
+    """A small request that would fit must not overtake a larger one queued before it."""
+    budget = streamx.MemoryBudget(10)
+    await budget.acquire(8)
+    order: list[str] = []
+
+    async def want(name: str, n: int) -> None:
+        await budget.acquire(n)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(want, "big", 5)
+        await wait_until(lambda: budget.waiting == 1)
+        tg.start_soon(want, "small", 1)  # 8 + 1 <= 10, but "big" is first in line
+        await wait_until(lambda: budget.waiting == 2)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        assert order == []
+        budget.release(8)
+    assert order == ["big", "small"]
+    assert budget.in_use == 6
+    assert budget.peak == 8
+
+
+@pytest.mark.anyio
+async def test_a_request_larger_than_the_budget_is_clamped() -> None:
+    budget = streamx.MemoryBudget(10)
+    await budget.acquire(3)
+    got: list[int] = []
+
+    async def huge() -> None:
+        got.append(await budget.acquire(1000))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(huge)
+        await wait_until(lambda: budget.waiting == 1)
+        assert got == []  # waits for the whole budget to be free
+        budget.release(3)
+    assert got == [10]
+    assert budget.in_use == 10
+    budget.release(10)
+    assert budget.in_use == 0
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_waiter_takes_nothing_and_wakes_the_next() -> None:
+    budget = streamx.MemoryBudget(10)
+    await budget.acquire(6)
+    served: list[str] = []
+
+    async def want(name: str, n: int) -> None:
+        await budget.acquire(n)
+        served.append(name)
+
+    async with anyio.create_task_group() as tg:
+        first_scope = anyio.CancelScope()
+
+        async def first() -> None:
+            with first_scope:
+                await want("first", 8)
+
+        tg.start_soon(first)
+        await wait_until(lambda: budget.waiting == 1)
+        tg.start_soon(want, "second", 4)  # fits now, but queued behind "first"
+        await wait_until(lambda: budget.waiting == 2)
+        first_scope.cancel()  # leaving the line lets "second" through
+    assert served == ["second"]
+    assert budget.in_use == 10
+    assert budget.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_a_grant_that_races_a_cancellation_is_given_back_once() -> None:
+    """Granted and cancelled in the same tick: the bytes return exactly once."""
+    budget = streamx.MemoryBudget(10)
+    await budget.acquire(10)
+    scope = anyio.CancelScope()
+    outcome: list[str] = []
+
+    async def waiter() -> None:
+        with scope:
+            await budget.acquire(4)
+            outcome.append("granted")
+        if scope.cancelled_caught:
+            outcome.append("cancelled")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await wait_until(lambda: budget.waiting == 1)
+        budget.release(10)  # grants the waiter's 4 bytes...
+        scope.cancel()  # ...and cancels it before it runs again
+    assert budget.in_use in (0, 4)
+    if outcome == ["cancelled"]:
+        assert budget.in_use == 0  # handed back, not lost and not released twice
+    else:
+        assert outcome == ["granted"]
+        budget.release(4)
+    assert budget.in_use == 0
+    await budget.acquire(10)  # the whole budget is available again
+    assert budget.in_use == 10
+
+
+@pytest.mark.anyio
+async def test_a_reservation_releases_exactly_once() -> None:
+    shared = streamx.MemoryBudget(100)
+    own = streamx.MemoryBudget(50)
+    reservation = Reservation()
+    await reservation.take(own, 30)
+    await reservation.take(shared, 30)
+    assert (own.in_use, shared.in_use) == (30, 30)
+    reservation.release()
+    reservation.release()
+    assert (own.in_use, shared.in_use) == (0, 0)
+    async with Reservation() as r:
+        await r.take(shared, 70)
+        assert shared.in_use == 70
+    assert shared.in_use == 0
+
+
+async def wait_until(condition: object, attempts: int = 200) -> None:
+    for _ in range(attempts):
+        if condition():  # type: ignore[operator]
+            return
+        await anyio.lowlevel.checkpoint()
+    raise AssertionError("the condition never became true")
+
+
+# ---- 64 concurrent uploads under one budget, in a child process ---------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, json, logging, os, resource, sys
+    import structlog
+    import streamx
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    MiB = 1024 * 1024
+    endpoint, access, secret, bucket, budget_mib, use_budget = sys.argv[1:7]
+    N, SIZE = 64, 24 * MiB
+    BLOCK = os.urandom(MiB)
+
+    def chunks():
+        for _ in range(SIZE // MiB):
+            yield BLOCK
+
+    def maxrss_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    async def main():
+        budget = streamx.MemoryBudget(int(budget_mib) * MiB) if use_budget == "1" else None
+        # multipart_threshold = part_size: see test_a_head_of_two_parts_does_not_deadlock
+        cfg = streamx.TransferConfig(part_size=5 * MiB, queue_size=4, multipart_threshold=5 * MiB)
+        async with streamx.Engine(
+            endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+            region_name="us-east-1", config=cfg, memory_budget=budget,
+        ) as engine:
+            await engine.upload(bucket, "warm-up", b"x" * 1000)  # the HTTP stack is loaded
+            baseline = maxrss_mib()
+            results = await asyncio.gather(
+                *(engine.upload(bucket, f"obj-{i}", chunks()) for i in range(N))
+            )
+            peak = maxrss_mib()
+            sizes = []
+            for i in range(N):
+                head = await engine.client.head_object(Bucket=bucket, Key=f"obj-{i}")
+                sizes.append(head["ContentLength"])
+        print(json.dumps({
+            "baseline_mib": baseline, "peak_mib": peak, "sizes": sizes,
+            "result_sizes": [r.size for r in results],
+            "budget_peak": budget.peak if budget else None,
+        }))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow
+def test_64_concurrent_stream_uploads_stay_within_a_128_mib_budget(
+    rclone_server: RcloneServer,
+) -> None:
+    budget_mib, margin_mib = 128, 96
+    bucket = f"budget-{uuid.uuid4().hex[:10]}"
+    rclone_server.make_bucket(bucket)
+    env = dict(os.environ)
+    env.pop("AWS_PROFILE", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            rclone_server.endpoint_url,
+            rclone_server.access_key,
+            rclone_server.secret_key,
+            bucket,
+            str(budget_mib),
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["sizes"] == [24 * MiB] * 64
+    assert report["result_sizes"] == [24 * MiB] * 64
+    assert report["budget_peak"] <= budget_mib * MiB
+    grown = report["peak_mib"] - report["baseline_mib"]
+    # Without the budget the 64 windows (4 parts × 5 MiB each) could hold 1.25 GiB.
+    assert grown <= budget_mib + margin_mib, (
+        f"peak RSS {report['peak_mib']:.0f} MiB is {grown:.0f} MiB over the baseline "
+        f"{report['baseline_mib']:.0f} MiB; the budget is {budget_mib} MiB (+{margin_mib} margin)"
+    )
