@@ -40,6 +40,8 @@ class TransferConfig:
         queue_size: parts uploaded concurrently, and parts held in memory. Default 4.
         high_water_mark: bytes the producer may read ahead of the parts in flight.
         multipart_threshold: a source smaller than this goes up in one PutObject.
+        copy_threshold: a server-side copy of an object up to this size is one
+            CopyObject (S3 allows up to 5 GiB); above it, parallel UploadPartCopy.
         equal_parts: never grow parts (stores such as Cloudflare R2 require equal
             parts); a stream longer than ``part_size × 10,000`` then fails with
             :class:`streamx.PartLimitError` before part 10,001 is read.
@@ -65,6 +67,7 @@ class TransferConfig:
     queue_size: int = 4
     high_water_mark: int = 1 * MiB
     multipart_threshold: int = 8 * MiB
+    copy_threshold: int = MAX_PUT_SIZE
     equal_parts: bool = False
     leave_parts_on_error: bool = False
     checksum: ChecksumMode = "when_supported"
@@ -104,6 +107,12 @@ class TransferConfig:
             raise ConfigError(
                 f"multipart_threshold {format_size(threshold)} is above S3's "
                 f"{format_size(MAX_PUT_SIZE)} single-PUT limit"
+            )
+        copy_threshold = need_int("copy_threshold", self.copy_threshold)
+        if not 0 <= copy_threshold <= MAX_PUT_SIZE:
+            raise ConfigError(
+                f"copy_threshold must be 0 to {format_size(MAX_PUT_SIZE)} (S3's CopyObject limit), "
+                f"not {copy_threshold}"
             )
         if self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"checksum must be one of {CHECKSUM_MODES}, not {self.checksum!r}")

@@ -1,7 +1,7 @@
 """Server-side copy: CopyObject for small objects, parallel UploadPartCopy for large ones.
 
-No byte passes through this process. Up to ``multipart_threshold`` (at most
-S3's 5 GiB CopyObject limit) one CopyObject is sent; above it a multipart
+No byte passes through this process. Up to ``TransferConfig.copy_threshold``
+(by default S3's 5 GiB CopyObject limit) one CopyObject is sent; above it a multipart
 upload is filled with ``queue_size`` concurrent UploadPartCopy requests of
 ``part_size`` ranges (the same :class:`~streamx.PartPlan` as uploads, so an
 object of any size fits in 10,000 parts), and aborted on any failure or
@@ -29,7 +29,7 @@ import structlog
 from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
-from ._limits import MAX_PARTS, MAX_PUT_SIZE, PartPlan
+from ._limits import MAX_PARTS, PartPlan
 from ._objects import CopyResult
 from ._retry import RetryPolicy
 from ._s3 import S3, _service_model, check_put_args
@@ -110,7 +110,7 @@ class Copier:
         size = int(head.get("ContentLength", 0))
         self.etag = head.get("ETag")
         self.progress.total = size
-        threshold = min(self.config.multipart_threshold, MAX_PUT_SIZE)
+        threshold = self.config.copy_threshold
         if size <= threshold:
             result = await self._copy_object(size)
         else:
@@ -220,7 +220,19 @@ class Copier:
             response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
         except S3Error as exc:
             raise _pinned_error(exc, self.src_bucket, self.src_key, self.etag) from exc
-        return str(response["CopyPartResult"]["ETag"])
+        etag = (response.get("CopyPartResult") or {}).get("ETag")
+        if not etag:
+            raise S3Error(
+                "the store answered UploadPartCopy without an ETag: it cannot copy parts "
+                "server-side (rclone serve s3 is one such store); use Engine.copy_to() to copy "
+                "through this process, or a copy_threshold above the object's size",
+                code="UploadPartCopyUnsupported",
+                bucket=self.bucket,
+                key=self.key,
+                upload_id=upload_id,
+                part_number=number,
+            )
+        return str(etag)
 
     async def _abort(self, exc: BaseException) -> None:
         assert self.upload_id is not None

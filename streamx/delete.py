@@ -49,7 +49,9 @@ def check_keys(keys: object) -> None:
             check_key(key)
         return
     if not isinstance(keys, Iterable | AsyncIterable):
-        raise TypeError(f"keys must be a (sync or async) iterable of str, not {type(keys).__name__}")
+        raise TypeError(
+            f"keys must be a (sync or async) iterable of str, not {type(keys).__name__}"
+        )
 
 
 async def _aiter(keys: KeySource) -> AsyncIterator[str]:
@@ -104,9 +106,7 @@ async def delete_many(
             if e is None:
                 deleted.append(key)
             else:
-                errors.append(
-                    DeleteError(key, str(e.get("Code", "")), str(e.get("Message", "")))
-                )
+                errors.append(DeleteError(key, str(e.get("Code", "")), str(e.get("Message", ""))))
 
     async def worker(receive: MemoryObjectReceiveStream[list[str]]) -> None:
         async with receive:

@@ -165,9 +165,7 @@ async def migrate_prefix(
                         raise aggregate.error from exc
                     if aggregate.error is not None or fail_fast:
                         raise
-                    log.warning(
-                        "migrate.object.failed", key=info.key, error=type(exc).__name__
-                    )
+                    log.warning("migrate.object.failed", key=info.key, error=type(exc).__name__)
                     failures.append(MigrationFailure(info.key, exc))
                     continue
                 copied += 1

@@ -180,7 +180,7 @@ CHILD = textwrap.dedent(
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     MiB = 1024 * 1024
     endpoint, access, secret, bucket, budget_mib, use_budget = sys.argv[1:7]
-    N, SIZE = 64, 24 * MiB
+    N, SIZE = 64, 20 * MiB
     BLOCK = os.urandom(MiB)
 
     def chunks():
@@ -247,8 +247,8 @@ def test_64_concurrent_stream_uploads_stay_within_a_128_mib_budget(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["sizes"] == [24 * MiB] * 64
-    assert report["result_sizes"] == [24 * MiB] * 64
+    assert report["sizes"] == [20 * MiB] * 64
+    assert report["result_sizes"] == [20 * MiB] * 64
     assert report["budget_peak"] <= budget_mib * MiB
     grown = report["peak_mib"] - report["baseline_mib"]
     # Without the budget the 64 windows (4 parts × 5 MiB each) could hold 1.25 GiB.

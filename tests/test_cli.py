@@ -196,7 +196,7 @@ async def rclone_bucket(rclone_server: Any) -> Any:
 async def test_recursive_server_side_copy_and_rm(moto_server: Any, moto_bucket: Any) -> None:
     server = moto_server
     engine, bucket = moto_bucket
-    big = random.Random(9).randbytes(9 * MiB)  # above the threshold: UploadPartCopy
+    big = random.Random(9).randbytes(9 * MiB)  # multipart-sized, copied server-side
     for key, data in (
         ("a/one.txt", b"one"),
         ("a/sub dir/two+2.txt", b"two"),

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import streamx
 from streamx.download.planner import ByteRange, check_spec, coalesce, resolve, slice_from
-from tests.faultproxy import Fault, FaultProxy
+from faultproxy import Fault, FaultProxy
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -28,6 +29,10 @@ def file_sha(path: Path) -> str:
         while chunk := f.read(MiB):
             h.update(chunk)
     return h.hexdigest()
+
+
+def entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -73,9 +78,9 @@ def test_coalesce_merges_near_and_splits_long() -> None:
         ByteRange(200, 250),
     ]
     data = os.urandom(2000)
-    fetched = coalesce(wanted + [ByteRange(90, 310)], gap=0, max_size=100)
+    fetched = coalesce([*wanted, ByteRange(90, 310)], gap=0, max_size=100)
     blobs = [data[f.start : f.end] for f in fetched]
-    for w in wanted + [ByteRange(90, 310), ByteRange(7, 7)]:
+    for w in [*wanted, ByteRange(90, 310), ByteRange(7, 7)]:
         if w.size:
             assert slice_from(w, fetched, blobs) == data[w.start : w.end]
 
@@ -84,7 +89,9 @@ def test_coalesce_merges_near_and_splits_long() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("size", [0, 1, PART - 3, 3 * PART + 12_345], ids=["0B", "1B", "one-part", "many-parts-odd-tail"])
+@pytest.mark.parametrize(
+    "size", [0, 1, PART - 3, 3 * PART + 12_345], ids=["0B", "1B", "one-part", "many-parts-odd-tail"]
+)
 async def test_round_trip(engine: streamx.Engine, bucket: str, tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     await put(engine, bucket, "obj", data)
@@ -98,7 +105,9 @@ async def test_round_trip(engine: streamx.Engine, bucket: str, tmp_path: Path, s
 
     events: list[streamx.ProgressEvent] = []
     target = tmp_path / "out.bin"
-    result = await engine.download_file(bucket, "obj", target, config=cfg(), on_progress=events.append)
+    result = await engine.download_file(
+        bucket, "obj", target, config=cfg(), on_progress=events.append
+    )
     assert file_sha(target) == sha(data)
     assert result.size == size and result.path == str(target)
     assert result.ranges == max(1, -(-size // PART))
@@ -212,6 +221,9 @@ async def test_bad_ranges(engine: streamx.Engine, bucket: str) -> None:
     with pytest.raises(ValueError):
         await engine.get_range(bucket, "r", 20, 30)
     assert await engine.get_ranges(bucket, "r", [(10, None), (0, 10)]) == [b"", b"0123456789"]
+    assert await engine.get_range(bucket, "r", 10, None) == b""  # like data[10:]
+    assert await engine.get_range(bucket, "r", 4, 4) == b""
+    assert await engine.get_range(bucket, "r", 2, -2) == b"234567"
 
 
 # -- head and errors -----------------------------------------------------------------
@@ -242,7 +254,7 @@ async def test_head_and_missing(engine: streamx.Engine, bucket: str, tmp_path: P
         assert info_exc.value.bucket == bucket
     with pytest.raises(streamx.NotFoundError):
         await engine.head("no-such-bucket-xyz", "h")
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
     with pytest.raises(streamx.ConfigError):
         await engine.download_file("", "k", tmp_path / "x")
     with pytest.raises(FileNotFoundError):
@@ -272,7 +284,7 @@ async def test_sink_that_raises(engine: streamx.Engine, bucket: str, tmp_path: P
 
     with pytest.raises(RuntimeError, match="too big"):
         await engine.download_file(bucket, "s", tmp_path / "s.bin", config=cfg(), on_progress=stop)
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
     # the engine is still usable (connections were released)
     assert await engine.get_range(bucket, "s", 0, 3) == data[:3]
 
@@ -291,11 +303,13 @@ async def test_cancelled_download_file_leaves_nothing(
 
         await engine.download_file(bucket, "c", target, config=cfg(), on_progress=cancel)
     assert scope.cancelled_caught
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
 
 @pytest.mark.anyio
-async def test_object_replaced_mid_download(engine: streamx.Engine, bucket: str, tmp_path: Path) -> None:
+async def test_object_replaced_mid_download(
+    engine: streamx.Engine, bucket: str, tmp_path: Path
+) -> None:
     await put(engine, bucket, "v", os.urandom(3 * PART))
     replaced = False
 
@@ -336,4 +350,48 @@ async def test_reset_mid_range_resumes(server: Any, bucket: str, tmp_path: Path)
             proxy.add(Fault("truncate", op="GetObject", phase="response", at=3 * MiB))
             streamed = await engine.download(bucket, "f").read_all()
             assert sha(streamed) == sha(data)
-            assert proxy.sent("GetObject")[-1].headers.get("range") == f"bytes={3 * MiB}-{len(data) - 1}"
+            assert (
+                proxy.sent("GetObject")[-1].headers.get("range")
+                == f"bytes={3 * MiB}-{len(data) - 1}"
+            )
+
+
+@pytest.mark.anyio
+async def test_download_to_a_pipe_under_a_shared_budget(server: Any, bucket: str) -> None:
+    """A non-seekable sync sink (a pipe read by another thread), and the engine's budget."""
+    data = os.urandom(3 * PART + 5)
+    budget = streamx.MemoryBudget(2 * PART)
+    async with streamx.Engine(**server.engine_args(), memory_budget=budget) as engine:
+        await put(engine, bucket, "p", data)
+        read_fd, write_fd = os.pipe()
+        digest = hashlib.sha256()
+
+        def drain() -> None:
+            with os.fdopen(read_fd, "rb") as reader:
+                while chunk := reader.read(MiB):
+                    digest.update(chunk)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, drain)
+            with os.fdopen(write_fd, "wb", buffering=0) as writer:
+                result = await engine.download_to(bucket, "p", writer, config=cfg(queue_size=8))
+        assert digest.hexdigest() == sha(data) and result.ranges == 4
+        assert 0 < budget.peak <= budget.limit and budget.in_use == 0
+
+
+@pytest.mark.anyio
+async def test_cancelled_listing_and_stream(engine: streamx.Engine, bucket: str) -> None:
+    await put(engine, bucket, "a", os.urandom(MiB))
+    await put(engine, bucket, "b", b"b")
+    with anyio.CancelScope() as scope:
+        async for _info in engine.list(bucket, page_size=1):
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()  # cancelled here
+    assert scope.cancelled_caught
+    with anyio.CancelScope() as scope:
+        async with engine.download(bucket, "a", chunk_size=1024) as stream:
+            async for _chunk in stream:
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()
+    assert scope.cancelled_caught and stream._body is None  # released
+    assert [i.key async for i in engine.list(bucket)] == ["a", "b"]

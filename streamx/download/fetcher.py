@@ -107,7 +107,12 @@ class RangeFetcher:
             total = length
         if total is not None and self.size is not None and total != self.size:
             raise _changed(self.bucket, self.key, self.etag or "?", f"size {total}")
-        if sent is None or sent.start != asked.start or sent.end != asked.end or length != asked.size:
+        if (
+            sent is None
+            or sent.start != asked.start
+            or sent.end != asked.end
+            or length != asked.size
+        ):
             raise StreamxError(
                 f"asked for bytes {asked} but the server sent {sent} ({length} bytes)",
                 bucket=self.bucket,
@@ -329,33 +334,25 @@ class DownloadStream:
         spec = self._spec
         if spec is not None:
             header = header_for(spec)
-            if header is None:  # needs the size: (10, -10) and the like
+            if header is None:  # needs the size: (10, -10), (5, 5) and the like
                 head = await self._s3.head_object(self.bucket, self.key)
-                self.etag = head.get("ETag")
-                r = resolve(spec, int(head.get("ContentLength", 0)))
-                self.size = int(head.get("ContentLength", 0))
+                r = self._from_head(head, spec)
                 if r.size == 0:
-                    self.range = r
-                    self.position = r.start
-                    self.info = ObjectInfo.from_head(self.key, head)
                     return
-                params["IfMatch"] = self.etag
+                if self.etag is not None:
+                    params["IfMatch"] = self.etag
                 header = r.header()
             params["Range"] = header
         try:
             response = await self._get(params)
         except S3Error as exc:
-            if exc.code == "InvalidRange" or exc.status == 416:
-                size = await self._object_size()
-                if size == 0 and spec is not None:
-                    resolve(spec, 0)  # raises unless the range is empty
-                    self.size = 0
-                    self.range = ByteRange(0, 0)
-                    return
-                raise ValueError(
-                    f"range {spec} is outside s3://{self.bucket}/{self.key} ({size} bytes)"
-                ) from exc
-            raise
+            if spec is None or not (exc.code == "InvalidRange" or exc.status == 416):
+                raise
+            # nothing to send: (10, None) of a 10-byte object is empty, (20, 30) is an error
+            head = await self._s3.head_object(self.bucket, self.key)
+            if self._from_head(head, spec).size:
+                raise  # a satisfiable range refused: let the server's error speak
+            return
         self.etag = response.get("ETag")
         sent, total = parse_content_range(response)
         length = int(response.get("ContentLength", 0))
@@ -381,9 +378,18 @@ class DownloadStream:
         info["ContentLength"] = total
         self.info = ObjectInfo.from_head(self.key, info)
 
-    async def _object_size(self) -> int:
-        head = await self._s3.head_object(self.bucket, self.key)
-        return int(head.get("ContentLength", 0))
+    def _from_head(self, head: Mapping[str, Any], spec: RangeSpec) -> ByteRange:
+        """Resolve ``spec`` against a HEAD's size (``ValueError`` if it is outside)."""
+        self.size = int(head.get("ContentLength", 0))
+        self.etag = head.get("ETag")
+        self.info = ObjectInfo.from_head(self.key, head)
+        try:
+            r = resolve(spec, self.size)
+        except ValueError as exc:
+            raise ValueError(f"{exc} of s3://{self.bucket}/{self.key}") from None
+        self.range = r
+        self.position = r.start
+        return r
 
     async def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._stack is not None:

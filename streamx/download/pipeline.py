@@ -53,7 +53,9 @@ class FirstFailure:
     def __init__(self) -> None:
         self.error: BaseException | None = None
 
-    async def run(self, scope: anyio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    async def run(
+        self, scope: anyio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any
+    ) -> None:
         try:
             await fn(*args)
         except Exception as exc:

@@ -22,10 +22,10 @@ class Part:
     data: Buffer
     checksum: PartChecksum | None
     reservation: Reservation = field(repr=False)
+    size: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return len(self.data)
+    def __post_init__(self) -> None:
+        self.size = len(self.data)
 
 
 class PartProducer:
@@ -113,7 +113,13 @@ class PartProducer:
             self.eof = True
 
     def release(self, part: Part) -> None:
+        """Give back the part's budget and drop its buffer.
+
+        The buffer goes with the budget: a task that still refers to the part
+        (an idle uploader's loop variable) must not keep its bytes alive.
+        """
         part.reservation.release()
+        part.data = b""
         self.live.discard(part)
 
     def release_all(self) -> None:
