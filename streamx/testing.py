@@ -177,3 +177,24 @@ class MotoServer(_Server):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+class EnvServer(_Server):
+    """An endpoint described by the standard AWS_* variables (MinIO from compose.yaml, ...).
+
+    Nothing is started; ``start``/``stop`` do nothing.
+    """
+
+    name = "env"
+
+    def __init__(self) -> None:
+        self.endpoint_url = os.environ["AWS_ENDPOINT_URL"]
+        self.access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        self.secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        self.region = os.environ.get("AWS_REGION", "us-east-1")
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None

@@ -16,37 +16,9 @@ from typing import Any
 import pytest
 
 import streamx
-from streamx.testing import MotoServer, RcloneServer
+from streamx.testing import EnvServer, MotoServer, RcloneServer
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-
-class EnvServer:
-    """An endpoint given by the AWS_* environment (MinIO from compose.yaml, ...)."""
-
-    name = "env"
-
-    def __init__(self) -> None:
-        self.endpoint_url = os.environ["AWS_ENDPOINT_URL"]
-        self.access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-        self.secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-        self.region = os.environ.get("AWS_REGION", "us-east-1")
-
-    def engine_args(self) -> dict[str, Any]:
-        return {
-            "endpoint_url": self.endpoint_url,
-            "aws_access_key_id": self.access_key,
-            "aws_secret_access_key": self.secret_key,
-            "region_name": self.region,
-        }
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_REGION": self.region,
-        }
 
 
 @pytest.fixture(scope="session")
