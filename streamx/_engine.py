@@ -353,6 +353,7 @@ class Engine:
             spec,
             chunk_size=chunk_size,
             retry=RetryPolicy(max_attempts=self.config.max_attempts),
+            verify=self.config.checksum != "off",
         )
 
     def _download_pipeline(
@@ -379,6 +380,8 @@ class Engine:
         *,
         config: TransferConfig | None = None,
         on_progress: ProgressCallback | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        restart: bool = False,
     ) -> DownloadResult:
         """Download to ``path`` with ``queue_size`` parallel ranged GETs of ``part_size``.
 
@@ -387,15 +390,29 @@ class Engine:
         cancellation no partial file is left. Memory: at most
         ``part_size * queue_size`` bytes of ranges in flight. Every range is
         pinned to the ETag of the first answer: an object replaced mid-way
-        raises :class:`streamx.ObjectChangedError`.
+        raises :class:`streamx.ObjectChangedError`. The file is checked
+        against the object's stored full-object checksum when the store
+        reports one (:class:`streamx.ChecksumError` on a mismatch, and no
+        file); see :mod:`streamx.download.verify`.
+
+        ``checkpoint=PATH`` makes the download resumable after a crash: each
+        range written is recorded in PATH, the temporary file is kept on
+        failure, and the same call with the same PATH fetches only the
+        missing ranges, pinned to the recorded ETag (see
+        :mod:`streamx.download.checkpoint`). An object that changed since
+        raises :class:`streamx.CheckpointError` (also an
+        ``ObjectChangedError``); ``restart=True`` discards the recorded
+        download and starts over.
         """
+        from .download.checkpoint import open_download_checkpoint
         from .download.sink import FileSink
 
         pipeline = self._download_pipeline(bucket, key, config, on_progress)
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        file = open_download_checkpoint(checkpoint, restart)
         sink = FileSink(path)
-        result: DownloadResult = await pipeline.to_file(sink)
+        result: DownloadResult = await pipeline.to_file(sink, file, restart=restart)
         return result
 
     async def download_to(

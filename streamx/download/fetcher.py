@@ -12,26 +12,22 @@ right bytes (rclone): both are accepted, as long as ``Content-Range`` and the
 length say the bytes are the ones asked for.
 
 :class:`DownloadStream` is the single streamed GET behind
-``engine.download()``; :class:`RangeFetcher` fills buffers for the parallel
-pipeline and ``get_ranges``.
+``engine.download()`` (in :mod:`.stream`); :class:`RangeFetcher` fills
+buffers for the parallel pipeline and ``get_ranges``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import anyio
 import structlog
 
 from .._errors import NetworkError, ObjectChangedError, S3Error, StreamxError
-from .._objects import ObjectInfo
-from .._retry import RetryPolicy, is_retryable
+from .._retry import ProgressDeadline, RetryPolicy
 from .._s3 import S3, map_errors
-from .planner import ByteRange, RangeSpec, header_for, resolve
+from .planner import ByteRange
 
 log = structlog.get_logger("streamx")
 
@@ -80,6 +76,7 @@ class RangeFetcher:
         *,
         retry: RetryPolicy,
         part_timeout: float | None,
+        stall_timeout: float | None = None,
         etag: str | None = None,
         on_retry_bytes: Any = None,
     ) -> None:
@@ -88,6 +85,7 @@ class RangeFetcher:
         self.key = key
         self.retry = retry
         self.part_timeout = part_timeout
+        self.stall_timeout = stall_timeout
         self.etag = etag
         self.size: int | None = None
         self.requests = 0
@@ -132,12 +130,21 @@ class RangeFetcher:
             if self.etag is not None:
                 params["IfMatch"] = self.etag
             self.requests += 1
-            try:
-                async with self.s3.get_object(self.bucket, self.key, **params) as response:
-                    self._check(response, remaining)
-                    await self._read_into(response["Body"], buf, cursor)
-            except S3Error as exc:
-                raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+            with ProgressDeadline(self.stall_timeout) as watch:
+                try:
+                    async with self.s3.get_object(self.bucket, self.key, **params) as response:
+                        watch.progress()
+                        self._check(response, remaining)
+                        await self._read_into(response["Body"], buf, cursor, watch.progress)
+                except S3Error as exc:
+                    raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+            if watch.stalled:
+                raise NetworkError(
+                    f"the ranged GET moved no byte for stall_timeout={self.stall_timeout:g} s "
+                    f"(at byte {r.start + cursor[0]} of {r})",
+                    bucket=self.bucket,
+                    key=self.key,
+                )
 
         await self._with_retry(attempt, r, lambda: cursor[0])
         return buf
@@ -189,9 +196,16 @@ class RangeFetcher:
         self.size = total if total is not None else int(response.get("ContentLength", 0))
         self.first_response["ContentLength"] = self.size
 
-    async def _read_into(self, body: Any, buf: bytearray, cursor: list[int]) -> None:
+    async def _read_into(
+        self,
+        body: Any,
+        buf: bytearray,
+        cursor: list[int],
+        moved: Callable[[], None] | None = None,
+    ) -> None:
         """Fill ``buf`` from ``cursor[0]`` on; ``cursor[0]`` advances as bytes arrive,
-        so after a dropped connection the retry asks only for the rest."""
+        so after a dropped connection the retry asks only for the rest. ``moved``
+        is called for every chunk (the stall detector's signal)."""
         view = memoryview(buf)
         got = cursor[0]
         try:
@@ -207,6 +221,8 @@ class RangeFetcher:
                 view[got : got + len(chunk)] = chunk
                 got += len(chunk)
                 cursor[0] = got
+                if moved is not None:
+                    moved()
         finally:
             view.release()
 
@@ -223,239 +239,7 @@ class RangeFetcher:
         await self.retry.call(attempt, timeout=self.part_timeout, on_retry=on_retry)
 
 
-class DownloadStream:
-    """One streamed GET: an async iterator of chunks and an async context manager.
+# The streamed GET lives in its own module; it is imported from here too.
+from .stream import DownloadStream  # noqa: E402
 
-    The connection is released when the block is left, when the iteration
-    ends or is broken off, or when the stream is garbage collected. A dropped
-    connection is resumed from the next missing byte (pinned to the ETag).
-    """
-
-    def __init__(
-        self,
-        s3: S3,
-        bucket: str,
-        key: str,
-        spec: RangeSpec | None,
-        *,
-        chunk_size: int | None,
-        retry: RetryPolicy,
-    ) -> None:
-        self._s3 = s3
-        self.bucket = bucket
-        self.key = key
-        self._spec = spec
-        self._chunk_size = chunk_size
-        self._retry = retry
-        self._stack: AsyncExitStack | None = None
-        self._body: Any = None
-        self._opened = False
-        self._closed = False
-        self.etag: str | None = None
-        self.size: int | None = None  # the whole object's size
-        self.range: ByteRange | None = None  # the bytes this stream delivers
-        self.info: ObjectInfo | None = None
-        self.position = 0  # absolute offset of the next byte
-
-    # -- context manager and iteration -------------------------------------------------
-
-    async def __aenter__(self) -> DownloadStream:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> DownloadStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if not self._opened:
-            await self.open()
-        if self._closed:
-            raise StopAsyncIteration
-        assert self.range is not None
-        if self.position >= self.range.end:
-            await self.aclose()
-            raise StopAsyncIteration
-        try:
-            if self._chunk_size is None:
-                return await self._read(_READ)
-            out = bytearray()
-            while len(out) < self._chunk_size and self.position < self.range.end:
-                out += await self._read(self._chunk_size - len(out))
-            return bytes(out)
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        self._closed = True
-        stack, self._stack, self._body = self._stack, None, None
-        if stack is not None:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
-
-    def __del__(self) -> None:
-        body = self._body
-        if body is not None:  # broken off without aclose(): drop the connection now
-            try:
-                body.close()
-            except Exception:  # pragma: no cover - best effort at collection time
-                pass
-
-    async def read_all(self) -> bytes:
-        """Everything the stream has left, in memory (for small objects and ranges)."""
-        out = bytearray()
-        async for chunk in self:
-            out += chunk
-        return bytes(out)
-
-    # -- requests ----------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Send the GET (after a HEAD if the range needs the size); check the range."""
-        if self._opened:
-            return
-        self._opened = True
-        try:
-            await self._retry.call(self._open_first)
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def _open_first(self) -> None:
-        params: dict[str, Any] = {}
-        spec = self._spec
-        if spec is not None:
-            header = header_for(spec)
-            if header is None:  # needs the size: (10, -10), (5, 5) and the like
-                head = await self._s3.head_object(self.bucket, self.key)
-                r = self._from_head(head, spec)
-                if r.size == 0:
-                    return
-                if self.etag is not None:
-                    params["IfMatch"] = self.etag
-                header = r.header()
-            params["Range"] = header
-        try:
-            response = await self._get(params)
-        except S3Error as exc:
-            if spec is None or not (exc.code == "InvalidRange" or exc.status == 416):
-                raise
-            # nothing to send: (10, None) of a 10-byte object is empty, (20, 30) is an error
-            head = await self._s3.head_object(self.bucket, self.key)
-            if self._from_head(head, spec).size:
-                raise  # a satisfiable range refused: let the server's error speak
-            return
-        self.etag = response.get("ETag")
-        sent, total = parse_content_range(response)
-        length = int(response.get("ContentLength", 0))
-        if sent is None:
-            sent, total = ByteRange(0, length), length
-        self.size = total
-        if spec is not None and total is not None:
-            try:
-                wanted = resolve(spec, total)
-            except ValueError:
-                await self.aclose()
-                raise
-            if wanted != sent:
-                await self.aclose()
-                raise StreamxError(
-                    f"asked for bytes {wanted} but the server sent {sent}",
-                    bucket=self.bucket,
-                    key=self.key,
-                )
-        self.range = sent
-        self.position = sent.start
-        info = dict(response)
-        info["ContentLength"] = total
-        self.info = ObjectInfo.from_head(self.key, info)
-
-    def _from_head(self, head: Mapping[str, Any], spec: RangeSpec) -> ByteRange:
-        """Resolve ``spec`` against a HEAD's size (``ValueError`` if it is outside)."""
-        self.size = int(head.get("ContentLength", 0))
-        self.etag = head.get("ETag")
-        self.info = ObjectInfo.from_head(self.key, head)
-        try:
-            r = resolve(spec, self.size)
-        except ValueError as exc:
-            raise ValueError(f"{exc} of s3://{self.bucket}/{self.key}") from None
-        self.range = r
-        self.position = r.start
-        return r
-
-    async def _get(self, params: dict[str, Any]) -> dict[str, Any]:
-        if self._stack is not None:
-            await self._stack.aclose()
-        self._stack = AsyncExitStack()
-        response: dict[str, Any] = await self._stack.enter_async_context(
-            self._s3.get_object(self.bucket, self.key, **params)
-        )
-        self._body = response["Body"]
-        return response
-
-    async def _resume(self) -> None:
-        assert self.range is not None
-        remaining = ByteRange(self.position, self.range.end)
-        params: dict[str, Any] = {"Range": remaining.header()}
-        if self.etag is not None:
-            params["IfMatch"] = self.etag
-        try:
-            response = await self._get(params)
-        except S3Error as exc:
-            raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
-        seen = response.get("ETag")
-        if self.etag is not None and seen != self.etag:
-            raise _changed(self.bucket, self.key, self.etag, seen)
-        sent, _ = parse_content_range(response)
-        if sent is None and remaining.start == 0:
-            sent = ByteRange(0, int(response.get("ContentLength", 0)))
-        if sent != remaining:
-            raise StreamxError(
-                f"asked for bytes {remaining} but the server sent {sent}",
-                bucket=self.bucket,
-                key=self.key,
-            )
-
-    async def _read(self, n: int) -> bytes:
-        """Up to ``n`` bytes, resuming the GET after a retryable failure."""
-        assert self.range is not None
-        attempt = 1
-        while True:
-            try:
-                if self._body is None:
-                    await self._resume()
-                n = min(n, self.range.end - self.position)
-                with map_errors("GetObject", bucket=self.bucket, key=self.key):
-                    chunk: bytes = await self._body.read(n)
-                if not chunk:
-                    raise NetworkError(
-                        f"the connection ended at byte {self.position} of {self.range}",
-                        bucket=self.bucket,
-                        key=self.key,
-                    )
-                self.position += len(chunk)
-                return chunk
-            except StreamxError as exc:
-                if not is_retryable(exc) or attempt >= self._retry.max_attempts:
-                    raise
-                log.warning(
-                    "download.stream.resume",
-                    bucket=self.bucket,
-                    key=self.key,
-                    resume_at=self.position,
-                    attempt=attempt,
-                    error=type(exc).__name__,
-                )
-                if self._stack is not None:
-                    stack, self._stack, self._body = self._stack, None, None
-                    await stack.aclose()
-                await self._retry.sleep(self._retry.delay(attempt))
-                attempt += 1
+__all__ = ["DownloadStream", "RangeFetcher", "parse_content_range"]

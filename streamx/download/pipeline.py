@@ -24,6 +24,7 @@ and surfaces once; a file download then removes its temporary file.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -32,15 +33,28 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._budget import MemoryBudget, Reservation
+from .._checksum import Running, combine
 from .._config import TransferConfig
+from .._errors import CheckpointError, ChecksumError, ObjectChangedError
 from .._events import Progress
 from .._objects import DownloadResult
 from .._retry import RetryPolicy
 from .._s3 import S3
+from .checkpoint import DownloadCheckpoint, DownloadRecord
 from .fetcher import RangeFetcher
 from .planner import ByteRange, RangeSpec, coalesce, resolve, slice_from, split
 from .reassembler import Reassembler
+from .resume import previous_record, resume, start
 from .sink import FileSink, OrderedSink
+from .verify import (
+    FALLBACK_ALGORITHM,
+    RangeSums,
+    check,
+    checksum_of,
+    probe,
+    stored_checksum,
+    unverified,
+)
 
 log = structlog.get_logger("streamx")
 
@@ -94,6 +108,7 @@ class DownloadPipeline:
             key,
             retry=retry or RetryPolicy(max_attempts=config.max_attempts),
             part_timeout=config.part_timeout or None,
+            stall_timeout=config.stall_timeout,
         )
         self.log = log.bind(bucket=bucket, key=key)
         self.ranges = 0
@@ -125,71 +140,119 @@ class DownloadPipeline:
             path=path,
         )
 
+    # -- the stored checksum ---------------------------------------------------------
+
+    async def _settle(self, sums: RangeSums, first_len: int, fallback: str | None) -> None:
+        """Learn the stored full-object checksum (see :mod:`.verify`) and fix ``sums``' algorithm.
+
+        A first answer that held the whole object says it itself (rclone);
+        otherwise one ``HeadObject(ChecksumMode=ENABLED)`` runs alongside the
+        ranged GETs.
+        """
+        if self.config.checksum == "off":
+            sums.settle(None, sums.reason, fallback=fallback)
+            return
+        expected, reason = None, "the store reports no checksum for the object"
+        size = self.fetcher.size or 0
+        if first_len == size and self.fetcher.first_response is not None:
+            expected, reason = stored_checksum(self.fetcher.first_response)
+        if expected is None:
+            expected, reason = await probe(
+                self.s3, self.bucket, self.key, self.fetcher.etag, self.fetcher.retry
+            )
+        sums.settle(expected, reason, fallback=fallback)
+
     # -- to a file -----------------------------------------------------------------
 
-    async def to_file(self, sink: FileSink) -> DownloadResult:
-        """Write every range at its offset into ``sink``; commit only when all are there."""
-        cfg = self.config
-        budgets = self._budgets(cfg.part_size * cfg.queue_size)
-        self.log.info("download.start", path=sink.path)
+    async def to_file(
+        self,
+        sink: FileSink,
+        checkpoint: DownloadCheckpoint | None = None,
+        *,
+        restart: bool = False,
+    ) -> DownloadResult:
+        """Write every range at its offset into ``sink``; verify; commit only when all are there.
+
+        With a ``checkpoint`` each written range is recorded, the temporary
+        file is kept on failure, and a recorded download is resumed (see
+        :mod:`.checkpoint`).
+        """
+        self.log.info("download.start", path=sink.path, checkpoint=checkpoint is not None)
+        record: DownloadRecord | None = None
+        if checkpoint is not None:
+            record = previous_record(self, checkpoint, sink, restart)
+        keep = False  # keep the temporary file on failure: a checkpoint names it
         try:
-            first = await self._reserve(budgets, cfg.part_size)
+            if record is not None:
+                keep = True
+                work, sums = await resume(self, record, sink, checkpoint)
+            else:
+                work, sums, keep = await start(self, sink, checkpoint)
             try:
-                data = await self.fetcher.fetch_first(cfg.part_size)
-                size = self.fetcher.size or 0
-                self.progress.total = size
-                await sink.open(size)
-                await sink.write_at(0, data)
+                await self._fan_out(work.pending, work.budgets, work.handle, extras=work.extras)
             finally:
-                first.release()
-            self.ranges = 1
-            await self.progress.advance(len(data), parts=1)
-            del data
-            rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
-
-            async def fetch_and_write(work: _Work) -> None:
-                _, r, reservation = work
-                try:
-                    buf = await self.fetcher.fetch(r)
-                    await sink.write_at(r.start, buf)
-                finally:
-                    reservation.release()
-                await self.progress.advance(r.size, parts=1)
-
-            await self._fan_out(rest, budgets, fetch_and_write)
+                work.release()  # range 0's memory, even if its task never got to run
+            sums.verify(work.count, "downloaded file")
             await sink.commit()
-            await self.progress.finish()
-        except BaseException:
-            sink.discard()
+        except BaseException as exc:
+            if isinstance(exc, CheckpointError):
+                sink.keep()  # the recorded files stay until restart=True
+            elif keep and not isinstance(exc, ChecksumError | ObjectChangedError):
+                sink.keep()
+                self.log.info("download.kept_for_resume", temp_path=sink.temp_path)
+            else:  # nothing worth resuming: wrong bytes, another version, or not started
+                sink.discard()
+                if checkpoint is not None:
+                    checkpoint.remove()
             raise
+        if checkpoint is not None:
+            checkpoint.remove()
+        await self.progress.finish()
+        size = self.fetcher.size or 0
         self.log.info("download.complete", size=size, ranges=self.ranges)
         return self._result(sink.path)
 
     # -- to an ordered sink ----------------------------------------------------------
 
     async def to_sink(self, sink: OrderedSink) -> DownloadResult:
-        """Deliver the object to ``sink`` in order through a bounded reorder window."""
+        """Deliver the object to ``sink`` in order through a bounded reorder window.
+
+        The object's checksum is computed from the bytes as they are handed
+        to the sink, in order, and checked after the last one: a sink sees
+        every byte before the check can fail (use ``download_file`` to get
+        nothing at all on a mismatch).
+        """
         cfg = self.config
         budgets = self._budgets(cfg.part_size * cfg.queue_size * 2)
         self.log.info("download.start", sink=sink.description)
         first = await self._reserve(budgets, cfg.part_size)
         try:
             data = await self.fetcher.fetch_first(cfg.part_size)
-            size = self.fetcher.size or 0
-            self.progress.total = size
-            if data:
-                await sink.write(data)
-        finally:
+        except BaseException:
             first.release()
-        self.ranges = 1
-        await self.progress.advance(len(data), parts=1)
-        del data
+            raise
+        size = self.fetcher.size or 0
+        self.progress.total = size
         rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
+        sums = RangeSums(self.bucket, self.key)
+        running: list[Running] = []
 
         async def write(buf: bytearray) -> None:
-            await sink.write(buf)
+            if not running:
+                await sums.wait()
+                if sums.expected is not None:
+                    running.append(Running(sums.expected.algorithm))
+                else:
+                    running.append(Running(FALLBACK_ALGORITHM))  # nothing to check: unused
+            if sums.expected is not None:
+                await _update(running[0], buf)
+            if buf:
+                await sink.write(buf)
 
         reassembler = Reassembler(write)
+        reassembler.put(0, data, first)
+        del data
+        self.ranges = 1
 
         async def fetch_one(work: _Work) -> None:
             index, r, reservation = work
@@ -205,10 +268,26 @@ class DownloadPipeline:
 
         try:
             await self._fan_out(
-                rest, budgets, fetch_one, extra=lambda: reassembler.run(len(rest), delivered)
+                [(i + 1, r) for i, r in enumerate(rest)],
+                budgets,
+                fetch_one,
+                extras=[
+                    lambda: reassembler.run(len(rest) + 1, delivered),
+                    lambda: self._settle(sums, min(cfg.part_size, size), None),
+                ],
             )
         finally:
             reassembler.release_all()
+        if sums.expected is not None and running:
+            check(
+                sums.expected,
+                running[0].result(),
+                bucket=self.bucket,
+                key=self.key,
+                what="object delivered",
+            )
+        else:
+            unverified(self.bucket, self.key, sums.reason)
         await self.progress.finish()
         self.log.info("download.complete", size=size, ranges=self.ranges)
         return self._result(None)
@@ -217,34 +296,41 @@ class DownloadPipeline:
 
     async def _fan_out(
         self,
-        ranges: Sequence[ByteRange],
+        ranges: Sequence[tuple[int, ByteRange]],
         budgets: list[MemoryBudget],
         handle: Callable[[_Work], Awaitable[None]],
-        extra: Callable[[], Awaitable[None]] | None = None,
+        extras: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        """Dispatch ``ranges`` in order (reserving memory first) to ``queue_size`` workers."""
-        if not ranges:
+        """Dispatch ``ranges`` in order (reserving memory first) to ``queue_size`` workers.
+
+        ``extras`` run in the same group (the reassembler, the checksum probe):
+        any failure cancels everything and surfaces once.
+        """
+        if not ranges and not extras:
             return
         first = FirstFailure()
-        workers = min(self.config.queue_size, len(ranges))
         async with anyio.create_task_group() as tg:
-            send, receive = anyio.create_memory_object_stream[_Work](0)
-            with receive:
-                for _ in range(workers):
-                    tg.start_soon(first.run, tg.cancel_scope, self._worker, receive.clone(), handle)
-            tg.start_soon(first.run, tg.cancel_scope, self._dispatch, send, ranges, budgets)
-            if extra is not None:
+            for extra in extras:
                 tg.start_soon(first.run, tg.cancel_scope, extra)
+            if ranges:
+                workers = min(self.config.queue_size, len(ranges))
+                send, receive = anyio.create_memory_object_stream[_Work](0)
+                with receive:
+                    for _ in range(workers):
+                        tg.start_soon(
+                            first.run, tg.cancel_scope, self._worker, receive.clone(), handle
+                        )
+                tg.start_soon(first.run, tg.cancel_scope, self._dispatch, send, ranges, budgets)
         first.raise_if_failed()
 
     async def _dispatch(
         self,
         send: MemoryObjectSendStream[_Work],
-        ranges: Sequence[ByteRange],
+        ranges: Sequence[tuple[int, ByteRange]],
         budgets: list[MemoryBudget],
     ) -> None:
         async with send:
-            for index, r in enumerate(ranges):
+            for index, r in ranges:
                 reservation = await self._reserve(budgets, r.size)
                 try:
                     await send.send((index, r, reservation))
@@ -267,6 +353,13 @@ class DownloadPipeline:
                     self.progress.parts_in_flight -= 1
 
 
+async def _update(running: Running, data: bytes | bytearray | memoryview) -> None:
+    if running.algorithm in ("CRC32", "SHA256") and len(data) >= 1024 * 1024:
+        await anyio.to_thread.run_sync(running.update, data)
+    else:
+        running.update(data)
+
+
 async def get_ranges(
     s3: S3,
     bucket: str,
@@ -279,12 +372,16 @@ async def get_ranges(
 ) -> list[bytes]:
     """The bytes of each range in ``specs``, in the order asked.
 
-    One HEAD learns the size and the ETag (every range is checked against the
-    size before any GET, and every GET is pinned to the ETag); nearby ranges
-    are coalesced, long ones split into ``part_size`` requests, and at most
-    ``queue_size`` requests run at once.
+    One HEAD learns the size, the ETag and the stored checksum (every range
+    is checked against the size before any GET, and every GET is pinned to
+    the ETag); nearby ranges are coalesced, long ones split into
+    ``part_size`` requests, and at most ``queue_size`` requests run at once.
+    When the requests cover the whole object, their checksums (combined in
+    order) are checked against the stored full-object value; a partial read
+    has nothing to be checked against.
     """
-    head = await s3.head_object(bucket, key)
+    verify = config.checksum != "off"
+    head = await s3.head_object(bucket, key, **({"ChecksumMode": "ENABLED"} if verify else {}))
     size = int(head.get("ContentLength", 0))
     wanted = [resolve(spec, size) for spec in specs]
     requests = coalesce(wanted, gap=coalesce_gap, max_size=config.part_size)
@@ -294,20 +391,44 @@ async def get_ranges(
         key,
         retry=retry or RetryPolicy(max_attempts=config.max_attempts),
         part_timeout=config.part_timeout or None,
+        stall_timeout=config.stall_timeout,
         etag=head.get("ETag"),
     )
     fetcher.size = size
     results: list[bytearray] = [bytearray()] * len(requests)
     limiter = anyio.CapacityLimiter(config.queue_size)
+    whole = (
+        bool(requests)
+        and requests[0].start == 0
+        and requests[-1].end == size
+        and all(a.end == b.start for a, b in itertools.pairwise(requests))
+    )
+    expected, reason = stored_checksum(head) if verify else (None, "checksum='off'")
+    if not whole:
+        reason = "only part of the object was read"
+    sums: list[Any] = [None] * len(requests)
 
     async def one(i: int) -> None:
         async with limiter:
             results[i] = await fetcher.fetch(requests[i])
+            if whole and expected is not None and expected.combinable:
+                sums[i] = await checksum_of(expected.algorithm, results[i])
 
     first = FirstFailure()
     async with anyio.create_task_group() as tg:
         for i in range(len(requests)):
             tg.start_soon(first.run, tg.cancel_scope, one, i)
     first.raise_if_failed()
+    if whole and expected is not None:
+        if expected.combinable:
+            ours = combine(sums)
+        else:  # SHA256: the bytes are all in memory, in order
+            running = Running(expected.algorithm)
+            for data in results:
+                await _update(running, data)
+            ours = running.result()
+        check(expected, ours, bucket=bucket, key=key, what="ranges read")
+    elif verify and requests:
+        unverified(bucket, key, reason)
     log.debug("download.ranges", bucket=bucket, key=key, asked=len(wanted), requests=len(requests))
     return [slice_from(w, requests, results) for w in wanted]

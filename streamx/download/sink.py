@@ -4,7 +4,9 @@
 destination's directory (so the final rename stays on one filesystem and is
 atomic) and renames it over the destination only when every byte is there.
 On failure or cancellation the temporary file is removed: a path either holds
-the complete object or is left as it was.
+the complete object or is left as it was. With a checkpoint (a resumable
+``download_file``) the temporary file is kept instead, for the resume to
+fill in; the destination path itself is still never half-written.
 
 :func:`open_sink` adapts anything that accepts bytes in order: an anyio byte
 stream, an ``asyncio.StreamWriter``, an object with an async or a sync
@@ -135,8 +137,38 @@ class FileSink:
         self.temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.streamx-part")
         self._fd: int | None = None
 
-    async def open(self, size: int) -> None:
-        def create() -> int:
+    def is_temp_name(self, temp_path: str) -> bool:
+        """Whether ``temp_path`` could be one of this destination's temporary files.
+
+        A checkpoint names the temporary file to resume into; only a name of
+        this shape, next to the destination, is ever reopened or removed.
+        """
+        name = os.path.basename(self.path)
+        return (
+            os.path.dirname(temp_path) == os.path.dirname(self.path)
+            and os.path.basename(temp_path).startswith(f".{name}.")
+            and temp_path.endswith(".streamx-part")
+        )
+
+    async def open(self, size: int, *, reuse: bool = False) -> bool:
+        """Create the temporary file, ``size`` bytes long; true if an existing one was reused.
+
+        ``reuse`` (a resume): an existing temporary file of exactly ``size``
+        bytes is opened as it is, so the ranges already in it stay; anything
+        else is replaced by a fresh file.
+        """
+
+        def create() -> tuple[int, bool]:
+            if reuse:
+                try:
+                    fd = os.open(self.temp_path, os.O_WRONLY)
+                except FileNotFoundError:
+                    pass
+                else:
+                    if os.fstat(fd).st_size == size:
+                        return fd, True
+                    os.close(fd)
+                    os.unlink(self.temp_path)
             fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 os.ftruncate(fd, size)
@@ -144,9 +176,10 @@ class FileSink:
                 os.close(fd)
                 os.unlink(self.temp_path)
                 raise
-            return fd
+            return fd, False
 
-        self._fd = await anyio.to_thread.run_sync(create)
+        self._fd, reused = await anyio.to_thread.run_sync(create)
+        return reused
 
     def _pwrite_all(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None
@@ -169,6 +202,12 @@ class FileSink:
             os.replace(self.temp_path, self.path)
 
         await anyio.to_thread.run_sync(finish)
+
+    def keep(self) -> None:
+        """Close the temporary file but leave it for a resume (a checkpoint names it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def discard(self) -> None:
         """Remove the temporary file (sync, so it runs even under cancellation)."""
