@@ -102,10 +102,9 @@ async def run(args: argparse.Namespace, engine_args: dict[str, Any]) -> dict[str
 
         received = hashlib.sha256()
         bar = Bar(result.size, "verify", args.progress)
-        response = await engine.client.get_object(Bucket=args.bucket, Key=args.key)
         done = 0
-        async with response["Body"] as body:
-            async for chunk in body.iter_chunks(CHUNK):
+        async with engine.download(args.bucket, args.key) as stream:
+            async for chunk in stream:
                 received.update(chunk)
                 done += len(chunk)
                 bar(streamx.ProgressEvent(done, result.size, 0, 0, 0.0))
