@@ -524,7 +524,7 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         **put_args: Any,
     ) -> CopyResult:
-        """Server-side copy: CopyObject up to ``multipart_threshold``, UploadPartCopy above.
+        """Server-side copy: CopyObject up to ``copy_threshold`` (5 GiB), UploadPartCopy above.
 
         Above the threshold ``queue_size`` part copies of ``part_size`` run at
         once; the multipart upload is aborted on failure (an abandoned one is
