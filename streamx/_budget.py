@@ -56,7 +56,11 @@ class MemoryBudget:
         n = self.clamp(n)
         if not self._waiters and self._in_use + n <= self._limit:
             self._take(n)
-            await anyio.lowlevel.checkpoint()
+            try:
+                await anyio.lowlevel.checkpoint()
+            except BaseException:  # cancelled at the checkpoint: the caller never got the bytes
+                self.release(n)
+                raise
             return n
         event = anyio.Event()
         entry = (n, event)

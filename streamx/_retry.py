@@ -17,7 +17,12 @@ retried by botocore, so a part can be sent up to ``max_attempts x botocore's
 total_max_attempts`` times, and botocore's attempts all happen inside one
 streamx ``part_timeout``. Give such a client ``retries={"total_max_attempts": 1}``
 to get streamx's behaviour exactly, or set ``max_attempts=1`` to leave retrying
-to botocore.
+to botocore. One layer below, aiohttp itself resends an idempotent request
+(UploadPart and PutObject are PUTs; GET, HEAD, DELETE) once when its
+connection breaks mid-request (ClientOSError, ServerDisconnectedError); it
+rewinds the body and sends the same bytes, and streamx never sees that first
+failure. So under connection resets a part may reach the wire up to
+``2 x max_attempts`` times; the fault-injection tests account for it.
 
 **Timeouts.** ``part_timeout`` caps one attempt, whatever it is doing. The
 stall detector (:class:`ProgressDeadline`) is the finer tool: it cancels an

@@ -54,9 +54,10 @@ async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterat
 
 
 def config(algorithm: str = "CRC32C", **kw: Any) -> streamx.TransferConfig:
+    settings: dict[str, Any] = {"checksum_algorithm": algorithm, **kw}
     return streamx.TransferConfig(
-        part_size=PART, queue_size=2, multipart_threshold=PART, checksum_algorithm=algorithm, **kw
-    )  # type: ignore[arg-type]
+        part_size=PART, queue_size=2, multipart_threshold=PART, **settings
+    )
 
 
 def parts_of(data: bytes, algorithm: str) -> list[Any]:

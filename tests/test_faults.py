@@ -78,37 +78,43 @@ async def assert_absent(engine: streamx.Engine, bucket: str, key: str) -> None:
 async def test_a_fifth_of_parts_fail_once(
     pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy, sleeps: Sleeps
 ) -> None:
-    """Each kind of transient failure, on a different part: all retried, bytes intact."""
-    kinds = [
-        Fault("status", status=503, code="SlowDown"),
-        Fault("status", status=500, code="InternalError"),
+    """2 of 10 parts fail once, one at the connection, one with a 5xx: retried, bytes intact."""
+    data = random.Random(10).randbytes(9 * PART + 4321)
+    n_parts = 10
+    rng = random.Random(20)
+    connection = [
         Fault("reset", at=MiB),  # connection reset mid-body
         Fault("reset", phase="response"),  # the server stored the part; the answer is lost
         Fault("truncate", phase="response"),
-        Fault("status", status=502, code="BadGateway"),
     ]
-    rng = random.Random(20)
-    for part, fault in zip(rng.sample(range(1, N_PARTS + 1), 2), rng.sample(kinds, 2), strict=True):
+    status = [
+        Fault("status", status=503, code="SlowDown"),
+        Fault("status", status=500, code="InternalError"),
+        Fault("status", status=502, code="BadGateway"),
+        Fault("status", status=504, code="GatewayTimeout"),
+    ]
+    failing = rng.sample(range(1, n_parts + 1), 2)
+    for part, fault in zip(failing, [rng.choice(connection), rng.choice(status)], strict=True):
         fault.op, fault.query = "UploadPart", {"partNumber": str(part)}
         proxy.add(fault)
-    failing = {int(f.query["partNumber"]) for f in proxy.faults}  # type: ignore[index, arg-type]
     events: list[streamx.ProgressEvent] = []
 
     with capture_logs() as logs:
-        result = await pengine.upload(bucket, "fifth", DATA, config=CFG, on_progress=events.append)
+        result = await pengine.upload(bucket, "fifth", data, config=CFG, on_progress=events.append)
 
-    assert sha(await read_object(engine, bucket, "fifth")) == sha(DATA)
-    assert result.part_count == N_PARTS and result.size == len(DATA)
+    assert sha(await read_object(engine, bucket, "fifth")) == sha(data)
+    assert result.part_count == n_parts and result.size == len(data)
     sent = attempts(proxy)
     assert all(sent[n] >= 2 for n in failing)
-    assert all(sent[n] == 1 for n in range(1, N_PARTS + 1) if n not in failing)
+    assert all(sent[n] == 1 for n in range(1, n_parts + 1) if n not in failing)
     # aiohttp itself resends an idempotent request once when a *reused* connection
     # breaks before the answer; every other retry is streamx's, and counted
     retried = [e["part_number"] for e in logs if e["event"] == "upload.part.retry"]
-    assert set(retried) <= failing and len(sleeps.delays) == len(retried)
+    assert failing[1] in retried and set(retried) <= set(failing)  # a 5xx is always streamx's
+    assert len(sleeps.delays) == len(retried)
     final = events[-1]
-    assert final.final and final.bytes_done == len(DATA)
-    assert final.bytes_retried == sum(min(PART, len(DATA) - (n - 1) * PART) for n in retried)
+    assert final.final and final.bytes_done == len(data)
+    assert final.bytes_retried == sum(min(PART, len(data) - (n - 1) * PART) for n in retried)
 
 
 @pytest.mark.anyio
@@ -135,6 +141,21 @@ async def test_every_part_fails_twice_then_succeeds(
     # full jitter: after failed attempt n the delay is within [0, 0.1 * 2^(n-1)]
     assert len(sleeps.delays) == 2 * N_PARTS
     assert all(0 <= d <= 0.2 for d in sleeps.delays)
+
+
+@pytest.mark.anyio
+async def test_a_single_put_is_retried_too(
+    pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy, sleeps: Sleeps
+) -> None:
+    small = DATA[: PART - 1]
+    proxy.add(Fault("status", op="PutObject", code="SlowDown"))
+    proxy.add(Fault("stall", op="PutObject", at=1000))
+    cfg = streamx.TransferConfig(part_size=PART, stall_timeout=0.3)
+
+    result = await pengine.upload(bucket, "put", small, config=cfg)
+
+    assert result.upload_id is None and await read_object(engine, bucket, "put") == small
+    assert len(proxy.sent("PutObject")) == 3 and len(sleeps.delays) == 2
 
 
 @pytest.mark.anyio
@@ -189,6 +210,22 @@ async def test_one_part_fails_for_good(
     assert attempts(proxy)[3] == 1
     assert proxy.sent("AbortMultipartUpload") and not proxy.sent("CompleteMultipartUpload")
     await assert_absent(engine, bucket, "for-good")
+
+
+@pytest.mark.anyio
+async def test_a_failing_abort_is_retried(
+    pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy
+) -> None:
+    """An abort answered 500 (moto does so when it races an in-flight part) is sent again."""
+    proxy.add(
+        Fault("status", op="UploadPart", query={"partNumber": "2"}, status=403, code="AccessDenied")
+    )
+    proxy.add(Fault("status", op="AbortMultipartUpload", status=500, code="InternalError"))
+
+    with pytest.raises(streamx.AccessDeniedError):
+        await pengine.upload(bucket, "abort", DATA, config=CFG)
+
+    assert [r.status for r in proxy.sent("AbortMultipartUpload")][:2] == [500, 204]
 
 
 @pytest.mark.anyio
@@ -387,3 +424,31 @@ async def test_odd_unicode_keys_round_trip(
     assert len(long_key.encode()) == 1024
     await pengine.upload(bucket, long_key, DATA[: PART + 1], config=CFG)  # multipart, too
     assert sha(await read_object(engine, bucket, long_key)) == sha(DATA[: PART + 1])
+
+
+@pytest.mark.anyio
+async def test_the_proxy_corrupts_and_truncates_responses(
+    pengine: streamx.Engine, bucket: str, proxy: FaultProxy
+) -> None:
+    """The response faults the download tests rely on do what they say."""
+    body = DATA[:100_000]
+    await pengine.upload(bucket, "r", body)
+    client = pengine.client
+
+    proxy.add(Fault("corrupt", phase="response", op="GetObject", at=70_000))
+    got = await (await client.get_object(Bucket=bucket, Key="r"))["Body"].read()
+    assert len(got) == len(body) and got != body
+    assert [i for i in range(len(body)) if got[i] != body[i]] == [70_000]
+
+    proxy.add(Fault("truncate", phase="response", op="GetObject", at=50_000))
+    with pytest.raises(Exception) as info:
+        await (await client.get_object(Bucket=bucket, Key="r", Range="bytes=0-99999"))[
+            "Body"
+        ].read()
+    assert not isinstance(info.value, AssertionError)
+
+    proxy.add(Fault("reset", phase="response", op="GetObject", at=10_000))
+    with pytest.raises(Exception) as info:
+        await (await client.get_object(Bucket=bucket, Key="r"))["Body"].read()
+    assert not isinstance(info.value, AssertionError)
+    assert [r.fault for r in proxy.sent("GetObject")] == ["corrupt", "truncate", "reset"]

@@ -132,6 +132,13 @@ async def _stored_checksum(
     found = {k: head[k] for k in (param_name(algorithm), "ChecksumType") if head.get(k)}
     if not found:
         log.debug("upload.checksum.unverified", reason="the store reports no checksum", **context)
+        return {}
+    etag, stored_etag = response.get("ETag"), head.get("ETag")
+    if etag and stored_etag and etag.strip('"') != stored_etag.strip('"'):
+        # another writer replaced the object meanwhile: its checksum says nothing
+        # about these bytes (and it must not be deleted as corrupt)
+        log.warning("upload.checksum.unverified", reason="the object was replaced", **context)
+        return {}
     return found
 
 

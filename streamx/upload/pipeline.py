@@ -46,7 +46,7 @@ from .completer import complete, verify_checksum
 from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
-from .uploader import CompletedPart, PartUploader
+from .uploader import CompletedPart, PartUploader, send_watched
 
 log = structlog.get_logger("streamx")
 
@@ -116,6 +116,7 @@ class UploadPipeline:
             self.plan = PartPlan.for_stream(self.plan.base, equal_parts=config.equal_parts)
         progress.total = source.size
         budgets = [MemoryBudget(config.window)]
+        self.shared_budget = shared_budget
         if shared_budget is not None:
             budgets.append(shared_budget)
         self.algorithm: str | None = config.checksum_algorithm if config.checksum != "off" else None
@@ -178,10 +179,16 @@ class UploadPipeline:
         return result
 
     async def _read_head(self) -> list[Part]:
-        """Parts up to the multipart threshold, or the whole source if it is smaller."""
+        """Parts up to the multipart threshold, or the whole source if it is smaller.
+
+        With a budget shared between transfers the head is one part: a transfer
+        that held part 1 while waiting for room for part 2 could wait forever,
+        every other transfer holding its own part 1 (hold and wait). A source
+        between ``part_size`` and ``multipart_threshold`` then goes multipart.
+        """
         head: list[Part] = []
         total = 0
-        while not self.producer.eof:
+        while not self.producer.eof and not (head and self.shared_budget is not None):
             part = await self.producer.next_part()
             if part is None:
                 break
@@ -199,8 +206,28 @@ class UploadPipeline:
             checksums = [compute(self.algorithm, body)]
         if self.send_checksums and checksums:
             params[param_name(self.algorithm or "")] = checksums[0].b64
-        with checksum_errors(self.send_checksums):
-            response = await self.s3.put_object(self.bucket, self.key, body, **params)
+
+        async def send(payload: Any) -> dict[str, Any]:
+            with checksum_errors(self.send_checksums):
+                return await self.s3.put_object(self.bucket, self.key, payload, **params)
+
+        async def attempt() -> dict[str, Any]:
+            return await send_watched(
+                body,
+                send,
+                stall_timeout=self.config.stall_timeout,
+                operation="PutObject",
+                bucket=self.bucket,
+                key=self.key,
+            )
+
+        async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            self.progress.bytes_retried += len(body)
+            self.log.warning("upload.put.retry", attempt=attempt_no, error=type(exc).__name__)
+
+        response = await self.retry.call(
+            attempt, timeout=self.config.part_timeout or None, on_retry=on_retry
+        )
         sent = self.algorithm if self.send_checksums else None  # else the store has none
         checksum = verify_checksum(
             response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
@@ -402,9 +429,16 @@ class UploadPipeline:
                 checkpoint=str(self.checkpoint.path) if self.checkpoint else None,
             )
             return
+        upload_id = self.upload_id
+
+        async def abort() -> None:
+            await self.s3.abort_multipart_upload(self.bucket, self.key, upload_id)
+
+        # retried like a part (a 500 or a reset here would otherwise orphan the
+        # upload), within abort_timeout
         with anyio.move_on_after(self.config.abort_timeout, shield=True) as scope:
             try:
-                await self.s3.abort_multipart_upload(self.bucket, self.key, self.upload_id)
+                await self.retry.call(abort, timeout=self.config.part_timeout or None)
             except StreamxError as abort_exc:
                 self.log.error(
                     "upload.abort.failed", error=str(abort_exc), cause=type(exc).__name__

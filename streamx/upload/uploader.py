@@ -92,6 +92,27 @@ class PartBody(io.BytesIO):
         return self._view.tobytes()
 
 
+async def send_watched(
+    data: Any,
+    send: Callable[[Any], Awaitable[dict[str, Any]]],
+    *,
+    stall_timeout: float | None,
+    operation: str,
+    **context: Any,
+) -> dict[str, Any]:
+    """``await send(body)`` with the stall detector on ``data`` (see the module docstring)."""
+    with ProgressDeadline(stall_timeout) as watch:
+        body: Any = data
+        if stall_timeout is not None and len(data):
+            body = PartBody(data, watch.progress)
+        response = await send(body)
+    if watch.stalled:
+        raise NetworkError(
+            f"{operation} made no progress for stall_timeout={stall_timeout:g} s", **context
+        )
+    return response
+
+
 class PartUploader:
     def __init__(
         self,
@@ -126,20 +147,21 @@ class PartUploader:
     async def _attempt(self, part: Part, params: dict[str, Any]) -> dict[str, Any]:
         """One UploadPart request, cancelled if it moves no byte for ``stall_timeout``."""
         ctx = {"bucket": self.bucket, "key": self.key, "upload_id": self.upload_id}
-        with ProgressDeadline(self.stall_timeout) as watch:
-            body: Any = part.data
-            if self.stall_timeout is not None:
-                body = PartBody(part.data, watch.progress)
+
+        async def send(body: Any) -> dict[str, Any]:
             with checksum_errors(bool(params)):
-                response = await self.s3.upload_part(
+                return await self.s3.upload_part(
                     self.bucket, self.key, self.upload_id, part.number, body, **params
                 )
-        if watch.stalled:
-            raise NetworkError(
-                f"UploadPart made no progress for stall_timeout={self.stall_timeout:g} s",
-                part_number=part.number,
-                **ctx,
-            )
+
+        response = await send_watched(
+            part.data,
+            send,
+            stall_timeout=self.stall_timeout,
+            operation="UploadPart",
+            part_number=part.number,
+            **ctx,
+        )
         if part.checksum is not None:
             echoed = response.get(param_name(part.checksum.algorithm))
             if echoed and echoed != part.checksum.b64:
