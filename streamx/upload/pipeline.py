@@ -204,8 +204,10 @@ class UploadPipeline:
         checksums = [p.checksum for p in head if p.checksum is not None]
         if self.algorithm and len(head) > 1:
             checksums = [compute(self.algorithm, body)]
-        if self.send_checksums and checksums:
-            params[param_name(self.algorithm or "")] = checksums[0].b64
+        if self.send_checksums and checksums and self.algorithm:
+            # naming the algorithm makes stores keep the value (moto stores it only then)
+            params["ChecksumAlgorithm"] = self.algorithm
+            params[param_name(self.algorithm)] = checksums[0].b64
 
         async def send(payload: Any) -> dict[str, Any]:
             with checksum_errors(self.send_checksums):
