@@ -38,9 +38,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -133,17 +134,54 @@ async def seek(source: Any, offset: int, recorded: dict[str, Any] | None) -> boo
     return True
 
 
-class CheckpointFile:
-    """PATH on disk: load, atomic save, remove."""
+class JsonRecord(Protocol):
+    def to_json(self) -> str: ...
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+
+R = TypeVar("R", bound=JsonRecord)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a crash leaves the old file or the new, never half of one.
+
+    Write a temporary file in the same directory, fsync it, rename it over
+    ``path``, then fsync the directory so the rename itself is durable.
+    """
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_os():
+            os.unlink(tmp)
+        raise
+    with _suppress_os():
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class JsonFile(Generic[R]):
+    """A JSON record at PATH: load, coalesced atomic save, remove (uploads and downloads)."""
+
+    kind = "upload"
+    hint = "pass restart=True to overwrite it"
+
+    def __init__(self, path: str | os.PathLike[str], parse: Callable[[str], R]) -> None:
         self.path = Path(path)
-        self.current: Checkpoint | None = None
+        self.current: R | None = None
+        self._parse = parse
         self._lock = anyio.Lock()
         self._version = 0
         self._saved = 0
 
-    def load(self) -> Checkpoint | None:
+    def load(self) -> R | None:
         try:
             text = self.path.read_text("utf-8")
         except FileNotFoundError:
@@ -151,32 +189,11 @@ class CheckpointFile:
         except OSError as exc:
             raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from exc
         try:
-            return Checkpoint.from_json(text)
-        except (ValueError, TypeError, KeyError) as exc:
+            return self._parse(text)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CheckpointError(
-                f"{self.path} is not a streamx upload checkpoint ({exc}); "
-                "pass restart=True to overwrite it"
+                f"{self.path} is not a streamx {self.kind} checkpoint ({exc}); {self.hint}"
             ) from exc
-
-    def _write(self, text: str) -> None:
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with _suppress_os():
-                os.unlink(tmp)
-            raise
-        with _suppress_os():
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
     async def save(self) -> None:
         """Write ``current`` (once for any number of changes made before the write starts)."""
@@ -186,17 +203,24 @@ class CheckpointFile:
             if self._saved >= wanted or self.current is None:
                 return  # a write that started after our change has covered it
             version, text = self._version, self.current.to_json()
-            await anyio.to_thread.run_sync(self._write, text)
+            await anyio.to_thread.run_sync(atomic_write, self.path, text)
             self._saved = version
+
+    def remove(self) -> None:
+        with _suppress_os():
+            self.path.unlink()
+
+
+class CheckpointFile(JsonFile[Checkpoint]):
+    """An upload's checkpoint file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path, Checkpoint.from_json)
 
     async def record(self, number: int, part: PartRecord) -> None:
         assert self.current is not None
         self.current.parts[number] = part
         await self.save()
-
-    def remove(self) -> None:
-        with _suppress_os():
-            self.path.unlink()
 
 
 class _suppress_os:

@@ -39,11 +39,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import anyio
-
 from .._checksum import PartChecksum, Running, from_b64
 from .._errors import CheckpointError, ObjectChangedError
-from ..checkpoint import CheckpointFile, open_checkpoint
+from ..checkpoint import JsonFile, open_checkpoint
 from .planner import ByteRange
 
 FORMAT = "streamx-download-checkpoint/1"
@@ -100,49 +98,19 @@ class DownloadRecord:
         return record
 
 
-class DownloadCheckpoint:
-    """PATH on disk: load, atomic save (coalesced), remove."""
+class DownloadCheckpoint(JsonFile[DownloadRecord]):
+    """A download's checkpoint file: load, atomic save (coalesced), remove."""
+
+    kind = "download"
+    hint = _HINT
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._file = CheckpointFile(path)  # its atomic writer: write, fsync, rename, fsync dir
-        self.path = self._file.path
-        self.current: DownloadRecord | None = None
-        self._lock = anyio.Lock()
-        self._version = 0
-        self._saved = 0
-
-    def load(self) -> DownloadRecord | None:
-        try:
-            text = self.path.read_text("utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from exc
-        try:
-            return DownloadRecord.from_json(text)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CheckpointError(
-                f"{self.path} is not a streamx download checkpoint ({exc}); {_HINT}"
-            ) from exc
-
-    async def save(self) -> None:
-        """Write ``current`` (once for any number of changes made before the write starts)."""
-        self._version += 1
-        wanted = self._version
-        async with self._lock:
-            if self._saved >= wanted or self.current is None:
-                return
-            version, text = self._version, self.current.to_json()
-            await anyio.to_thread.run_sync(self._file._write, text)
-            self._saved = version
+        super().__init__(path, DownloadRecord.from_json)
 
     async def record(self, index: int, checksum: PartChecksum) -> None:
         assert self.current is not None
         self.current.ranges[index] = checksum.b64
         await self.save()
-
-    def remove(self) -> None:
-        self._file.remove()
 
 
 def open_download_checkpoint(path: object, restart: object) -> DownloadCheckpoint | None:
