@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
+from ._concurrency import FirstFailure
 from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
@@ -33,7 +34,6 @@ from ._limits import MAX_PARTS, PartPlan
 from ._objects import CopyResult
 from ._retry import RetryPolicy
 from ._s3 import S3, _service_model, check_put_args
-from .download.pipeline import FirstFailure
 
 log = structlog.get_logger("streamx")
 

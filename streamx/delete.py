@@ -18,12 +18,12 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._concurrency import FirstFailure
 from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
 from ._limits import MAX_KEY_BYTES
 from ._objects import DeleteError, DeleteResult
 from ._retry import RetryPolicy
 from ._s3 import S3
-from .download.pipeline import FirstFailure
 
 log = structlog.get_logger("streamx")
 

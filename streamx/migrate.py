@@ -24,12 +24,12 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._concurrency import FirstFailure
 from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
 from .copy import METADATA_FIELDS
-from .download.pipeline import FirstFailure
 
 if TYPE_CHECKING:
     from ._engine import Engine

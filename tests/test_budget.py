@@ -192,7 +192,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         budget = streamx.MemoryBudget(int(budget_mib) * MiB) if use_budget == "1" else None
-        # multipart_threshold = part_size: see test_a_head_of_two_parts_does_not_deadlock
+        # one part per head, so every upload goes multipart at once
         cfg = streamx.TransferConfig(part_size=5 * MiB, queue_size=4, multipart_threshold=5 * MiB)
         async with streamx.Engine(
             endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,

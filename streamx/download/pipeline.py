@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._budget import MemoryBudget, Reservation
 from .._checksum import Running, combine
+from .._concurrency import FirstFailure
 from .._config import TransferConfig
 from .._errors import CheckpointError, ChecksumError, ObjectChangedError
 from .._events import Progress
@@ -59,27 +60,6 @@ from .verify import (
 log = structlog.get_logger("streamx")
 
 _Work = tuple[int, ByteRange, Reservation]
-
-
-class FirstFailure:
-    """Runs tasks in one group; the first failure cancels the rest and is kept to raise once."""
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-    async def run(
-        self, scope: anyio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any
-    ) -> None:
-        try:
-            await fn(*args)
-        except Exception as exc:
-            if self.error is None:
-                self.error = exc
-            scope.cancel()
-
-    def raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise self.error
 
 
 class DownloadPipeline:

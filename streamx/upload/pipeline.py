@@ -25,7 +25,7 @@ import structlog
 
 from .._budget import MemoryBudget
 from .._checksum import checksum_errors, checksum_type, compute, param_name
-from .._concurrency import task_group
+from .._concurrency import FirstFailure, task_group
 from .._config import TransferConfig
 from .._errors import CheckpointError, SourceError, StreamxError
 from .._events import Progress
@@ -55,21 +55,6 @@ def plan_parts(config: TransferConfig, size: int | None) -> PartPlan:
     if size is None:
         return PartPlan.for_stream(config.part_size, equal_parts=config.equal_parts)
     return PartPlan.for_known_size(size, config.part_size)
-
-
-class _FirstError:
-    """Records the first failure of a task group and cancels the rest."""
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-    async def run(self, scope: anyio.CancelScope, fn: Any, *args: Any) -> None:
-        try:
-            await fn(*args)
-        except Exception as exc:
-            if self.error is None:
-                self.error = exc
-            scope.cancel()
 
 
 class UploadPipeline:
@@ -370,7 +355,7 @@ class UploadPipeline:
         uploader.completed.update(self.resumed)
         try:
             await anyio.lowlevel.checkpoint()  # deliver a cancellation that arrived meanwhile
-            first = _FirstError()
+            first = FirstFailure()
             async with anyio.create_task_group() as tg:
                 send, receive = anyio.create_memory_object_stream[Part](self.config.queue_size)
                 with receive:
