@@ -129,8 +129,23 @@ class RcloneServer(_Server):
         _wait_for_port(self.port, 30, self.proc)
 
     def make_bucket(self, name: str) -> None:
-        """A bucket is a directory under the data dir."""
-        os.makedirs(os.path.join(self.data_dir, name), exist_ok=True)
+        """Create a bucket through the S3 API (rclone caches its view of the data dir,
+        so a directory made behind its back may not be a bucket yet)."""
+        import botocore.session
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        finally:
+            client.close()
 
     def cpu_seconds(self) -> float:
         """CPU time the server has used so far (Linux)."""

@@ -49,10 +49,15 @@ class PartProducer:
         self.bytes_read = 0
         self.eof = False
         self.live: set[Part] = set()  # parts read and not yet released
+        # One acknowledged part's buffer, kept with its reservation for the next part:
+        # a recycled buffer skips the allocation, zero-fill and page faults of a new
+        # one (about a tenth of the CPU of a file upload), and stays inside the budget.
+        self._spare: tuple[bytearray, Reservation] | None = None
+        self._waiting = False  # the producer waits for budget: don't hold any back
 
-    async def _read(self, n: int) -> Buffer:
+    async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
         try:
-            return await self.source.read(n)
+            return await self.source.read(n, into)
         except StreamxError:
             raise
         except Exception as exc:
@@ -83,11 +88,16 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
-        reservation = Reservation()
+        buffer, reservation = self._take_spare(size)
         try:
-            for budget in self.budgets:
-                await reservation.take(budget, size)
-            data = await self._read(size)
+            if buffer is None:
+                self._waiting = True
+                try:
+                    for budget in self.budgets:
+                        await reservation.take(budget, size)
+                finally:
+                    self._waiting = False
+            data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
             raise
@@ -118,10 +128,31 @@ class PartProducer:
         The buffer goes with the budget: a task that still refers to the part
         (an idle uploader's loop variable) must not keep its bytes alive.
         """
-        part.reservation.release()
-        part.data = b""
+        data, part.data = part.data, b""
         self.live.discard(part)
+        if (
+            self._spare is None
+            and not self._waiting
+            and not self.eof
+            and isinstance(data, bytearray)
+            and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
+        ):
+            self._spare = (data, part.reservation)
+        else:
+            part.reservation.release()
+
+    def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if len(spare[0]) == size:
+                return spare
+            spare[1].release()
+        return None, Reservation()
 
     def release_all(self) -> None:
+        self.eof = True  # the transfer is over: nothing is held back for a next part
+        if self._spare is not None:
+            self._spare[1].release()
+            self._spare = None
         for part in list(self.live):
             self.release(part)

@@ -50,8 +50,12 @@ class Source(Protocol):
     size: int | None  # exact length when known up front
     description: str
 
-    async def read(self, n: int) -> Buffer:
-        """Up to ``n`` bytes; fewer only at the end of the source."""
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        """Up to ``n`` bytes; fewer only at the end of the source.
+
+        ``into`` is a reusable buffer of ``n`` bytes that a source may fill
+        instead of allocating one (the producer recycles acknowledged parts).
+        """
 
     async def aclose(self) -> None: ...
 
@@ -90,7 +94,7 @@ class BytesSource:
         self.size: int | None = len(self._view)
         self.description = type(data).__name__
 
-    async def read(self, n: int) -> Buffer:
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
         chunk = self._view[self._pos : self._pos + n]
         self._pos += len(chunk)
         return chunk
@@ -111,10 +115,10 @@ class PathSource:
         self.description = f"file {self.path}"
         self._file: Any = None
 
-    async def read(self, n: int) -> Buffer:
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
         if self._file is None:
             self._file = await aiofiles.open(self.path, "rb", buffering=0)
-        buf = bytearray(n)
+        buf = into if into is not None and len(into) == n else bytearray(n)
         view = memoryview(buf)
         got = 0
         while got < n:
@@ -153,7 +157,7 @@ class SyncFileSource:
             self.size = None
         self.description = f"file object {type(fileobj).__name__}"
 
-    def _read_blocking(self, n: int) -> Buffer:
+    def _read_blocking(self, n: int, into: bytearray | None = None) -> Buffer:
         readinto = getattr(self._file, "readinto", None)
         if readinto is None:
             out = bytearray()
@@ -163,7 +167,7 @@ class SyncFileSource:
                     break
                 out += _as_bytes_view(chunk)
             return out
-        buf = bytearray(n)
+        buf = into if into is not None and len(into) == n else bytearray(n)
         view = memoryview(buf)
         got = 0
         while got < n:
@@ -175,8 +179,8 @@ class SyncFileSource:
             return buf[:got]
         return buf
 
-    async def read(self, n: int) -> Buffer:
-        return await anyio.to_thread.run_sync(self._read_blocking, n)
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        return await anyio.to_thread.run_sync(self._read_blocking, n, into)
 
     async def aclose(self) -> None:  # the caller owns the file
         return None
@@ -202,7 +206,7 @@ class ChunkSource:
         """The next non-empty chunk, or None at the end."""
         raise NotImplementedError
 
-    async def read(self, n: int) -> Buffer:
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
         if not self._carry and not self._eof:
             chunk = await self._next_chunk()
             if chunk is None:
@@ -215,7 +219,7 @@ class ChunkSource:
             view = first if isinstance(first, memoryview) else memoryview(first)
             self._carry = view[n:] if len(first) > n else b""
             return first if len(first) == n else view[:n]
-        buf = bytearray(n)
+        buf = into if into is not None and len(into) == n else bytearray(n)
         got = 0
         while got < n:
             chunk = self._carry
@@ -232,8 +236,8 @@ class ChunkSource:
             buf[got : got + take] = view[:take]
             got += take
             self._carry = view[take:] if take < len(chunk) else b""
-        if got < n:
-            del buf[got:]
+        if got < n:  # the last part (a recycled buffer may still be exported: copy)
+            return buf[:got]
         return buf
 
     async def aclose(self) -> None:
