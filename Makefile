@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check streamx tests benchmarks
+	$(VENV)/bin/ruff check streamx tests benchmarks examples
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

@@ -50,7 +50,7 @@ class ProgressEvent:
         return 1.0 if self.total == 0 else self.bytes_done / self.total
 
 
-ProgressCallback = Callable[[ProgressEvent], None | Awaitable[None]]
+ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
 
 class Progress:

@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from faultproxy import Fault, FaultProxy
 
 import streamx
 from streamx.download.planner import ByteRange, check_spec, coalesce, resolve, slice_from
-from faultproxy import Fault, FaultProxy
 
 MiB = 1024 * 1024
 PART = 5 * MiB

@@ -17,10 +17,10 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import list_uploads, read_object
 
 import streamx
 from streamx.testing import MotoServer, RcloneServer
-from conftest import list_uploads, read_object
 
 MiB = 1024 * 1024
 PART = 5 * MiB

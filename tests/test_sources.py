@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,7 +21,7 @@ DATA = os.urandom(300_000)
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     bounds = [0, *sorted(p % (len(data) + 1) for p in points), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 async def drain(source: object, part: int) -> list[bytes]:
@@ -89,7 +90,7 @@ async def test_readers_and_streams(tmp_path: object) -> None:
 
 @pytest.mark.anyio
 async def test_non_bytes_chunk_is_a_type_error_naming_the_type() -> None:
-    with pytest.raises(streamx.SourceTypeError, match="yielded str.*encode") as info:
+    with pytest.raises(streamx.SourceTypeError, match=r"yielded str.*encode") as info:
         await drain(iter([b"ok", "text"]), 1000)
     assert isinstance(info.value, TypeError)
     with pytest.raises(TypeError, match="yielded int"):

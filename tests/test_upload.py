@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -194,7 +195,7 @@ async def test_key_with_odd_unicode_and_1024_bytes(engine: streamx.Engine, bucke
 def test_any_chunking_round_trips(moto_server: Any, cuts: list[int]) -> None:
     data = PAYLOAD[: 2 * PART + 999]
     bounds = [0, *sorted(cuts), len(data)]
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
 
     async def run() -> bytes:
         async with streamx.Engine(**moto_server.engine_args()) as engine:
@@ -221,7 +222,7 @@ async def test_writer_round_trip_and_progress(engine: streamx.Engine, bucket: st
     assert await read_object(engine, bucket, "w") == PAYLOAD
     assert events[-1].final and events[-1].bytes_done == len(PAYLOAD)
     assert events[-1].total == len(PAYLOAD) and events[-1].parts_done == 4
-    assert all(a.bytes_done <= b.bytes_done for a, b in zip(events, events[1:], strict=False))
+    assert all(a.bytes_done <= b.bytes_done for a, b in itertools.pairwise(events))
 
 
 @pytest.mark.anyio
