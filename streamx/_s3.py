@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any
@@ -176,15 +176,20 @@ class BufferBody(io.BytesIO):
     rejects ``memoryview``, so a view is no longer copied with ``tobytes()``.
     """
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+    def __init__(
+        self, data: bytes | bytearray | memoryview, on_read: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self._view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         self._pos = 0
+        self._on_read = on_read  # the stall detector's "bytes moved" signal
 
     def __len__(self) -> int:
         return len(self._view)
 
     def read(self, size: int | None = -1) -> Any:
+        if self._on_read is not None:
+            self._on_read()
         end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
         chunk = self._view[self._pos : end]
         self._pos = end

@@ -7,7 +7,7 @@ or the transfer ends.
 **Stall detection.** ``part_timeout`` caps an attempt; ``stall_timeout``
 cancels an attempt that has moved no byte for that long, however long the
 part. The byte-level signal is the request body itself: the part is handed
-to aiohttp as a :class:`PartBody`, a read-only file object over the part's
+to aiohttp as a :class:`~streamx._s3.BufferBody`, a read-only file object over the part's
 buffer (no copy), which aiohttp reads 256 KiB at a time, each read only once
 the previous chunk has left its write buffer. Every read pushes the deadline
 forward. The clock starts with the first read, so a request queued for a
@@ -21,7 +21,6 @@ connect timeout.)
 
 from __future__ import annotations
 
-import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from .._checksum import PartChecksum, checksum_errors, param_name
 from .._errors import ChecksumError, NetworkError
 from .._events import Progress
 from .._retry import ProgressDeadline, RetryPolicy
-from .._s3 import S3
+from .._s3 import S3, BufferBody
 from .parts import Part, PartProducer
 
 
@@ -51,47 +50,6 @@ class CompletedPart:
         return param
 
 
-class PartBody(io.BytesIO):
-    """A part's bytes as a seekable file object that reports each read.
-
-    A ``BytesIO`` subclass so that aiohttp sends it chunk by chunk
-    (``BytesIOPayload``) without a thread hop; it never uses the ``BytesIO``
-    buffer: reads are zero-copy slices of the part's own buffer.
-    """
-
-    def __init__(self, data: Any, on_read: Callable[[], None]) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-        self._on_read = on_read
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def read(self, size: int | None = -1) -> Any:
-        self._on_read()
-        end = (
-            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        )
-        chunk = self._view[self._pos : end]
-        self._pos = end
-        return chunk
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, min(len(self._view), base + offset))
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def getbuffer(self) -> memoryview:
-        return self._view[:]
-
-    def getvalue(self) -> bytes:
-        return self._view.tobytes()
-
-
 async def send_watched(
     data: Any,
     send: Callable[[Any], Awaitable[dict[str, Any]]],
@@ -104,7 +62,7 @@ async def send_watched(
     with ProgressDeadline(stall_timeout) as watch:
         body: Any = data
         if stall_timeout is not None and len(data):
-            body = PartBody(data, watch.progress)
+            body = BufferBody(data, watch.progress)
         response = await send(body)
     if watch.stalled:
         raise NetworkError(
