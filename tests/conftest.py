@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from faultproxy import FaultProxy, Sleeps
 
 import streamx
 from streamx.testing import EnvServer, MotoServer, RcloneServer
@@ -66,6 +67,26 @@ async def bucket(engine: streamx.Engine) -> AsyncIterator[str]:
     yield name
     leftovers = await list_uploads(engine, name)
     assert leftovers == [], f"multipart uploads left behind: {leftovers}"
+
+
+@pytest.fixture
+async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
+    """A fault-injecting proxy in front of the test's server (see tests/faultproxy.py)."""
+    async with FaultProxy(server.endpoint_url) as p:
+        yield p
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """Backoff sleeps; test modules that patch their RetryPolicy override this."""
+    return Sleeps()
+
+
+@pytest.fixture
+async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
+    """An engine whose every request goes through the proxy."""
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        yield eng
 
 
 async def list_uploads(engine: streamx.Engine, bucket: str) -> list[dict[str, Any]]:

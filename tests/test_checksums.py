@@ -12,7 +12,6 @@ import base64
 import hashlib
 import itertools
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,18 +38,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
         lambda max_attempts: RetryPolicy(max_attempts, sleep=recorder),
     )
     return recorder
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
-
-
-@pytest.fixture
-async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        yield eng
 
 
 def config(algorithm: str = "CRC32C", **kw: Any) -> streamx.TransferConfig:

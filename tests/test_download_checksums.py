@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,6 @@ def entries(directory: Path) -> list[str]:
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == name]
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
 
 
 def starts_at(offset: int) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import random
 import zlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +60,6 @@ async def stored(engine: streamx.Engine, bucket: str) -> str:
     """DATA as one PUT with a CRC32C both servers keep, so every download is also verified."""
     await engine.client.put_object(Bucket=bucket, Key="obj", Body=DATA, ChecksumAlgorithm="CRC32C")
     return "obj"
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
-
-
-@pytest.fixture
-async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        yield eng
 
 
 @pytest.mark.anyio

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +71,6 @@ def range_bytes(headers: list[str]) -> int:
         first, last = h.removeprefix("bytes=").split("-")
         total += int(last) - int(first) + 1
     return total
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
-
-
-@pytest.fixture
-async def pengine(server: Any, proxy: FaultProxy) -> AsyncIterator[streamx.Engine]:
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        yield eng
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -45,19 +45,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
 
     monkeypatch.setattr(pipeline_module, "RetryPolicy", policy)
     return recorder
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
-
-
-@pytest.fixture
-async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
-    """An engine whose every request goes through the proxy."""
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        yield eng
 
 
 def attempts(proxy: FaultProxy) -> dict[int, int]:

@@ -13,7 +13,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +33,6 @@ CFG = streamx.TransferConfig(part_size=PART, queue_size=1, multipart_threshold=P
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(server.endpoint_url) as p:
-        yield p
-
-
-@pytest.fixture
-async def pengine(server: Any, proxy: FaultProxy) -> AsyncIterator[streamx.Engine]:
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        yield eng
 
 
 def chunks(data: bytes, size: int = 1000_003) -> Iterator[bytes]:
