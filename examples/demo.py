@@ -19,11 +19,13 @@ import hashlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import structlog
 
 import streamx
@@ -75,6 +77,22 @@ class Bar:
             self._bar.close()
 
 
+def show_with_cli(args: argparse.Namespace, engine_args: dict[str, Any]) -> None:
+    """``streamx ls -h s3://bucket/demo/``, run as a user would, with the same endpoint."""
+    env = dict(os.environ)
+    names = {
+        "endpoint_url": "AWS_ENDPOINT_URL",
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "region_name": "AWS_REGION",
+    }
+    env.update({names[k]: v for k, v in engine_args.items() if k in names})
+    prefix = args.key.rsplit("/", 1)[0] + "/" if "/" in args.key else ""
+    url = f"s3://{args.bucket}/{prefix}"
+    print(f"\n$ streamx ls -h {url}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "streamx", "ls", "-h", url], env=env, check=False)
+
+
 async def run(args: argparse.Namespace, engine_args: dict[str, Any]) -> dict[str, Any]:
     config = streamx.TransferConfig(part_size=args.part_size, queue_size=args.queue_size)
     async with streamx.Engine(**engine_args, config=config) as engine:
@@ -109,6 +127,8 @@ async def run(args: argparse.Namespace, engine_args: dict[str, Any]) -> dict[str
                 done += len(chunk)
                 bar(streamx.ProgressEvent(done, result.size, 0, 0, 0.0))
         bar.close()
+        if not args.json:  # a person is watching: the same object through the command line
+            await anyio.to_thread.run_sync(show_with_cli, args, engine_args)
         if not args.keep:
             await engine.client.delete_object(Bucket=args.bucket, Key=args.key)
     return {
