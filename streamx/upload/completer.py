@@ -130,7 +130,7 @@ async def _stored_checksum(
         log.warning("upload.checksum.unverified", reason=str(exc), **context)
         return {}
     found = {k: head[k] for k in (param_name(algorithm), "ChecksumType") if head.get(k)}
-    if not found:
+    if param_name(algorithm) not in found:  # rclone sends a ChecksumType and no value
         log.debug("upload.checksum.unverified", reason="the store reports no checksum", **context)
         return {}
     etag, stored_etag = response.get("ETag"), head.get("ETag")
