@@ -20,24 +20,13 @@ from ._events import Progress, ProgressCallback
 from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
-from ._s3 import S3, check_put_args
+from ._s3 import S3, check_put_args, session_for
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
 from .upload.source import UploadSource, open_source
 from .upload.writer import UploadWriter, open_writer
-
-_SESSIONS: dict[str | None, Any] = {}
-
-
-def _session(profile: str | None) -> Any:
-    """One aiobotocore session per profile: loading botocore's S3 model costs ~0.5 s."""
-    from aiobotocore.session import AioSession
-
-    if profile not in _SESSIONS:
-        _SESSIONS[profile] = AioSession(profile=profile) if profile else AioSession()
-    return _SESSIONS[profile]
 
 
 def check_bucket_key(bucket: object, key: object) -> None:
@@ -154,7 +143,7 @@ class Engine:
             connect_timeout=10,
             read_timeout=60,
         )
-        session = _session(self._profile)
+        session = session_for(self._profile)
         args = {k: v for k, v in self._client_args.items() if v is not None}
         try:
             client = await self._stack.enter_async_context(

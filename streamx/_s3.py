@@ -114,11 +114,25 @@ def map_errors(operation: str, **context: Any) -> Iterator[None]:
         raise translate(exc, operation, **context) from exc
 
 
+_SESSIONS: dict[str | None, Any] = {}
+
+
+def session_for(profile: str | None) -> Any:
+    """One aiobotocore session per profile: its loader keeps botocore's S3 model
+    (about 50 ms to parse) for every engine and every check that needs it."""
+    from aiobotocore.session import AioSession
+
+    if profile not in _SESSIONS:
+        _SESSIONS[profile] = AioSession(profile=profile) if profile else AioSession()
+    return _SESSIONS[profile]
+
+
 @lru_cache(maxsize=1)
 def _service_model() -> Any:
-    import botocore.session
+    from botocore.model import ServiceModel
 
-    return botocore.session.get_session().get_service_model("s3")
+    loader = session_for(None).get_component("data_loader")  # sync, and cached per session
+    return ServiceModel(loader.load_service_model("s3", "service-2"), service_name="s3")
 
 
 # Parameters streamx manages itself and a caller may not pass through.
