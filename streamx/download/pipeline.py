@@ -93,6 +93,18 @@ class DownloadPipeline:
         self.log = log.bind(bucket=bucket, key=key)
         self.ranges = 0
 
+    async def first_range(self, budgets: list[MemoryBudget]) -> tuple[Reservation, Any, int]:
+        """The first ``part_size`` bytes, which also tell the object's size and ETag."""
+        first = await self._reserve(budgets, self.config.part_size)
+        try:
+            data = await self.fetcher.fetch_first(self.config.part_size)
+        except BaseException:
+            first.release()
+            raise
+        size = self.fetcher.size or 0
+        self.progress.total = size
+        return first, data, size
+
     def _budgets(self, window: int) -> list[MemoryBudget]:
         budgets = [MemoryBudget(window)]
         if self.shared_budget is not None:
@@ -205,14 +217,7 @@ class DownloadPipeline:
         cfg = self.config
         budgets = self._budgets(cfg.part_size * cfg.queue_size * 2)
         self.log.info("download.start", sink=sink.description)
-        first = await self._reserve(budgets, cfg.part_size)
-        try:
-            data = await self.fetcher.fetch_first(cfg.part_size)
-        except BaseException:
-            first.release()
-            raise
-        size = self.fetcher.size or 0
-        self.progress.total = size
+        first, data, size = await self.first_range(budgets)
         rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
         sums = RangeSums(self.bucket, self.key)
         running: list[Running] = []

@@ -71,14 +71,7 @@ async def start(
     """A new download: the first range learns size and ETag; the rest are planned."""
     cfg = pipeline.config
     budgets = pipeline._budgets(cfg.part_size * cfg.queue_size)
-    first = await pipeline._reserve(budgets, cfg.part_size)
-    try:
-        data = await pipeline.fetcher.fetch_first(cfg.part_size)
-    except BaseException:
-        first.release()
-        raise
-    size = pipeline.fetcher.size or 0
-    pipeline.progress.total = size
+    first, data, size = await pipeline.first_range(budgets)
     if checkpoint is not None:
         checkpoint.current = DownloadRecord(
             bucket=pipeline.bucket,
