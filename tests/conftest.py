@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -87,6 +89,30 @@ async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterat
     """An engine whose every request goes through the proxy."""
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
         yield eng
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    """Start ``python -c SCRIPT`` children; they are terminated after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(script: str) -> subprocess.Popen[bytes]:
+        procs.append(subprocess.Popen([sys.executable, "-c", script]))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A live process's peak RSS (VmHWM) in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
 
 
 async def list_uploads(engine: streamx.Engine, bucket: str) -> list[dict[str, Any]]:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import list_uploads, read_object
+from conftest import list_uploads, peak_rss_mib, read_object
 
 import streamx
 from streamx.testing import free_port
@@ -212,29 +210,6 @@ app.cleanup_ctx.append(engine_ctx)
 add_routes(app, UploadSettings(bucket={bucket!r}, engine=lambda: app["engine"], authorize=allow_all))
 web.run_app(app, host="127.0.0.1", port={port}, print=None)
 """
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """Start ``python -c SCRIPT`` children; they are terminated after the test."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(script: str) -> subprocess.Popen[bytes]:
-        procs.append(subprocess.Popen([sys.executable, "-c", script]))
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
-from conftest import list_uploads, read_object
+from conftest import list_uploads, peak_rss_mib, read_object
 from fastapi import FastAPI
 
 import streamx
@@ -405,29 +405,6 @@ from examples.app import build_app
 app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40)
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
 """
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """Start ``python -c SCRIPT`` children; they are terminated after the test."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(script: str) -> subprocess.Popen[bytes]:
-        procs.append(subprocess.Popen([sys.executable, "-c", script]))
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 @pytest.mark.slow
