@@ -176,6 +176,9 @@ def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
     return dict(put_args)
 
 
+_MIN_READ = 1024 * 1024
+
+
 class BufferBody(io.BytesIO):
     """A bytes-like request body as a read-only, zero-copy file object.
 
@@ -204,6 +207,9 @@ class BufferBody(io.BytesIO):
     def read(self, size: int | None = -1) -> Any:
         if self._on_read is not None:
             self._on_read()
+        # at least 1 MiB a read: aiohttp asks for 256 KiB, and every read costs a loop turn
+        if size is not None and 0 <= size < _MIN_READ:
+            size = _MIN_READ
         end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
         chunk = self._view[self._pos : end]
         self._pos = end
