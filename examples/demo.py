@@ -69,7 +69,8 @@ class Bar:
     def __call__(self, event: streamx.ProgressEvent) -> None:
         if self._bar is not None:
             self._bar.n = event.bytes_done
-            self._bar.set_postfix(parts=event.parts_done, in_flight=event.parts_in_flight)
+            if event.parts_done or event.parts_in_flight:  # uploads count parts; a read-back does not
+                self._bar.set_postfix(parts=event.parts_done, in_flight=event.parts_in_flight)
             self._bar.refresh()
 
     def close(self) -> None:
