@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
+from ._abort import abort_upload
 from ._concurrency import FirstFailure
 from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
@@ -236,13 +237,14 @@ class Copier:
 
     async def _abort(self, exc: BaseException) -> None:
         assert self.upload_id is not None
-        with anyio.move_on_after(self.config.abort_timeout, shield=True) as scope:
-            try:
-                await self.s3.abort_multipart_upload(self.bucket, self.key, self.upload_id)
-            except StreamxError as abort_exc:
-                self.log.error("copy.abort.failed", error=str(abort_exc), cause=type(exc).__name__)
-                return
-        if scope.cancelled_caught:
-            self.log.error("copy.abort.timeout", seconds=self.config.abort_timeout)
-        else:
-            self.log.warning("copy.aborted", cause=type(exc).__name__)
+        await abort_upload(
+            self.s3,
+            self.bucket,
+            self.key,
+            self.upload_id,
+            config=self.config,
+            retry=self.retry,
+            log=self.log,
+            what="copy",
+            cause=exc,
+        )

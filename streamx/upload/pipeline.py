@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import structlog
 
+from .._abort import abort_upload
 from .._budget import MemoryBudget
 from .._checksum import checksum_errors, checksum_type, compute, param_name
 from .._concurrency import FirstFailure, task_group
@@ -416,22 +417,14 @@ class UploadPipeline:
                 checkpoint=str(self.checkpoint.path) if self.checkpoint else None,
             )
             return
-        upload_id = self.upload_id
-
-        async def abort() -> None:
-            await self.s3.abort_multipart_upload(self.bucket, self.key, upload_id)
-
-        # retried like a part (a 500 or a reset here would otherwise orphan the
-        # upload), within abort_timeout
-        with anyio.move_on_after(self.config.abort_timeout, shield=True) as scope:
-            try:
-                await self.retry.call(abort, timeout=self.config.part_timeout or None)
-            except StreamxError as abort_exc:
-                self.log.error(
-                    "upload.abort.failed", error=str(abort_exc), cause=type(exc).__name__
-                )
-                return
-        if scope.cancelled_caught:
-            self.log.error("upload.abort.timeout", seconds=self.config.abort_timeout)
-        else:
-            self.log.warning("upload.aborted", cause=type(exc).__name__)
+        await abort_upload(
+            self.s3,
+            self.bucket,
+            self.key,
+            self.upload_id,
+            config=self.config,
+            retry=self.retry,
+            log=self.log,
+            what="upload",
+            cause=exc,
+        )
