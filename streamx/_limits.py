@@ -46,11 +46,20 @@ def format_size(n: int) -> str:
 def parse_size(text: str) -> int:
     """``"1GiB"``, ``"512 MiB"``, ``"10MB"``, ``"4096"`` → bytes."""
     units = {
-        "": 1, "B": 1,
-        "K": KiB, "KB": 1000, "KIB": KiB,
-        "M": MiB, "MB": 1000**2, "MIB": MiB,
-        "G": GiB, "GB": 1000**3, "GIB": GiB,
-        "T": TiB, "TB": 1000**4, "TIB": TiB,
+        "": 1,
+        "B": 1,
+        "K": KiB,
+        "KB": 1000,
+        "KIB": KiB,
+        "M": MiB,
+        "MB": 1000**2,
+        "MIB": MiB,
+        "G": GiB,
+        "GB": 1000**3,
+        "GIB": GiB,
+        "T": TiB,
+        "TB": 1000**4,
+        "TIB": TiB,
     }
     s = text.strip().upper().replace(" ", "")
     i = len(s)

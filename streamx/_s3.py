@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import botocore.exceptions as bexc
 
+from ._direct import DirectParts
 from ._errors import (
     AccessDeniedError,
     ConfigError,
@@ -210,7 +211,9 @@ class BufferBody(io.BytesIO):
         # at least 1 MiB a read: aiohttp asks for 256 KiB, and every read costs a loop turn
         if size is not None and 0 <= size < _MIN_READ:
             size = _MIN_READ
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        end = (
+            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        )
         chunk = self._view[self._pos : end]
         self._pos = end
         return chunk
@@ -245,8 +248,10 @@ def _body(data: Any) -> Any:
 class S3:
     """The S3 calls streamx makes, over one aiobotocore client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, direct: DirectParts | None = None) -> None:
         self.client = client
+        # UploadPart over streamx's own connections (streamx/_direct.py), when enabled
+        self.direct = direct
 
     async def put_object(self, bucket: str, key: str, body: Any, **params: Any) -> dict[str, Any]:
         with map_errors("PutObject", bucket=bucket, key=key):
@@ -274,6 +279,25 @@ class S3:
                     ContentLength=len(body),
                     **params,
                 )
+            )
+
+    async def upload_part_direct(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        stall_timeout: float | None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """UploadPart through :class:`DirectParts` (``self.direct`` must be set)."""
+        assert self.direct is not None
+        ctx = {"bucket": bucket, "key": key, "upload_id": upload_id, "part_number": part_number}
+        with map_errors("UploadPart", **ctx):
+            return await self.direct.upload_part(
+                bucket, key, upload_id, part_number, data, stall_timeout=stall_timeout, **params
             )
 
     async def complete_multipart_upload(

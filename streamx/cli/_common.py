@@ -117,7 +117,9 @@ def parse_duration(text: str) -> float:
 class DurationType(click.ParamType):  # type: ignore[type-arg]
     name = "DURATION"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, int | float):
             seconds = float(value)
         else:

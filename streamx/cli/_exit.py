@@ -79,7 +79,11 @@ class Failure:
 
 _HINTS: list[tuple[type[BaseException], int, str]] = [
     (ConfigError, EXIT_USAGE, ""),
-    (NotFoundError, EXIT_NOT_FOUND, "check the bucket and key (streamx ls s3://BUCKET/ shows what exists)"),
+    (
+        NotFoundError,
+        EXIT_NOT_FOUND,
+        "check the bucket and key (streamx ls s3://BUCKET/ shows what exists)",
+    ),
     (
         AccessDeniedError,
         EXIT_ACCESS_DENIED,
@@ -92,7 +96,11 @@ _HINTS: list[tuple[type[BaseException], int, str]] = [
     ),
     (ServiceUnavailableError, EXIT_TRANSFER, "the server is overloaded or failing; retry later"),
     (ChecksumError, EXIT_TRANSFER, "the bytes were corrupted on the way; retry the transfer"),
-    (ObjectChangedError, EXIT_TRANSFER, "the object was replaced meanwhile; retry to get the new one"),
+    (
+        ObjectChangedError,
+        EXIT_TRANSFER,
+        "the object was replaced meanwhile; retry to get the new one",
+    ),
     (
         CheckpointError,
         EXIT_USAGE,

@@ -84,7 +84,9 @@ def stdin_source() -> Any:
     return sys.stdin.buffer
 
 
-def _record(action: str, src: Location, dst: Location, result: Any, started: float) -> dict[str, Any]:
+def _record(
+    action: str, src: Location, dst: Location, result: Any, started: float
+) -> dict[str, Any]:
     return {
         "action": action,
         "source": str(src),
@@ -96,7 +98,9 @@ def _record(action: str, src: Location, dst: Location, result: Any, started: flo
     }
 
 
-async def upload(tc: TransferContext, src: Location, dst: S3Location, bar: FileBar) -> dict[str, Any]:
+async def upload(
+    tc: TransferContext, src: Location, dst: S3Location, bar: FileBar
+) -> dict[str, Any]:
     started = time.monotonic()
     put_args = dict(tc.put_args)
     size = None
@@ -180,7 +184,9 @@ async def download(
     return record
 
 
-async def copy(tc: TransferContext, src: S3Location, dst: S3Location, bar: FileBar) -> dict[str, Any]:
+async def copy(
+    tc: TransferContext, src: S3Location, dst: S3Location, bar: FileBar
+) -> dict[str, Any]:
     started = time.monotonic()
     if tc.cross_endpoint:
         result = await tc.source_engine.copy_to(
@@ -206,7 +212,9 @@ async def copy(tc: TransferContext, src: S3Location, dst: S3Location, bar: FileB
     return _record("copy", src, dst, result, started)
 
 
-async def transfer(tc: TransferContext, src: Location, dst: Location, bar: FileBar) -> dict[str, Any]:
+async def transfer(
+    tc: TransferContext, src: Location, dst: Location, bar: FileBar
+) -> dict[str, Any]:
     if isinstance(dst, S3Location) and not isinstance(src, S3Location):
         return await upload(tc, src, dst, bar)
     if isinstance(src, S3Location) and not isinstance(dst, S3Location):

@@ -41,7 +41,9 @@ DEFAULT_MEMORY_LIMIT = 256 * MiB
 CHECKSUMS = ["CRC32C", "CRC32", "CRC64NVME", "SHA256", "when_required", "off"]
 
 
-def transfer_config(part_size: int | None, concurrency: int | None, checksum: str | None) -> TransferConfig:
+def transfer_config(
+    part_size: int | None, concurrency: int | None, checksum: str | None
+) -> TransferConfig:
     args: dict[str, Any] = {}
     if part_size is not None:
         args["part_size"] = part_size
@@ -71,7 +73,9 @@ def resolve_single(src: Location, dst: Location) -> tuple[Location, Location]:
     if not isinstance(src, S3Location) and not isinstance(dst, S3Location):
         raise UsageError("one side of cp must be an s3:// URL")
     if isinstance(src, S3Location) and src.is_dir:
-        raise UsageError(f"{src} is a prefix, not an object; add --recursive to copy what is under it")
+        raise UsageError(
+            f"{src} is a prefix, not an object; add --recursive to copy what is under it"
+        )
     if isinstance(src, LocalLocation):
         if os.path.isdir(src.path):
             raise UsageError(f"{src.path} is a directory; add --recursive")
@@ -80,8 +84,10 @@ def resolve_single(src: Location, dst: Location) -> tuple[Location, Location]:
     if isinstance(dst, S3Location) and dst.is_dir:
         if isinstance(src, StdioLocation):
             raise UsageError(f"give the object's key for stdin: s3://{dst.bucket}/{dst.key}NAME")
-        name = key_basename(src.key) if isinstance(src, S3Location) else os.path.basename(
-            os.path.normpath(str(src))
+        name = (
+            key_basename(src.key)
+            if isinstance(src, S3Location)
+            else os.path.basename(os.path.normpath(str(src)))
         )
         dst = dst.child(name)
     if isinstance(dst, LocalLocation) and isinstance(src, S3Location):
@@ -103,7 +109,9 @@ class CopyCommand:
         self.source_profile: str | None = kw.get("source_profile")
         self.source_region: str | None = kw.get("source_region")
         try:
-            self.config = transfer_config(kw.get("part_size"), kw.get("concurrency"), kw.get("checksum"))
+            self.config = transfer_config(
+                kw.get("part_size"), kw.get("concurrency"), kw.get("checksum")
+            )
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
         memory_limit = kw.get("memory_limit")
@@ -131,9 +139,13 @@ class CopyCommand:
             raise UsageError("--source-endpoint-url/--source-profile need s3:// on both sides")
         if self.recursive:
             if self.checkpoint:
-                raise UsageError("--checkpoint resumes one upload; it cannot be used with --recursive")
+                raise UsageError(
+                    "--checkpoint resumes one upload; it cannot be used with --recursive"
+                )
             if self.expected_size is not None:
-                raise UsageError("--expected-size is for one stream; it cannot be used with --recursive")
+                raise UsageError(
+                    "--expected-size is for one stream; it cannot be used with --recursive"
+                )
             check(self.src, self.dst)
             return
         self.src, self.dst = resolve_single(self.src, self.dst)
@@ -180,9 +192,7 @@ class CopyCommand:
         return isinstance(self.dst, StdioLocation)
 
     async def run(self) -> int:
-        display = Display(
-            enabled=not self.opts.quiet and sys.stderr.isatty(), multi=self.recursive
-        )
+        display = Display(enabled=not self.opts.quiet and sys.stderr.isatty(), multi=self.recursive)
         out = Output(self.opts, data_on_stdout=self.data_on_stdout, display=display)
         try:
             async with AsyncExitStack() as stack:
@@ -264,21 +274,28 @@ def _human(record: dict[str, Any]) -> str:
     "--concurrency", type=click.IntRange(1, 1000), help="Parts in flight per file (default 4)."
 )
 @click.option(
-    "--jobs", type=click.IntRange(1, 256), default=4, show_default=True,
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
     help="Files at once with --recursive.",
 )
 @click.option(
-    "--memory-limit", type=SIZE,
+    "--memory-limit",
+    type=SIZE,
     help="Bytes all transfers may hold together (default 256MiB or one file's bound).",
 )
 @click.option(
-    "--checksum", type=click.Choice(CHECKSUMS, case_sensitive=False),
+    "--checksum",
+    type=click.Choice(CHECKSUMS, case_sensitive=False),
     help="Checksum algorithm sent with each part (default CRC32C), or off / when_required.",
 )
 @click.option("--content-type", metavar="TYPE", help="Content-Type of the object(s).")
 @click.option("--metadata", metavar="KEY=VALUE", multiple=True, help="User metadata (repeatable).")
 @click.option(
-    "--checkpoint", metavar="PATH", type=click.Path(dir_okay=False),
+    "--checkpoint",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
     help="Record progress in PATH and resume from it after a crash.",
 )
 @click.option(
@@ -331,7 +348,9 @@ def parse_range(text: str) -> tuple[int, int | None]:
 
 @click.command(context_settings={"help_option_names": ["--help"]})
 @click.argument("url")
-@click.option("--range", "byte_range", metavar="START-END", help="Bytes START..END (inclusive); START- or -N.")
+@click.option(
+    "--range", "byte_range", metavar="START-END", help="Bytes START..END (inclusive); START- or -N."
+)
 @common_options
 def cat(url: str, byte_range: str | None) -> int:
     """Write an object to stdout (like 'cp s3://… -'), optionally a byte range."""

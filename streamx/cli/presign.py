@@ -69,15 +69,22 @@ async def _presign(
 @click.command(context_settings={"help_option_names": ["--help"]})
 @click.argument("url")
 @click.option(
-    "--method", type=click.Choice(["GET", "PUT"], case_sensitive=False), default="GET",
-    show_default=True, help="What the URL allows.",
+    "--method",
+    type=click.Choice(["GET", "PUT"], case_sensitive=False),
+    default="GET",
+    show_default=True,
+    help="What the URL allows.",
 )
 @click.option(
-    "--expires-in", type=DURATION, default="1h", show_default=True,
+    "--expires-in",
+    type=DURATION,
+    default="1h",
+    show_default=True,
     help="Lifetime, e.g. 900, 15m, 12h, 7d (at most 7d).",
 )
 @click.option(
-    "--content-type", metavar="TYPE",
+    "--content-type",
+    metavar="TYPE",
     help="For PUT: the Content-Type the uploader must send.",
 )
 @common_options

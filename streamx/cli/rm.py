@@ -59,11 +59,20 @@ async def _rm(opts: Options, locations: list[S3Location], recursive: bool, dry_r
                 out.info(f"{verb}: s3://{bucket}/{key}")
             for error in result.errors:
                 failed_codes.add(error.code)
-                out.record({"key": error.key, "bucket": bucket, "error": error.code, "message": error.message})
+                out.record(
+                    {
+                        "key": error.key,
+                        "bucket": bucket,
+                        "error": error.code,
+                        "message": error.message,
+                    }
+                )
                 out.error(f"s3://{bucket}/{error.key}: {error.code}: {error.message}")
     if failed_codes:
         return _code_for(failed_codes)
-    out.info(f"{'would delete' if dry_run else 'deleted'} {count} object{'s' if count != 1 else ''}")
+    out.info(
+        f"{'would delete' if dry_run else 'deleted'} {count} object{'s' if count != 1 else ''}"
+    )
     return EXIT_OK
 
 

@@ -53,7 +53,9 @@ async def _sweep(opts: Options, location: S3Location, older_than: float, dry_run
 @click.command(context_settings={"help_option_names": ["--help"]})
 @click.argument("url")
 @click.option(
-    "--older-than", type=DURATION, required=True,
+    "--older-than",
+    type=DURATION,
+    required=True,
     help="Age, e.g. 24h, 7d, 90m, or seconds. Uploads younger than this are left alone.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be aborted; change nothing.")

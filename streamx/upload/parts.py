@@ -49,10 +49,16 @@ class PartProducer:
         self.bytes_read = 0
         self.eof = False
         self.live: set[Part] = set()  # parts read and not yet released
-        # One acknowledged part's buffer, kept with its reservation for the next part:
+        # Acknowledged parts' buffers, kept with their reservations for the next parts:
         # a recycled buffer skips the allocation, zero-fill and page faults of a new
-        # one (about a tenth of the CPU of a file upload), and stays inside the budget.
-        self._spare: tuple[bytearray, Reservation] | None = None
+        # one (about an eighth of the CPU of a file upload), and stays inside the
+        # budget. Alone, a transfer keeps as many as its window holds (its window is
+        # its own); under a shared budget only one, so that idle buffers never keep
+        # another transfer waiting.
+        self._spares: list[tuple[bytearray, Reservation]] = []
+        self._max_spares = (
+            1 if len(budgets) > 1 else max(1, budgets[0].limit // max(1, plan.size_of(1)))
+        )
         self._waiting = False  # the producer waits for budget: don't hold any back
 
     async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
@@ -131,28 +137,28 @@ class PartProducer:
         data, part.data = part.data, b""
         self.live.discard(part)
         if (
-            self._spare is None
+            len(self._spares) < self._max_spares
             and not self._waiting
             and not self.eof
             and isinstance(data, bytearray)
             and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
         ):
-            self._spare = (data, part.reservation)
+            self._spares.append((data, part.reservation))
         else:
             part.reservation.release()
 
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            if len(spare[0]) == size:
-                return spare
-            spare[1].release()
+        while self._spares:
+            buffer, reservation = self._spares.pop()
+            if len(buffer) == size:
+                return buffer, reservation
+            reservation.release()  # the parts have grown: these buffers are of no use
         return None, Reservation()
 
     def release_all(self) -> None:
         self.eof = True  # the transfer is over: nothing is held back for a next part
-        if self._spare is not None:
-            self._spare[1].release()
-            self._spare = None
+        spares, self._spares = self._spares, []
+        for _, reservation in spares:
+            reservation.release()
         for part in list(self.live):
             self.release(part)

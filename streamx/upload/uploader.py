@@ -112,14 +112,27 @@ class PartUploader:
                     self.bucket, self.key, self.upload_id, part.number, body, **params
                 )
 
-        response = await send_watched(
-            part.data,
-            send,
-            stall_timeout=self.stall_timeout,
-            operation="UploadPart",
-            part_number=part.number,
-            **ctx,
-        )
+        if self.s3.direct is not None:
+            # streamx's own connections: stalls are socket timeouts there (see _direct.py)
+            with checksum_errors(bool(params)):
+                response = await self.s3.upload_part_direct(
+                    self.bucket,
+                    self.key,
+                    self.upload_id,
+                    part.number,
+                    part.data,
+                    stall_timeout=self.stall_timeout,
+                    **params,
+                )
+        else:
+            response = await send_watched(
+                part.data,
+                send,
+                stall_timeout=self.stall_timeout,
+                operation="UploadPart",
+                part_number=part.number,
+                **ctx,
+            )
         if part.checksum is not None:
             echoed = response.get(param_name(part.checksum.algorithm))
             if echoed and echoed != part.checksum.b64:
