@@ -260,9 +260,14 @@ class S3:
             )
 
     async def create_multipart_upload(self, bucket: str, key: str, **params: Any) -> str:
-        with map_errors("CreateMultipartUpload", bucket=bucket, key=key):
-            response = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **params)
+        response = await self.create_multipart_upload_response(bucket, key, **params)
         return str(response["UploadId"])
+
+    async def create_multipart_upload_response(
+        self, bucket: str, key: str, **params: Any
+    ) -> dict[str, Any]:
+        with map_errors("CreateMultipartUpload", bucket=bucket, key=key):
+            return dict(await self.client.create_multipart_upload(Bucket=bucket, Key=key, **params))
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, body: Any, **params: Any

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -45,6 +45,19 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
 
     monkeypatch.setattr(pipeline_module, "RetryPolicy", policy)
     return recorder
+
+
+@pytest.fixture(params=["direct", "aiobotocore"])
+async def pengine(
+    request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
+) -> AsyncIterator[streamx.Engine]:
+    """Every fault test runs over both part transports: streamx's own connections
+    (streamx/_direct.py, the default) and aiobotocore's (``direct_parts=False``)."""
+    direct = request.param == "direct"
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, direct_parts=direct) as eng:
+        assert (eng.s3.direct is not None) == direct
+        yield eng
 
 
 def attempts(proxy: FaultProxy) -> dict[int, int]:

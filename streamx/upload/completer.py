@@ -60,6 +60,7 @@ async def complete(
     *,
     expected_parts: int,
     algorithm: str | None,
+    send_checksums: bool = True,
     abort_timeout: float = 30.0,
     on_completed: Callable[[], None] | None = None,
 ) -> UploadResult:
@@ -69,6 +70,10 @@ async def complete(
     sent, its outcome is learnt (``on_completed`` is called when it
     succeeded), so a cancellation never leaves the caller unsure whether the
     object exists. A cancellation that arrives meanwhile is delivered after.
+
+    ``send_checksums=False`` (the store took no note of the algorithm): the
+    request carries no checksums, the store is not asked for one, and the
+    result reports the value computed from the bytes read.
     """
     numbers = sorted(completed)
     if numbers != list(range(1, expected_parts + 1)):
@@ -81,21 +86,21 @@ async def complete(
     ordered = [completed[n] for n in numbers]
     sums = [p.checksum for p in ordered if p.checksum is not None]
     params: dict[str, Any] = {}
-    if algorithm and sums and supports_full_object(algorithm):
+    if send_checksums and algorithm and sums and supports_full_object(algorithm):
         params = {param_name(algorithm): combine(sums).b64, "ChecksumType": "FULL_OBJECT"}
     with anyio.CancelScope(shield=True), checksum_errors(bool(params)):
         response = await s3.complete_multipart_upload(
             bucket,
             key,
             upload_id,
-            [p.as_param(with_checksum=algorithm is not None) for p in ordered],
+            [p.as_param(with_checksum=send_checksums and algorithm is not None) for p in ordered],
             **params,
         )
     if on_completed is not None:
         on_completed()
     context: dict[str, Any] = {"bucket": bucket, "key": key, "upload_id": upload_id}
     try:
-        if algorithm and sums and not response.get(param_name(algorithm)):
+        if send_checksums and algorithm and sums and not response.get(param_name(algorithm)):
             response = {**response, **await _stored_checksum(s3, response, algorithm, **context)}
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:

@@ -107,6 +107,7 @@ class UploadPipeline:
             budgets.append(shared_budget)
         self.algorithm: str | None = config.checksum_algorithm if config.checksum != "off" else None
         self.send_checksums = config.checksum == "when_supported"
+        self.store_ignores_checksums = False  # set when CreateMultipartUpload shows it
         self.producer = PartProducer(
             source,
             self.plan,
@@ -313,7 +314,21 @@ class UploadPipeline:
         # Shielded: a cancellation that lands while S3 creates the upload must not
         # lose the UploadId (the upload would be orphaned and cost money).
         with anyio.CancelScope(shield=True), checksum_errors(self.send_checksums):
-            upload_id = await self.s3.create_multipart_upload(self.bucket, self.key, **create_args)
+            response = await self.s3.create_multipart_upload_response(
+                self.bucket, self.key, **create_args
+            )
+        upload_id = str(response["UploadId"])
+        if self.send_checksums and self.algorithm and not response.get("ChecksumAlgorithm"):
+            # S3, MinIO and moto name the algorithm back; a store that does not has
+            # taken no note of it and will neither check nor keep part checksums
+            # (rclone): sending them would only cost its CPU (about 1.2 CPU-s per GiB).
+            self.send_checksums = False
+            self.store_ignores_checksums = True
+            self.log.info(
+                "upload.checksum.unsupported",
+                algorithm=self.algorithm,
+                reason="CreateMultipartUpload did not acknowledge the checksum algorithm",
+            )
         if self.checkpoint is not None:
             self.checkpoint.current = Checkpoint(
                 bucket=self.bucket,
@@ -372,7 +387,10 @@ class UploadPipeline:
                 self.upload_id,
                 uploader.completed,
                 expected_parts=self.producer.next_number - 1,
-                algorithm=self.algorithm if self.send_checksums else None,
+                algorithm=(
+                    self.algorithm if self.send_checksums or self.store_ignores_checksums else None
+                ),
+                send_checksums=self.send_checksums,
                 abort_timeout=self.config.abort_timeout,
                 on_completed=self._completed,
             )
