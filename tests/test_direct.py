@@ -1,0 +1,261 @@
+"""streamx's own UploadPart transport (streamx/_direct.py).
+
+The fault scenarios of tests/test_faults.py run over this transport and over
+aiobotocore's; here: which transport an engine picks, what goes on the wire,
+and the HTTP/1.1 client's edges (answers before the body is read, interim
+answers, chunked and unframed error bodies, stale pooled connections) against
+real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import read_object
+from faultproxy import Fault, FaultProxy
+
+import streamx
+from streamx._direct import DirectParts, _Pool, _read_response, _Target
+
+MiB = 1024 * 1024
+CFG = streamx.TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB)
+BIG = hashlib.sha256(b"seed").digest() * (11 * MiB // 32)  # 11 MiB: parts of 5, 5, 1 MiB
+
+
+# ---------------------------------------------------------------- which transport, on the wire
+
+
+@pytest.mark.anyio
+async def test_the_default_sends_parts_over_streamx_connections(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        assert eng.s3.direct is not None
+        result = await eng.upload(bucket, "obj", BIG, config=CFG)
+    assert result.part_count == 3
+    assert await read_object(engine, bucket, "obj") == BIG
+    parts = proxy.sent("UploadPart")
+    assert len(parts) == 3
+    for req in parts:
+        assert req.headers["user-agent"] == "streamx (direct UploadPart)"
+        assert req.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        if server.name == "moto":  # rclone takes no checksums: none is sent there
+            assert "x-amz-checksum-crc32c" in req.headers["authorization"]  # and it is signed
+        assert req.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+    # the control calls stay with aiobotocore
+    assert "streamx" not in proxy.sent("CreateMultipartUpload")[0].headers["user-agent"]
+
+
+@pytest.mark.anyio
+async def test_direct_parts_false_sends_them_through_aiobotocore(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, direct_parts=False) as eng:
+        assert eng.s3.direct is None
+        await eng.upload(bucket, "obj", BIG, config=CFG)
+    assert await read_object(engine, bucket, "obj") == BIG
+    agents = {r.headers["user-agent"] for r in proxy.sent("UploadPart")}
+    assert len(proxy.sent("UploadPart")) == 3
+    assert not any("streamx" in agent for agent in agents)
+
+
+@pytest.mark.anyio
+async def test_a_signed_payload_carries_the_parts_sha256(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """``sign_payload=True`` over http: the hash is computed off the loop, and the
+    signature covers it (rclone checks signatures and refuses a wrong one)."""
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, sign_payload=True) as eng:
+        assert eng.s3.direct is not None
+        await eng.upload(bucket, "obj", BIG, config=CFG)
+    assert await read_object(engine, bucket, "obj") == BIG
+    sums = [r.headers["x-amz-content-sha256"] for r in proxy.sent("UploadPart")]
+    step = 5 * MiB
+    expected = [hashlib.sha256(BIG[i : i + step]).hexdigest() for i in range(0, len(BIG), step)]
+    assert sorted(sums) == sorted(expected)
+
+
+@pytest.mark.anyio
+async def test_a_refused_part_names_the_error_and_never_the_signature(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    proxy.add(Fault("status", op="UploadPart", status=403, code="AccessDenied", times=None))
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        with pytest.raises(streamx.AccessDeniedError) as info:
+            await eng.upload(bucket, "obj", BIG, config=CFG)
+    exc = info.value
+    assert exc.code == "AccessDenied" and exc.status == 403 and exc.part_number is not None
+    signature = proxy.sent("UploadPart")[0].headers["authorization"].rsplit("Signature=", 1)[1]
+    secret = server.engine_args()["aws_secret_access_key"]
+    text = " ".join([str(exc), repr(exc), *map(str, exc.args), repr(exc.__cause__)])
+    assert signature not in text and secret not in text
+
+
+def test_a_proxy_in_the_environment_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch, moto_server: Any
+) -> None:
+    import anyio
+
+    async def main() -> tuple[bool, bool]:
+        async with streamx.Engine(**moto_server.engine_args()) as plain:
+            with_direct = plain.s3.direct is not None
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "")
+        async with streamx.Engine(**moto_server.engine_args()) as proxied:
+            return with_direct, proxied.s3.direct is not None
+
+    assert anyio.run(main) == (True, False)
+
+
+def test_direct_parts_must_be_a_bool() -> None:
+    with pytest.raises(streamx.ConfigError):
+        streamx.Engine(direct_parts="yes")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the HTTP/1.1 client's edges
+
+
+@pytest.fixture
+def listener() -> Iterator[Callable[[Callable[[socket.socket], None]], tuple[str, int]]]:
+    """A one-connection-at-a-time TCP server on 127.0.0.1 running ``handler`` per connection."""
+    servers: list[socket.socket] = []
+
+    def start(handler: Callable[[socket.socket], None]) -> tuple[str, int]:
+        srv = socket.create_server(("127.0.0.1", 0))
+        servers.append(srv)
+
+        def loop() -> None:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    handler(conn)
+
+        threading.Thread(target=loop, daemon=True).start()
+        host, port = srv.getsockname()[:2]
+        return str(host), int(port)
+
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+def answer(raw: bytes) -> Any:
+    """What the client makes of ``raw`` sent back on a real socket."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(raw)
+        a.shutdown(socket.SHUT_WR)
+        return _read_response(b)
+
+
+def test_responses_are_framed_by_length_chunks_or_close() -> None:
+    r = answer(b'HTTP/1.1 200 OK\r\nETag: "abc"\r\nContent-Length: 3\r\n\r\nxyzTRAILING')
+    assert (r.status, r.headers["etag"], r.body, r.reusable) == (200, '"abc"', b"xyz", True)
+    r = answer(
+        b"HTTP/1.1 503 Slow Down\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\n<Err>\r\n3;ext=1\r\nabc\r\n0\r\n\r\n"
+    )
+    assert (r.status, r.reason, r.body, r.reusable) == (503, "Slow Down", b"<Err>abc", True)
+    r = answer(b"HTTP/1.0 500 Oops\r\n\r\nuntil close")
+    assert (r.status, r.body, r.reusable) == (500, b"until close", False)
+    r = answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert r.reusable is False
+    r = answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert (r.status, r.body) == (200, b"ok")
+    with pytest.raises(ConnectionError):
+        answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+    with pytest.raises(ConnectionError):
+        answer(b"")
+
+
+def test_an_answer_before_the_body_is_read_is_reported(
+    listener: Callable[[Callable[[socket.socket], None]], tuple[str, int]],
+) -> None:
+    """A server that refuses a part at its head and closes: its error, not 'connection reset'."""
+
+    def refuse(conn: socket.socket) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        body = b"<Error><Code>EntityTooLarge</Code><Message>no thanks</Message></Error>"
+        conn.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1024)  # some body bytes arrive, then the connection is dropped
+
+    host, port = listener(refuse)
+    import anyio
+
+    async def main() -> None:
+        async with streamx.Engine(
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="a",
+            aws_secret_access_key="b",
+            region_name="us-east-1",
+        ) as eng:
+            assert eng.s3.direct is not None
+            with pytest.raises(streamx.S3Error) as info:
+                await eng.s3.upload_part_direct(
+                    "bkt", "k", "up-1", 1, bytes(32 * MiB), stall_timeout=5
+                )
+            assert info.value.code == "EntityTooLarge"
+            assert "no thanks" in str(info.value)
+
+    anyio.run(main)
+
+
+def test_a_pooled_connection_the_server_closed_is_not_reused(
+    listener: Callable[[Callable[[socket.socket], None]], tuple[str, int]],
+) -> None:
+    seen: list[int] = []
+
+    def count(conn: socket.socket) -> None:
+        seen.append(1)
+        conn.close()  # at once: the client's kept connection is dead
+
+    host, port = listener(count)
+    pool = _Pool(None, connect_timeout=5)
+    target = _Target("http", host, port, f"{host}:{port}", "/b/k", ())
+    first = pool.get(target)
+    pool.put(target, first)
+    for _ in range(100):  # wait until the server has closed it
+        if seen:
+            break
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.05)
+    second = pool.get(target)
+    assert second is not first and first.fileno() == -1
+    pool.put(target, second)
+    pool.close()
+    assert second.fileno() == -1
+
+
+def test_usable_needs_sigv4_and_no_proxy() -> None:
+    class Meta:
+        def __init__(self, proxies: Any, version: str) -> None:
+            self.config = type("C", (), {"proxies": proxies, "signature_version": version})()
+            self.endpoint_url = "http://127.0.0.1:1"
+
+    class Client:
+        def __init__(self, proxies: Any = None, version: str = "s3v4") -> None:
+            self.meta = Meta(proxies, version)
+            session = type("S", (), {"_proxy_config": type("P", (), {"_proxies": {}})()})()
+            self._endpoint = type("E", (), {"http_session": session})()
+            self._request_signer = object()
+
+    assert DirectParts.usable(Client())
+    assert not DirectParts.usable(Client(proxies={"http": "http://p:1"}))
+    assert not DirectParts.usable(Client(version="s3"))
