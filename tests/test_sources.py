@@ -69,6 +69,23 @@ def test_any_chunking_gives_exact_parts(points: list[int], part: int, kind: str)
     check(parts, DATA, part)
 
 
+def test_a_sync_iterable_costs_one_thread_hop_per_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are gathered into the part inside the worker thread, not one hop per chunk."""
+    hops = 0
+    real = anyio.to_thread.run_sync
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        nonlocal hops
+        hops += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    chunks = [DATA[i : i + 1024] for i in range(0, 64 * 1024, 1024)]  # 64 chunks of 1 KiB
+    parts = anyio.run(drain, iter(chunks), 16 * 1024)
+    assert b"".join(parts) == DATA[: 64 * 1024]
+    assert hops == 5  # 4 full parts, then the read that finds the end
+
+
 @pytest.mark.anyio
 async def test_readers_and_streams(tmp_path: object) -> None:
     reader = asyncio.StreamReader()

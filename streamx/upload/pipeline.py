@@ -133,7 +133,11 @@ class UploadPipeline:
 
     def _readahead(self) -> ReadAhead | None:
         """Stage up to high_water_mark bytes of a chunked source ahead of the parts."""
-        if not isinstance(self.source, ChunkSource) or self.config.high_water_mark <= 0:
+        if (
+            not isinstance(self.source, ChunkSource)
+            or not self.source.readahead
+            or self.config.high_water_mark <= 0
+        ):
             return None
         readahead = ReadAhead(self.source._next_chunk, self.config.high_water_mark)
         self.source._next_chunk = readahead.next_chunk  # type: ignore[method-assign]

@@ -17,9 +17,8 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
+from typing import Any, Protocol, cast
 
 import aiofiles
 import anyio
@@ -40,8 +39,6 @@ UploadSource = (
     | ByteReceiveStream
     | Any
 )
-
-_SYNC_BATCH = 1024 * 1024  # bytes pulled from a sync iterable per thread hop (at least)
 
 
 class Source(Protocol):
@@ -196,6 +193,7 @@ class ChunkSource:
     """
 
     description = "stream"
+    readahead = True  # staged up to high_water_mark ahead of the parts (see readahead.py)
 
     def __init__(self) -> None:
         self.size: int | None = None
@@ -207,8 +205,20 @@ class ChunkSource:
         raise NotImplementedError
 
     async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        steps = self._assemble(n, into)
+        try:
+            steps.send(None)
+            while True:
+                steps.send(await self._next_chunk())
+        except StopIteration as done:
+            return cast(Buffer, done.value)
+
+    def _assemble(
+        self, n: int, into: bytearray | None
+    ) -> Generator[None, memoryview | bytes | None, Buffer]:
+        """Cut the next ``n`` bytes; yields for each chunk it needs (sent None at the end)."""
         if not self._carry and not self._eof:
-            chunk = await self._next_chunk()
+            chunk = yield
             if chunk is None:
                 self._eof = True
             else:
@@ -226,7 +236,7 @@ class ChunkSource:
             if not chunk:
                 if self._eof:
                     break
-                nxt = await self._next_chunk()
+                nxt = yield
                 if nxt is None:
                     self._eof = True
                     break
@@ -270,35 +280,40 @@ class AsyncIterSource(ChunkSource):
 
 
 class SyncIterSource(ChunkSource):
-    """A sync iterable, pulled in a worker thread about a MiB at a time."""
+    """A sync iterable, pulled in a worker thread a whole part at a time.
+
+    One thread hop per part, not per chunk: the worker takes the chunks and
+    copies them into the part's buffer itself (measured with 1 MiB chunks:
+    a hop per chunk held a 4 GiB stream to ~1.5 GiB/s with the uploaders
+    mostly idle). No read-ahead beyond the part being filled: the iterable
+    runs in this process, so there is no far side to keep flowing.
+    """
+
+    readahead = False
 
     def __init__(self, iterable: Iterable[Any]) -> None:
         super().__init__()
         self._iter: Iterator[Any] = iter(iterable)
-        self._ready: deque[memoryview | bytes] = deque()
-        self._done = False
         self.description = f"iterable {type(iterable).__name__}"
 
-    def _pull(self) -> tuple[list[memoryview | bytes], bool]:
-        batch: list[memoryview | bytes] = []
-        size = 0
+    def _next(self) -> memoryview | bytes | None:
         for chunk in self._iter:
             data = _owned(chunk)
-            if not data:
-                continue
-            batch.append(data)
-            size += len(data)
-            if size >= _SYNC_BATCH:
-                return batch, False
-        return batch, True
+            if data:
+                return data
+        return None
 
-    async def _next_chunk(self) -> memoryview | bytes | None:
-        while not self._ready:
-            if self._done:
-                return None
-            batch, self._done = await anyio.to_thread.run_sync(self._pull)
-            self._ready.extend(batch)
-        return self._ready.popleft()
+    def _fill(self, n: int, into: bytearray | None) -> Buffer:
+        steps = self._assemble(n, into)
+        try:
+            steps.send(None)
+            while True:
+                steps.send(self._next())
+        except StopIteration as done:
+            return cast(Buffer, done.value)
+
+    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        return await anyio.to_thread.run_sync(self._fill, n, into)
 
     async def aclose(self) -> None:
         close = getattr(self._iter, "close", None)
