@@ -313,6 +313,12 @@ class SyncIterSource(ChunkSource):
             return cast(Buffer, done.value)
 
     async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        if into is None or len(into) != n:
+            # allocated here, on the event loop's thread: a part buffer allocated in a
+            # worker thread lands in that thread's malloc arena, which keeps the memory
+            # after it is freed (64 concurrent uploads under a 128 MiB budget peaked at
+            # 444 MiB RSS that way, 232 MiB this way)
+            into = bytearray(n)
         return await anyio.to_thread.run_sync(self._fill, n, into)
 
     async def aclose(self) -> None:
