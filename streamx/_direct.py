@@ -39,7 +39,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
 import anyio
@@ -95,11 +95,25 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read (or is closed) right now."""
+    try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit (a busy web server has many fds)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
+
+
 class _Pool:
     """Idle keep-alive connections per (scheme, host, port)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None, connect_timeout: float) -> None:
-        self._ssl = ssl_context
+    def __init__(self, verify: bool | str, connect_timeout: float) -> None:
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = None  # made at the first https connection
         self._connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int], list[socket.socket]] = {}
         self._lock = threading.Lock()
@@ -114,19 +128,31 @@ class _Pool:
             if sock is None:
                 break
             # a kept connection must be silent: readable means closed (or junk) by the server
-            try:
-                readable, _, _ = select.select([sock], [], [], 0)
-            except (OSError, ValueError):
-                readable = [sock]
-            if not readable:
+            if not _readable(sock):
                 return sock
             sock.close()
         sock = socket.create_connection((target.host, target.port), timeout=self._connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if target.scheme == "https":
-            assert self._ssl is not None
-            sock = self._ssl.wrap_socket(sock, server_hostname=target.host)
+            try:
+                sock = self._tls().wrap_socket(sock, server_hostname=target.host)
+            except BaseException:
+                sock.close()
+                raise
         return sock
+
+    def _tls(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl is None:
+                if self._verify is False:
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                else:
+                    cafile = self._verify if isinstance(self._verify, str) else None
+                    ctx = ssl.create_default_context(cafile=cafile)
+                self._ssl = ctx
+            return self._ssl
 
     def put(self, target: _Target, sock: socket.socket) -> None:
         with self._lock:
@@ -282,16 +308,9 @@ class DirectParts:
         self._client = client
         self._sign_payload = sign_payload
         self._read_timeout = read_timeout
-        verify = getattr(getattr(client, "_endpoint", None), "http_session", None)
-        verify = getattr(verify, "_verify", True)
-        ctx: ssl.SSLContext | None = None
-        if verify is False:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-        self._pool = _Pool(ctx, connect_timeout)
+        # TLS as the client's own sessions do it (botocore's verify: True, False or a CA bundle)
+        http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        self._pool = _Pool(getattr(http_session, "_verify", True), connect_timeout)
         self._limiter = anyio.CapacityLimiter(max_connections)
         self._targets: dict[tuple[str, str, str], _Target] = {}
         model = client.meta.service_model.operation_model("UploadPart").input_shape
@@ -356,9 +375,6 @@ class DirectParts:
             self._targets[cache_key] = target
         return target
 
-    def forget(self, bucket: str, key: str, upload_id: str) -> None:
-        self._targets.pop((bucket, key, upload_id), None)
-
     async def upload_part(
         self,
         bucket: str,
@@ -376,7 +392,9 @@ class DirectParts:
         sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
         if sign:
             payload = await anyio.to_thread.run_sync(_sha256_hex, view)
-        query = urlencode((*target.query, ("partNumber", str(part_number))))
+        # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
+        pairs = (*target.query, ("partNumber", str(part_number)))
+        query = urlencode(pairs, safe="-_.~", quote_via=quote)
         headers = {
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(view)),

@@ -143,9 +143,7 @@ def make_tree(root: Path) -> None:
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 async def test_recursive_copy_of_a_tree_with_odd_names(
@@ -217,7 +215,9 @@ async def test_recursive_server_side_copy_and_rm(moto_server: Any, moto_bucket: 
     removed = await streamx_cmd(server, "rm", "--recursive", f"s3://{bucket}/a")
     assert removed.returncode == 0, text(removed.stderr)
     assert "deleted 3 objects" in text(removed.stderr)
-    removed = await streamx_cmd(server, "rm", f"s3://{bucket}/b/one.txt", f"s3://{bucket}/b/sub dir/#3.txt")
+    removed = await streamx_cmd(
+        server, "rm", f"s3://{bucket}/b/one.txt", f"s3://{bucket}/b/sub dir/#3.txt"
+    )
     assert removed.returncode == 0, text(removed.stderr)
 
     listing = await engine.list(bucket).collect()
@@ -290,10 +290,19 @@ async def test_presign_get_and_put(rclone_server: Any, rclone_bucket: Any) -> No
     await engine.upload(bucket, "p/get me.txt", b"presigned body")
     env = cli_env(server)
     got, put = await _gather(
-        streamx_cmd(server, "presign", f"s3://{bucket}/p/get me.txt", "--expires-in", "5m", env=env),
         streamx_cmd(
-            server, "presign", f"s3://{bucket}/p/put.txt", "--method", "PUT", "--json",
-            "--content-type", "text/plain", env=env,
+            server, "presign", f"s3://{bucket}/p/get me.txt", "--expires-in", "5m", env=env
+        ),
+        streamx_cmd(
+            server,
+            "presign",
+            f"s3://{bucket}/p/put.txt",
+            "--method",
+            "PUT",
+            "--json",
+            "--content-type",
+            "text/plain",
+            env=env,
         ),
     )
     assert got.returncode == 0 and put.returncode == 0, text(got.stderr + put.stderr)
@@ -318,9 +327,20 @@ async def test_cat_ranges_and_upload_options(moto_server: Any, moto_bucket: Any)
     data = bytes(range(256)) * 40
     env = cli_env(server)
     up = await streamx_cmd(
-        server, "cp", "-", f"s3://{bucket}/r.bin", "--content-type", "application/x-test",
-        "--metadata", "owner=cli", "--metadata", "purpose=a=b", "--checksum", "crc32",
-        input=data, env=env,
+        server,
+        "cp",
+        "-",
+        f"s3://{bucket}/r.bin",
+        "--content-type",
+        "application/x-test",
+        "--metadata",
+        "owner=cli",
+        "--metadata",
+        "purpose=a=b",
+        "--checksum",
+        "crc32",
+        input=data,
+        env=env,
     )
     assert up.returncode == 0, text(up.stderr)
     head = await engine.head(bucket, "r.bin")
@@ -342,7 +362,9 @@ async def test_sweep(rclone_server: Any, rclone_bucket: Any) -> None:
         response = await engine.client.create_multipart_upload(Bucket=bucket, Key=key)
         ids[key] = response["UploadId"]
     try:
-        dry = await streamx_cmd(server, "sweep", f"s3://{bucket}/up/", "--older-than", "0", "--dry-run")
+        dry = await streamx_cmd(
+            server, "sweep", f"s3://{bucket}/up/", "--older-than", "0", "--dry-run"
+        )
         assert dry.returncode == 0, text(dry.stderr)
         lines = text(dry.stdout).splitlines()
         assert len(lines) == 2 and all(line.startswith("would abort: s3://") for line in lines)
@@ -353,7 +375,9 @@ async def test_sweep(rclone_server: Any, rclone_bucket: Any) -> None:
         assert young.returncode == 0 and young.stdout == b""
         assert "aborted 0 unfinished uploads" in text(young.stderr)
 
-        swept = await streamx_cmd(server, "sweep", f"s3://{bucket}/up/", "--older-than", "0s", "--json")
+        swept = await streamx_cmd(
+            server, "sweep", f"s3://{bucket}/up/", "--older-than", "0s", "--json"
+        )
         assert swept.returncode == 0, text(swept.stderr)
         records = [json.loads(x) for x in swept.stdout.decode().splitlines()]
         assert sorted(r["upload_id"] for r in records) == sorted([ids["up/a"], ids["up/b"]])
@@ -373,16 +397,21 @@ async def test_copy_between_two_endpoints(
     """moto → rclone through this process; rclone's credentials are used for both (moto accepts any)."""
     src_bucket, dst_bucket = "cli-migrate-src", "cli-migrate-dst"
     data = random.Random(5).randbytes(MiB + 17)
-    async with streamx.Engine(**moto_server.engine_args()) as moto, streamx.Engine(
-        **rclone_server.engine_args()
-    ) as rclone:
+    async with (
+        streamx.Engine(**moto_server.engine_args()) as moto,
+        streamx.Engine(**rclone_server.engine_args()) as rclone,
+    ):
         await moto.client.create_bucket(Bucket=src_bucket)
         await rclone.client.create_bucket(Bucket=dst_bucket)
         await moto.upload(src_bucket, "k/obj", data, ContentType="image/png")
         result = await streamx_cmd(
             rclone_server,
-            "cp", f"s3://{src_bucket}/k/obj", f"s3://{dst_bucket}/copied",
-            "--source-endpoint-url", moto_server.endpoint_url, "--json",
+            "cp",
+            f"s3://{src_bucket}/k/obj",
+            f"s3://{dst_bucket}/copied",
+            "--source-endpoint-url",
+            moto_server.endpoint_url,
+            "--json",
         )
         assert result.returncode == 0, text(result.stderr)
         assert json.loads(result.stdout)["action"] == "migrate"
@@ -691,9 +720,10 @@ async def test_progress_bar_on_a_terminal_only(
 
     piped = await streamx_cmd(server, "cp", str(path), url)  # stderr is a pipe: no bar
     assert piped.returncode == 0
-    assert text(piped.stderr) == f"upload: {path} -> {url} (20 MiB, " + text(piped.stderr)[
-        len(f"upload: {path} -> {url} (20 MiB, ") :
-    ]
+    assert (
+        text(piped.stderr)
+        == f"upload: {path} -> {url} (20 MiB, "
+        + text(piped.stderr)[len(f"upload: {path} -> {url} (20 MiB, ") :]
+    )
     assert len(text(piped.stderr).splitlines()) == 1
     assert "%" not in text(piped.stderr) and "\r" not in text(piped.stderr)
-

@@ -227,7 +227,7 @@ def test_a_pooled_connection_the_server_closed_is_not_reused(
         conn.close()  # at once: the client's kept connection is dead
 
     host, port = listener(count)
-    pool = _Pool(None, connect_timeout=5)
+    pool = _Pool(True, connect_timeout=5)
     target = _Target("http", host, port, f"{host}:{port}", "/b/k", ())
     first = pool.get(target)
     pool.put(target, first)

@@ -7,9 +7,7 @@ import streamx
 
 def test_all_matches_public_names() -> None:
     public = {name for name in dir(streamx) if not name.startswith("_")}
-    modules = {
-        name for name in public if type(getattr(streamx, name)).__name__ == "module"
-    }
+    modules = {name for name in public if type(getattr(streamx, name)).__name__ == "module"}
     assert set(streamx.__all__) - {"__version__"} == public - modules
 
 

@@ -229,7 +229,10 @@ async def test_writer_round_trip_and_progress(engine: streamx.Engine, bucket: st
 async def test_writer_backpressure(engine: streamx.Engine, bucket: str) -> None:
     """write() waits while the window is full: the writer never runs far ahead of S3."""
     cfg = streamx.TransferConfig(
-        part_size=PART, queue_size=1, high_water_mark=0, multipart_threshold=PART,
+        part_size=PART,
+        queue_size=1,
+        high_water_mark=0,
+        multipart_threshold=PART,
         progress_interval=0,
     )
     acked = 0
