@@ -103,9 +103,18 @@ class RcloneServer(_Server):
 
     name = "rclone"
 
-    def __init__(self, data_dir: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        port: int | None = None,
+        *,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate PEM path, key PEM path): serve https with them."""
         self.port = port or free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        self.endpoint_url = f"{scheme}://127.0.0.1:{self.port}"
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="streamx-rclone-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,6 +134,8 @@ class RcloneServer(_Server):
             "--log-level",
             "ERROR",
         ]
+        if self.tls:
+            cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, self.proc)
 
@@ -139,6 +150,7 @@ class RcloneServer(_Server):
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name=self.region,
+            verify=self.tls[0] if self.tls else None,
         )
         try:
             client.create_bucket(Bucket=name)

@@ -13,6 +13,7 @@ import hashlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from faultproxy import Fault, FaultProxy
 
 import streamx
 from streamx._direct import DirectParts, _Pool, _read_response, _Target
+from streamx.testing import RcloneServer
 
 MiB = 1024 * 1024
 CFG = streamx.TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB)
@@ -259,3 +261,100 @@ def test_usable_needs_sigv4_and_no_proxy() -> None:
     assert DirectParts.usable(Client())
     assert not DirectParts.usable(Client(proxies={"http": "http://p:1"}))
     assert not DirectParts.usable(Client(version="s3"))
+
+
+# ---------------------------------------------------------------- over TLS
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (and its key), PEM files in ``directory``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streamx test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(scope="module")
+def tls_rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneServer]:
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
+    server = RcloneServer(tls=(cert, key))
+    server.start()
+    try:
+        server.make_bucket("tls")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_parts_go_over_tls_checked_against_the_ca_bundle(
+    tls_rclone: RcloneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """https with AWS_CA_BUNDLE: the parts' connections verify the server as botocore's do."""
+    assert tls_rclone.tls is not None
+    monkeypatch.setenv("AWS_CA_BUNDLE", tls_rclone.tls[0])
+    import anyio
+
+    async def main() -> None:
+        async with streamx.Engine(**tls_rclone.engine_args()) as eng:
+            assert eng.s3.direct is not None
+            result = await eng.upload("tls", "obj", BIG, config=CFG)
+            assert result.part_count == 3
+            assert await read_object(eng, "tls", "obj") == BIG
+
+    anyio.run(main)
+
+
+def test_an_untrusted_certificate_fails_the_part_and_leaves_nothing(
+    tls_rclone: RcloneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiobotocore trusts the bundle, the part sender is told not to: the TLS check fails,
+    the upload is aborted, and the error names only the failure's type."""
+    assert tls_rclone.tls is not None
+    monkeypatch.setenv("AWS_CA_BUNDLE", tls_rclone.tls[0])
+    import anyio
+
+    async def main() -> None:
+        async with streamx.Engine(**tls_rclone.engine_args()) as eng:
+            assert eng.s3.direct is not None
+            eng.s3.direct._pool._verify = True  # the system's CAs: not this certificate
+            cfg = streamx.TransferConfig(
+                part_size=5 * MiB, multipart_threshold=5 * MiB, max_attempts=2
+            )
+            with pytest.raises(streamx.NetworkError) as info:
+                await eng.upload("tls", "refused", BIG, config=cfg)
+            assert "SSLCertVerificationError" in str(info.value)
+            assert [u async for u in eng.s3.list_multipart_uploads("tls")] == []
+
+    anyio.run(main)
