@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from conftest import read_object
 from faultproxy import Fault, FaultProxy
@@ -103,8 +104,6 @@ async def test_a_refused_part_names_the_error_and_never_the_signature(
 def test_a_proxy_in_the_environment_turns_it_off(
     monkeypatch: pytest.MonkeyPatch, moto_server: Any
 ) -> None:
-    import anyio
-
     async def main() -> tuple[bool, bool]:
         async with streamx.Engine(**moto_server.engine_args()) as plain:
             with_direct = plain.s3.direct is not None
@@ -199,7 +198,6 @@ def test_an_answer_before_the_body_is_read_is_reported(
         conn.recv(1024)  # some body bytes arrive, then the connection is dropped
 
     host, port = listener(refuse)
-    import anyio
 
     async def main() -> None:
         async with streamx.Engine(
@@ -324,7 +322,6 @@ def test_parts_go_over_tls_checked_against_the_ca_bundle(
     """https with AWS_CA_BUNDLE: the parts' connections verify the server as botocore's do."""
     assert tls_rclone.tls is not None
     monkeypatch.setenv("AWS_CA_BUNDLE", tls_rclone.tls[0])
-    import anyio
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
@@ -343,7 +340,6 @@ def test_an_untrusted_certificate_fails_the_part_and_leaves_nothing(
     the upload is aborted, and the error names only the failure's type."""
     assert tls_rclone.tls is not None
     monkeypatch.setenv("AWS_CA_BUNDLE", tls_rclone.tls[0])
-    import anyio
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
