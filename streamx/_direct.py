@@ -87,6 +87,13 @@ class _Call:
             if self.sock is not None:
                 _shutdown(self.sock)
 
+    def detach(self) -> bool:
+        """The request is over: a later ``abort`` must not touch the socket (it may be
+        back in the pool, serving another part). True if it was aborted meanwhile."""
+        with self._lock:
+            self.sock = None
+            return self.aborted
+
 
 def _shutdown(sock: socket.socket) -> None:
     try:
@@ -416,7 +423,9 @@ class DirectParts:
             lines.append(f"Host: {target.netloc}")
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        timeout = stall_timeout if stall_timeout is not None else self._read_timeout
+        limit: tuple[str, float] = ("the read timeout", self._read_timeout)
+        if stall_timeout is not None:
+            limit = ("stall_timeout", stall_timeout)
         call = _Call()
         try:
             response = await anyio.to_thread.run_sync(
@@ -425,7 +434,7 @@ class DirectParts:
                 target,
                 head,
                 view,
-                timeout,
+                limit,
                 limiter=self._limiter,
                 abandon_on_cancel=True,
             )
@@ -442,8 +451,14 @@ class DirectParts:
         return result
 
     def _send(
-        self, call: _Call, target: _Target, head: bytes, body: memoryview, timeout: float
+        self,
+        call: _Call,
+        target: _Target,
+        head: bytes,
+        body: memoryview,
+        limit: tuple[str, float],
     ) -> _Response:
+        name, timeout = limit
         if call.aborted:
             raise NetworkError("UploadPart cancelled")
         try:
@@ -468,19 +483,17 @@ class DirectParts:
                     raise
                 return early
             response = _read_response(sock)
-            ok = response.reusable and not call.aborted
+            ok = response.reusable
             return response
         except TimeoutError:
-            raise NetworkError(
-                f"UploadPart made no progress for stall_timeout={timeout:g} s"
-            ) from None
+            raise NetworkError(f"UploadPart made no progress for {name}={timeout:g} s") from None
         except (OSError, ssl.SSLError, ValueError, IndexError) as exc:
             raise NetworkError(f"UploadPart failed: {type(exc).__name__}") from None
         finally:
-            if ok:
-                self._pool.put(target, sock)
-            else:
+            if call.detach() or not ok:
                 sock.close()
+            else:
+                self._pool.put(target, sock)
 
 
 def _early_response(sock: socket.socket) -> _Response | None:
