@@ -22,7 +22,7 @@ from conftest import read_object
 from faultproxy import Fault, FaultProxy
 
 import streamx
-from streamx._direct import DirectParts, _Pool, _read_response, _Target
+from streamx._direct import DirectParts, _Call, _Pool, _read_response, _Target
 from streamx.testing import RcloneServer
 
 MiB = 1024 * 1024
@@ -241,6 +241,24 @@ def test_a_pooled_connection_the_server_closed_is_not_reused(
     pool.put(target, second)
     pool.close()
     assert second.fileno() == -1
+
+
+def test_a_cancel_after_the_request_ended_leaves_the_connection_alone() -> None:
+    """The thread returned its connection to the pool; the caller's late cancel must not
+    shut it down (another part may be using it by then)."""
+    a, b = socket.socketpair()
+    with a, b:
+        call = _Call()
+        call.attach(a)
+        assert call.detach() is False
+        call.abort()  # too late: the socket is no longer the call's
+        a.sendall(b"still open")
+        assert b.recv(100) == b"still open"
+        during = _Call()
+        during.attach(b)
+        during.abort()  # while the request runs: its blocking I/O ends
+        assert b.recv(100) == b""
+        assert during.detach() is True  # and the connection is not pooled
 
 
 def test_usable_needs_sigv4_and_no_proxy() -> None:
