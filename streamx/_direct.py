@@ -55,6 +55,7 @@ _MAX_HEAD = 64 * 1024
 _MAX_ERROR_BODY = 1024 * 1024
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct UploadPart)"
+_JOIN_TIMEOUT = 10.0  # seconds a cancelled request's thread is waited for (a connect may block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,17 @@ class _Call:
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
         self.aborted = False
+        self.started = False
+        self.done = threading.Event()
         self._lock = threading.Lock()
+
+    def begin(self) -> bool:
+        """In the thread, first: false if the call was aborted before it started."""
+        with self._lock:
+            if self.aborted:
+                return False
+            self.started = True
+            return True
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
@@ -440,6 +451,11 @@ class DirectParts:
             )
         except BaseException:
             call.abort()
+            if call.started:
+                # the thread's I/O ends with the shutdown: wait for it, so that no thread
+                # still sends a part when the caller aborts the upload or closes the engine
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(call.done.wait, _JOIN_TIMEOUT)
             raise
         if not 200 <= response.status < 300:
             raise _client_error(response, "UploadPart")
@@ -459,8 +475,22 @@ class DirectParts:
         limit: tuple[str, float],
     ) -> _Response:
         name, timeout = limit
-        if call.aborted:
+        if not call.begin():
             raise NetworkError("UploadPart cancelled")
+        try:
+            return self._exchange(call, target, head, body, name, timeout)
+        finally:
+            call.done.set()
+
+    def _exchange(
+        self,
+        call: _Call,
+        target: _Target,
+        head: bytes,
+        body: memoryview,
+        name: str,
+        timeout: float,
+    ) -> _Response:
         try:
             sock = self._pool.get(target)
         except (OSError, ssl.SSLError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,36 @@ async def test_a_refused_part_names_the_error_and_never_the_signature(
     secret = server.engine_args()["aws_secret_access_key"]
     text = " ".join([str(exc), repr(exc), *map(str, exc.args), repr(exc.__cause__)])
     assert signature not in text and secret not in text
+
+
+@pytest.mark.anyio
+async def test_a_failed_upload_leaves_no_sending_thread_behind(
+    server: Any,
+    proxy: FaultProxy,
+    engine: streamx.Engine,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Part 2 stalls mid-body while part 1 is refused: when upload() raises, the thread that
+    was sending part 2 has been shut down and has returned (the abort never races it)."""
+    active: list[int] = []
+    real = DirectParts._exchange
+
+    def slow_to_finish(self: DirectParts, *args: Any) -> Any:
+        active.append(1)
+        try:
+            return real(self, *args)
+        finally:
+            time.sleep(0.3)  # a thread that takes its time to wind down
+            active.pop()
+
+    monkeypatch.setattr(DirectParts, "_exchange", slow_to_finish)
+    proxy.add(Fault("stall", op="UploadPart", query={"partNumber": "2"}, at=MiB, seconds=None))
+    proxy.add(Fault("status", op="UploadPart", query={"partNumber": "1"}, status=403))
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        with pytest.raises(streamx.AccessDeniedError):
+            await eng.upload(bucket, "obj", BIG, config=CFG)
+        assert active == []
 
 
 def test_a_proxy_in_the_environment_turns_it_off(

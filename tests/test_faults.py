@@ -225,7 +225,11 @@ async def test_a_failing_abort_is_retried(
     with pytest.raises(streamx.AccessDeniedError):
         await pengine.upload(bucket, "abort", DATA, config=CFG)
 
-    assert [r.status for r in proxy.sent("AbortMultipartUpload")][:2] == [500, 204]
+    # the injected 500, then resent until it succeeds (moto itself may answer another 500
+    # while a cancelled part it already received is still being stored)
+    statuses = [r.status for r in proxy.sent("AbortMultipartUpload")]
+    assert statuses[0] == 500 and statuses[-1] == 204, statuses
+    assert set(statuses[:-1]) == {500}
 
 
 @pytest.mark.anyio
