@@ -136,6 +136,7 @@ class FileSink:
         name = os.path.basename(self.path)
         self.temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.streamx-part")
         self._fd: int | None = None
+        self._writer = anyio.CapacityLimiter(1)
 
     def is_temp_name(self, temp_path: str) -> bool:
         """Whether ``temp_path`` could be one of this destination's temporary files.
@@ -190,7 +191,11 @@ class FileSink:
             offset += n
 
     async def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        await anyio.to_thread.run_sync(self._pwrite_all, offset, data)
+        # One write at a time: concurrent pwrites into one file contend for its inode lock
+        # and copy into the page cache far slower (download_file from rclone, 1 GiB, runs
+        # alternated: median 3.1-3.4 CPU-s per GiB with every range writing at once, 2.5-2.6
+        # with one writer; the writes are not what bounds the throughput).
+        await anyio.to_thread.run_sync(self._pwrite_all, offset, data, limiter=self._writer)
 
     async def commit(self) -> None:
         """Close the temporary file and move it over the destination."""
