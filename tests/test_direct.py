@@ -56,6 +56,21 @@ async def test_the_default_sends_parts_over_streamx_connections(
 
 
 @pytest.mark.anyio
+async def test_temporary_credentials_carry_their_session_token(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """Role and STS credentials: the token goes with every part, inside the signature."""
+    args = {**server.engine_args(), "endpoint_url": proxy.url, "aws_session_token": "tok-123"}
+    async with streamx.Engine(**args) as eng:
+        assert eng.s3.direct is not None
+        await eng.upload(bucket, "obj", BIG, config=CFG)
+    assert await read_object(engine, bucket, "obj") == BIG
+    for req in proxy.sent("UploadPart"):
+        assert req.headers["x-amz-security-token"] == "tok-123"
+        assert "x-amz-security-token" in req.headers["authorization"]
+
+
+@pytest.mark.anyio
 async def test_direct_parts_false_sends_them_through_aiobotocore(
     server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
 ) -> None:
