@@ -1,4 +1,4 @@
-"""UploadPart bodies over streamx's own HTTP/1.1 connections, sent from worker threads.
+"""UploadPart (and PutObject) bodies over streamx's own HTTP/1.1 connections, from worker threads.
 
 Why: a part's request through aiobotocore costs the event loop about a
 millisecond of Python (hooks, serialisation, aiohttp's writer) plus every
@@ -37,6 +37,7 @@ import select
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -54,7 +55,7 @@ _SEND_SLICE = 1024 * 1024
 _MAX_HEAD = 64 * 1024
 _MAX_ERROR_BODY = 1024 * 1024
 _UNSIGNED = "UNSIGNED-PAYLOAD"
-_USER_AGENT = "streamx (direct UploadPart)"
+_USER_AGENT = "streamx (direct)"
 _JOIN_TIMEOUT = 10.0  # seconds a cancelled request's thread is waited for (a connect may block)
 
 
@@ -300,6 +301,77 @@ def _client_error(response: _Response, operation: str) -> bexc.ClientError:
     return bexc.ClientError(error, operation)
 
 
+_KEY_MARK = "streamx-key-placeholder"
+_PLAIN_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool}
+
+
+def _parse_target(url: str, *, drop: tuple[str, ...]) -> _Target:
+    """Where a presigned URL points, without its signature (and the ``drop`` params)."""
+    parts = urlsplit(url)
+    query = tuple(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in drop and not k.lower().startswith("x-amz-")
+    )
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return _Target(scheme, parts.hostname or "", port, parts.netloc, parts.path, query)
+
+
+class _Operation:
+    """One operation's header parameters and response headers, from botocore's S3 model."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.name = name
+        model = client.meta.service_model.operation_model(name)
+        self._in: dict[str, tuple[str, str]] = {}  # member -> (header, shape type)
+        self._prefix: dict[str, str] = {}  # map members (Metadata) -> header prefix
+        for member, shape in model.input_shape.members.items():
+            location = shape.serialization.get("location")
+            if location == "header":
+                self._in[member] = (shape.serialization.get("name", member), shape.type_name)
+            elif location == "headers":
+                self._prefix[member] = shape.serialization.get("name", "")
+        self._out = {
+            shape.serialization.get("name", member).lower(): member
+            for member, shape in model.output_shape.members.items()
+            if shape.serialization.get("location") == "header"
+        }
+
+    def plain(self, params: Mapping[str, Any]) -> bool:
+        """Every param is a header of a plain type (strings, numbers, booleans, a str map)."""
+        for member, value in params.items():
+            if member in self._prefix:
+                if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) and (k + v).isascii()
+                    for k, v in value.items()
+                ):
+                    return False
+                continue
+            spec = self._in.get(member)
+            if spec is None or spec[1] not in _PLAIN_TYPES:
+                return False
+            if not isinstance(value, _PLAIN_TYPES[spec[1]]) or (
+                isinstance(value, str) and not value.isascii()
+            ):
+                return False
+        return True
+
+    def headers(self, params: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for member, value in params.items():
+            if member in self._prefix:
+                out.update({f"{self._prefix[member]}{k}": v for k, v in value.items()})
+            elif isinstance(value, bool):
+                out[self._in[member][0]] = "true" if value else "false"
+            else:
+                out[self._in[member][0]] = str(value)
+        return out
+
+    def result(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        return {self._out[k]: v for k, v in headers.items() if k in self._out}
+
+
 class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
     """botocore's S3 SigV4 signer, told the body's hash (it cannot see the body)."""
 
@@ -331,18 +403,8 @@ class DirectParts:
         self._pool = _Pool(getattr(http_session, "_verify", True), connect_timeout)
         self._limiter = anyio.CapacityLimiter(max_connections)
         self._targets: dict[tuple[str, str, str], _Target] = {}
-        model = client.meta.service_model.operation_model("UploadPart").input_shape
-        self._header_names: dict[str, str] = {
-            name: shape.serialization.get("name", name)
-            for name, shape in model.members.items()
-            if shape.serialization.get("location") == "header"
-        }
-        out = client.meta.service_model.operation_model("UploadPart").output_shape
-        self._response_headers: dict[str, str] = {
-            shape.serialization.get("name", name).lower(): name
-            for name, shape in out.members.items()
-            if shape.serialization.get("location") == "header"
-        }
+        self._ops = {op: _Operation(client, op) for op in ("UploadPart", "PutObject")}
+        self._object_targets: dict[str, _Target] = {}
 
     @staticmethod
     def usable(client: Any) -> bool:
@@ -379,19 +441,49 @@ class DirectParts:
                 Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1},
                 ExpiresIn=60,
             )
-            parts = urlsplit(url)
-            query = tuple(
-                (k, v)
-                for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                if k != "partNumber" and not k.lower().startswith("x-amz-")
-            )
-            scheme = parts.scheme.lower()
-            port = parts.port or (443 if scheme == "https" else 80)
-            target = _Target(scheme, parts.hostname or "", port, parts.netloc, parts.path, query)
+            target = _parse_target(url, drop=("partNumber",))
             if len(self._targets) > 1024:
                 self._targets.clear()
             self._targets[cache_key] = target
         return target
+
+    def can_put(self, params: Mapping[str, Any]) -> bool:
+        """Whether PutObject ``params`` are plain headers here (else aiobotocore serialises them)."""
+        return self._ops["PutObject"].plain(params)
+
+    async def _object_target(self, bucket: str, key: str) -> _Target:
+        """PutObject's URL: presigned once per bucket for a placeholder key, the key put in
+        with botocore's own escaping (``quote(key, safe="/~")``)."""
+        template = self._object_targets.get(bucket)
+        if template is None:
+            url = await self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
+            )
+            template = _parse_target(url, drop=())
+            if len(self._object_targets) > 1024:
+                self._object_targets.clear()
+            self._object_targets[bucket] = template
+        if not template.path.endswith("/" + _KEY_MARK):
+            raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+        path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
+        return _Target(
+            template.scheme, template.host, template.port, template.netloc, path, template.query
+        )
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        stall_timeout: float | None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """PutObject; ``can_put(params)`` must hold."""
+        target = await self._object_target(bucket, key)
+        return await self._put(
+            self._ops["PutObject"], target, target.query, data, stall_timeout, params
+        )
 
     async def upload_part(
         self,
@@ -405,31 +497,38 @@ class DirectParts:
         **params: Any,
     ) -> dict[str, Any]:
         target = await self._target(bucket, key, upload_id)
+        pairs = (*target.query, ("partNumber", str(part_number)))
+        return await self._put(self._ops["UploadPart"], target, pairs, data, stall_timeout, params)
+
+    async def _put(
+        self,
+        op: _Operation,
+        target: _Target,
+        pairs: tuple[tuple[str, str], ...],
+        data: bytes | bytearray | memoryview,
+        stall_timeout: float | None,
+        params: Mapping[str, Any],
+    ) -> dict[str, Any]:
         view = memoryview(data).cast("B")
         payload = _UNSIGNED
         sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
         if sign:
             payload = await anyio.to_thread.run_sync(_sha256_hex, view)
         # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
-        pairs = (*target.query, ("partNumber", str(part_number)))
         query = urlencode(pairs, safe="-_.~", quote_via=quote)
         headers = {
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(view)),
             "X-Amz-Content-SHA256": payload,
+            **op.headers(params),
         }
-        for name, value in params.items():
-            headers[self._header_names[name]] = str(value)
-        request = AWSRequest(
-            method="PUT",
-            url=f"{target.scheme}://{target.netloc}{target.path}?{query}",
-            headers=headers,
-        )
+        url = f"{target.scheme}://{target.netloc}{target.path}" + (f"?{query}" if query else "")
+        request = AWSRequest(method="PUT", url=url, headers=headers)
         region = self._client.meta.region_name
         # the client's signer hands out its credentials, refreshed when they expire
         base = await self._client._request_signer.get_auth_instance("s3", region, "s3v4")
         _PartAuth(base.credentials, region, payload).add_auth(request)
-        lines = [f"PUT {target.path}?{query} HTTP/1.1"]
+        lines = [f"PUT {target.path}" + (f"?{query}" if query else "") + " HTTP/1.1"]
         if "host" not in request.headers:
             lines.append(f"Host: {target.netloc}")
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
@@ -449,6 +548,8 @@ class DirectParts:
                 limiter=self._limiter,
                 abandon_on_cancel=True,
             )
+        except NetworkError as exc:  # from the thread, which has finished
+            raise NetworkError(f"{op.name} failed: {exc.message}") from None
         except BaseException:
             call.abort()
             if call.started:
@@ -458,13 +559,8 @@ class DirectParts:
                     await anyio.to_thread.run_sync(call.done.wait, _JOIN_TIMEOUT)
             raise
         if not 200 <= response.status < 300:
-            raise _client_error(response, "UploadPart")
-        result: dict[str, Any] = {}
-        for name, value in response.headers.items():
-            member = self._response_headers.get(name)
-            if member is not None:
-                result[member] = value
-        return result
+            raise _client_error(response, op.name)
+        return op.result(response.headers)
 
     def _send(
         self,
@@ -476,7 +572,7 @@ class DirectParts:
     ) -> _Response:
         name, timeout = limit
         if not call.begin():
-            raise NetworkError("UploadPart cancelled")
+            raise NetworkError("the request was cancelled")
         try:
             return self._exchange(call, target, head, body, name, timeout)
         finally:
@@ -494,9 +590,7 @@ class DirectParts:
         try:
             sock = self._pool.get(target)
         except (OSError, ssl.SSLError) as exc:
-            raise NetworkError(
-                f"UploadPart failed: could not connect: {type(exc).__name__}"
-            ) from None
+            raise NetworkError(f"could not connect: {type(exc).__name__}") from None
         call.attach(sock)
         ok = False
         try:
@@ -516,9 +610,9 @@ class DirectParts:
             ok = response.reusable
             return response
         except TimeoutError:
-            raise NetworkError(f"UploadPart made no progress for {name}={timeout:g} s") from None
+            raise NetworkError(f"made no progress for {name}={timeout:g} s") from None
         except (OSError, ssl.SSLError, ValueError, IndexError) as exc:
-            raise NetworkError(f"UploadPart failed: {type(exc).__name__}") from None
+            raise NetworkError(f"the connection failed: {type(exc).__name__}") from None
         finally:
             if call.detach() or not ok:
                 sock.close()

@@ -72,7 +72,7 @@ class Engine:
     checksum header is itself signed, so the body stays protected) and signs
     otherwise; ``True``/``False`` force it.
 
-    ``direct_parts``: UploadPart bodies are sent by streamx's own HTTP/1.1
+    ``direct_parts``: UploadPart (and small PutObject) bodies are sent by streamx's own HTTP/1.1
     connections from worker threads, signed by botocore's SigV4 signer with
     the client's credentials (streamx/_direct.py; about twice the part
     throughput of aiobotocore's request path at less CPU). ``None`` (the
@@ -180,7 +180,7 @@ class Engine:
         sign_payload: bool | None = None,
         pool: int | None = None,
     ) -> DirectParts | None:
-        """The direct UploadPart sender for ``client``, if enabled and usable."""
+        """The direct UploadPart/PutObject sender for ``client``, if enabled and usable."""
         if not enabled or not DirectParts.usable(client):
             return None
         if sign_payload is None:

@@ -259,6 +259,22 @@ class S3:
                 await self.client.put_object(Bucket=bucket, Key=key, Body=_body(body), **params)
             )
 
+    async def put_object_direct(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        stall_timeout: float | None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """PutObject through :class:`DirectParts` (``self.direct.can_put(params)`` must hold)."""
+        assert self.direct is not None
+        with map_errors("PutObject", bucket=bucket, key=key):
+            return await self.direct.put_object(
+                bucket, key, data, stall_timeout=stall_timeout, **params
+            )
+
     async def create_multipart_upload(self, bucket: str, key: str, **params: Any) -> str:
         response = await self.create_multipart_upload_response(bucket, key, **params)
         return str(response["UploadId"])

@@ -9,6 +9,7 @@ real sockets on 127.0.0.1.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import socket
 import threading
@@ -46,7 +47,7 @@ async def test_the_default_sends_parts_over_streamx_connections(
     parts = proxy.sent("UploadPart")
     assert len(parts) == 3
     for req in parts:
-        assert req.headers["user-agent"] == "streamx (direct UploadPart)"
+        assert req.headers["user-agent"] == "streamx (direct)"
         assert req.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
         if server.name == "moto":  # rclone takes no checksums: none is sent there
             assert "x-amz-checksum-crc32c" in req.headers["authorization"]  # and it is signed
@@ -68,6 +69,47 @@ async def test_temporary_credentials_carry_their_session_token(
     for req in proxy.sent("UploadPart"):
         assert req.headers["x-amz-security-token"] == "tok-123"
         assert "x-amz-security-token" in req.headers["authorization"]
+
+
+@pytest.mark.anyio
+async def test_a_small_object_goes_up_in_one_direct_put_with_its_headers(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    key = "dir/odd key ü+%.txt"
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        result = await eng.upload(
+            bucket,
+            key,
+            b"hello" * 1000,
+            ContentType="text/plain",
+            CacheControl="no-cache",
+            Metadata={"owner": "ada", "n": "1"},
+        )
+    assert result.part_count == 1
+    (put,) = proxy.sent("PutObject")
+    assert put.headers["user-agent"] == "streamx (direct)"
+    assert put.headers["x-amz-meta-owner"] == "ada"
+    head = await engine.client.head_object(Bucket=bucket, Key=key)
+    assert head["ContentType"] == "text/plain" and head["CacheControl"] == "no-cache"
+    assert head["Metadata"] == {"owner": "ada", "n": "1"}
+    assert head["ETag"] == result.etag
+    assert await read_object(engine, bucket, key) == b"hello" * 1000
+
+
+@pytest.mark.anyio
+async def test_arguments_that_need_botocores_serialiser_put_through_aiobotocore(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """A timestamp (Expires) or a non-ASCII metadata value: botocore formats them."""
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        assert eng.s3.direct is not None
+        assert not eng.s3.direct.can_put({"Expires": datetime.datetime(2030, 1, 1)})
+        assert not eng.s3.direct.can_put({"Metadata": {"name": "ü"}})
+        assert eng.s3.direct.can_put({"ContentType": "a/b", "BucketKeyEnabled": True})
+        await eng.upload(bucket, "k", b"x" * 100, Expires=datetime.datetime(2030, 1, 1))
+    (put,) = proxy.sent("PutObject")
+    assert "streamx" not in put.headers["user-agent"]
+    assert await read_object(engine, bucket, "k") == b"x" * 100
 
 
 @pytest.mark.anyio

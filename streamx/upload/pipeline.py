@@ -204,7 +204,18 @@ class UploadPipeline:
             with checksum_errors(self.send_checksums):
                 return await self.s3.put_object(self.bucket, self.key, payload, **params)
 
+        direct = self.s3.direct is not None and self.s3.direct.can_put(params)
+
         async def attempt() -> dict[str, Any]:
+            if direct:  # streamx's own connection (see _direct.py); else aiobotocore's
+                with checksum_errors(self.send_checksums):
+                    return await self.s3.put_object_direct(
+                        self.bucket,
+                        self.key,
+                        body,
+                        stall_timeout=self.config.stall_timeout,
+                        **params,
+                    )
             return await send_watched(
                 body,
                 send,
