@@ -12,8 +12,8 @@ refreshes them); a worker thread then writes the head and the part's memory
 with ``socket.sendall`` (the GIL is released for every send, no copy of the
 part is made) and reads the short answer. aiobotocore keeps every other
 call: create, complete, abort, list, and the URL itself, which is taken
-from a presigned UploadPart URL so that botocore's endpoint rules
-(addressing style, accelerate, dual-stack ...) decide it.
+from a presigned PutObject URL (once per bucket) so that botocore's endpoint
+rules (addressing style, accelerate, dual-stack ...) decide it.
 
 Stall detection: every blocking send and receive has ``stall_timeout`` (or
 the client's read timeout) as its socket timeout, so an attempt that moves
@@ -37,6 +37,7 @@ import select
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +67,7 @@ class _Target:
     port: int
     netloc: str
     path: str
-    query: tuple[tuple[str, str], ...]  # everything but partNumber and the presign's X-Amz-*
+    query: tuple[tuple[str, str], ...]  # the presigned URL's, but for its X-Amz-* params
 
 
 class _Call:
@@ -305,13 +306,13 @@ _KEY_MARK = "streamx-key-placeholder"
 _PLAIN_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool}
 
 
-def _parse_target(url: str, *, drop: tuple[str, ...]) -> _Target:
-    """Where a presigned URL points, without its signature (and the ``drop`` params)."""
+def _parse_target(url: str) -> _Target:
+    """Where a presigned URL points, without its signature."""
     parts = urlsplit(url)
     query = tuple(
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k not in drop and not k.lower().startswith("x-amz-")
+        if not k.lower().startswith("x-amz-")
     )
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
@@ -384,7 +385,7 @@ class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
 
 
 class DirectParts:
-    """UploadPart requests for one aiobotocore client (see the module docstring)."""
+    """UploadPart and PutObject requests for one aiobotocore client (see the module docstring)."""
 
     def __init__(
         self,
@@ -402,9 +403,8 @@ class DirectParts:
         http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
         self._pool = _Pool(getattr(http_session, "_verify", True), connect_timeout)
         self._limiter = anyio.CapacityLimiter(max_connections)
-        self._targets: dict[tuple[str, str, str], _Target] = {}
         self._ops = {op: _Operation(client, op) for op in ("UploadPart", "PutObject")}
-        self._object_targets: dict[str, _Target] = {}
+        self._templates: dict[str, _Target] = {}  # bucket -> URL for a placeholder key
 
     @staticmethod
     def usable(client: Any) -> bool:
@@ -421,8 +421,6 @@ class DirectParts:
         proxies = getattr(http_session._proxy_config, "_proxies", None)
         if proxies:
             return False
-        import urllib.request
-
         endpoint = urlsplit(getattr(meta, "endpoint_url", "") or "")
         env = urllib.request.getproxies()
         if endpoint.scheme in env and not urllib.request.proxy_bypass(endpoint.hostname or ""):
@@ -432,39 +430,25 @@ class DirectParts:
     def close(self) -> None:
         self._pool.close()
 
-    async def _target(self, bucket: str, key: str, upload_id: str) -> _Target:
-        cache_key = (bucket, key, upload_id)
-        target = self._targets.get(cache_key)
-        if target is None:
-            url = await self._client.generate_presigned_url(
-                "upload_part",
-                Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1},
-                ExpiresIn=60,
-            )
-            target = _parse_target(url, drop=("partNumber",))
-            if len(self._targets) > 1024:
-                self._targets.clear()
-            self._targets[cache_key] = target
-        return target
-
     def can_put(self, params: Mapping[str, Any]) -> bool:
         """Whether PutObject ``params`` are plain headers here (else aiobotocore serialises them)."""
         return self._ops["PutObject"].plain(params)
 
     async def _object_target(self, bucket: str, key: str) -> _Target:
-        """PutObject's URL: presigned once per bucket for a placeholder key, the key put in
-        with botocore's own escaping (``quote(key, safe="/~")``)."""
-        template = self._object_targets.get(bucket)
+        """The object's URL (PutObject's; UploadPart's adds its query): presigned once per
+        bucket for a placeholder key, the key put in with botocore's own escaping
+        (``quote(key, safe="/~")``), so botocore's endpoint rules decide the rest."""
+        template = self._templates.get(bucket)
         if template is None:
             url = await self._client.generate_presigned_url(
                 "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
             )
-            template = _parse_target(url, drop=())
-            if len(self._object_targets) > 1024:
-                self._object_targets.clear()
-            self._object_targets[bucket] = template
-        if not template.path.endswith("/" + _KEY_MARK):
-            raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+            template = _parse_target(url)
+            if not template.path.endswith("/" + _KEY_MARK):
+                raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+            if len(self._templates) > 1024:
+                self._templates.clear()
+            self._templates[bucket] = template
         path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
         return _Target(
             template.scheme, template.host, template.port, template.netloc, path, template.query
@@ -496,8 +480,8 @@ class DirectParts:
         stall_timeout: float | None,
         **params: Any,
     ) -> dict[str, Any]:
-        target = await self._target(bucket, key, upload_id)
-        pairs = (*target.query, ("partNumber", str(part_number)))
+        target = await self._object_target(bucket, key)
+        pairs = (*target.query, ("partNumber", str(part_number)), ("uploadId", upload_id))
         return await self._put(self._ops["UploadPart"], target, pairs, data, stall_timeout, params)
 
     async def _put(
