@@ -1,0 +1,19 @@
+"""``sync``: make a destination (local directory or S3 prefix) hold what a source holds.
+
+The data flow, one module per stage::
+
+    entries.py   both sides as sorted streams (local walk in S3 key order, S3 listing)
+    plan.py      merge-join, filters, decide: copy / update / check / delete
+    sides.py     what each side can tell about a key; identity comparison
+    conditions.py  IfNoneMatch / IfMatch for idempotent writes
+    execute.py   the runner that performs one action; counts and events
+    manifest.py  watermarks of finished work, for resume
+    job.py       validation, preflight, the local executor, ``sync()``
+    ray.py       the fleet executor on Ray (the ``ray`` extra)
+"""
+
+from .execute import SyncEvent
+from .job import SyncProgress, SyncResult, sync
+from .plan import SyncOrderError
+
+__all__ = ["SyncEvent", "SyncOrderError", "SyncProgress", "SyncResult", "sync"]

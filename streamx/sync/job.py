@@ -1,0 +1,422 @@
+"""``streamx.sync``: validate, check both ends, then stream pairs into the local executor.
+
+::
+
+    source listing ─┐
+                    ├─ merge ─ filters ─ decide ─▶ bounded queue ─▶ N runners ─▶ counts, events
+    dest. listing  ─┘                       └─ deletes (batches of 1,000) ─┘       manifest
+
+Everything is checked before the first object moves: the arguments, that a
+local source exists and is a directory, that a local destination is not a
+file, that the two ends do not overlap, and one listing request per S3 side
+(a missing bucket, bad credentials or an unreachable endpoint fail here,
+once, with one message).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._concurrency import FirstFailure, task_group
+from .._errors import ConfigError, NotFoundError
+from . import conditions as conds
+from .entries import Entry
+from .execute import Counts, Runner, SyncEvent, delete_keys
+from .manifest import Manifest, Watermark
+from .plan import COMPARE_MODES, Action, Compare, Filters, decide, merge
+from .sides import LocalSide, S3Side, Side
+
+if TYPE_CHECKING:
+    from .._engine import Engine
+
+DELETE_BATCH = 1000
+EventCallback = Callable[[SyncEvent], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """Objects and bytes finished (copied or found equal); totals grow while the source is counted."""
+
+    objects_done: int
+    bytes_done: int
+    objects_total: int | None
+    bytes_total: int | None
+
+
+ProgressCallback = Callable[[SyncProgress], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What a sync did: ``copied`` includes ``updated`` (replacements); ``bytes`` were written."""
+
+    copied: int
+    updated: int
+    skipped: int
+    deleted: int
+    failed: int
+    bytes: int
+    dry_run: bool
+    failures: tuple[SyncEvent, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "summary": True,
+            "copied": self.copied,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "deleted": self.deleted,
+            "failed": self.failed,
+            "bytes": self.bytes,
+            "dry_run": self.dry_run,
+        }
+
+    @classmethod
+    def from_counts(cls, counts: Counts, dry_run: bool) -> SyncResult:
+        return cls(
+            copied=counts.copied,
+            updated=counts.updated,
+            skipped=counts.skipped,
+            deleted=counts.deleted,
+            failed=counts.failed,
+            bytes=counts.bytes,
+            dry_run=dry_run,
+            failures=tuple(counts.failures),
+        )
+
+
+def parse_side(location: object, engine: Engine | None, what: str) -> Side:
+    """A :class:`LocalSide` or :class:`S3Side` for ``location`` (raises ``ConfigError``)."""
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str) or not location:
+        raise ConfigError(f"{what} must be a local directory or an s3://BUCKET/PREFIX URL")
+    if location.startswith("s3://"):
+        bucket, _, prefix = location[5:].partition("/")
+        if not bucket:
+            raise ConfigError(f"{what} {location!r} has no bucket; write s3://BUCKET/PREFIX")
+        if engine is None:
+            raise ConfigError(f"{what} {location!r} is on S3: pass an Engine for it")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"  # a prefix is a directory: s3://b/photos syncs photos/…
+        return S3Side(engine, bucket, prefix)
+    if location.lower().startswith("s3:"):
+        raise ConfigError(f"{what} {location!r} is not an S3 URL; write s3://BUCKET/PREFIX")
+    return LocalSide(location)
+
+
+def _endpoint(side: S3Side) -> str:
+    return str(side.engine.client.meta.endpoint_url)
+
+
+def check_sides(src: Side, dst: Side, *, dry_run: bool) -> None:
+    """Local checks (no request): directions, existence, overlap."""
+    if isinstance(src, LocalSide) and isinstance(dst, LocalSide):
+        raise ConfigError("one side of a sync must be an s3:// URL (use rsync between directories)")
+    if isinstance(src, LocalSide):
+        if not os.path.exists(src.root):
+            raise NotFoundError(f"source directory {src.root} does not exist")
+        if not os.path.isdir(src.root):
+            raise ConfigError(f"source {src.root} is a file, not a directory")
+    if isinstance(dst, LocalSide) and os.path.exists(dst.root) and not os.path.isdir(dst.root):
+        raise ConfigError(f"destination {dst.root} is a file, not a directory")
+    if isinstance(src, S3Side) and isinstance(dst, S3Side):
+        same_store = src.engine is dst.engine or _endpoint(src) == _endpoint(dst)
+        if (
+            same_store
+            and src.bucket == dst.bucket
+            and (src.prefix.startswith(dst.prefix) or dst.prefix.startswith(src.prefix))
+        ):
+            raise ConfigError(
+                f"source {src} and destination {dst} overlap; sync into a prefix outside the source"
+            )
+
+
+async def preflight(side: Side) -> None:
+    """One request per S3 side, so a bad bucket, credential or endpoint fails before any copy."""
+    if isinstance(side, S3Side):
+        await side.engine.s3.list_objects_v2(side.bucket, Prefix=side.prefix, MaxKeys=1)
+
+
+def check_options(compare: object, concurrency: object, delete: object, dry_run: object) -> None:
+    if compare not in COMPARE_MODES:
+        raise ConfigError(f"compare must be one of {', '.join(COMPARE_MODES)}, not {compare!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
+    if not isinstance(delete, bool) or not isinstance(dry_run, bool):
+        raise ConfigError("delete and dry_run must be True or False")
+
+
+def job_record(
+    src: Side, dst: Side, delete: bool, compare: str, filters: Filters
+) -> dict[str, Any]:
+    """What a manifest records of a job (a resume must be the same job)."""
+    return {
+        "source": str(src),
+        "destination": str(dst),
+        "delete": delete,
+        "compare": compare,
+        "filters": [list(rule) for rule in filters.rules],
+    }
+
+
+def entries(side: Side, other: Side, after: str | None, until: str | None) -> AsyncIterator[Entry]:
+    if isinstance(side, S3Side):
+        return side.entries(after, until, for_local=isinstance(other, LocalSide))
+    return side.entries(after, until)
+
+
+async def _call(callback: Callable[[Any], Awaitable[None] | None] | None, value: Any) -> None:
+    if callback is not None:
+        result = callback(value)
+        if result is not None:
+            await result
+
+
+class LocalExecutor:
+    """Runs one shard's actions ``concurrency`` at a time in this process."""
+
+    def __init__(
+        self,
+        src: Side,
+        dst: Side,
+        *,
+        compare: Compare,
+        delete: bool,
+        dry_run: bool,
+        filters: Filters,
+        concurrency: int,
+        conditional: bool,
+        on_event: EventCallback | None,
+        on_progress: ProgressCallback | None,
+        manifest: Manifest | None,
+    ) -> None:
+        self.src, self.dst = src, dst
+        self.compare, self.delete, self.dry_run = compare, delete, dry_run
+        self.filters = filters
+        self.concurrency = concurrency
+        self.on_event, self.on_progress = on_event, on_progress
+        self.manifest = manifest
+        self.counts = Counts()
+        self.objects_done = 0
+        self.bytes_done = 0
+        self.objects_total: int | None = None
+        self.bytes_total: int | None = None
+        self.runner = Runner(
+            src,
+            dst,
+            dry_run=dry_run,
+            conditional=conditional,
+            on_bytes=self._bytes if on_progress is not None else None,
+        )
+
+    async def _report(self) -> None:
+        await _call(
+            self.on_progress,
+            SyncProgress(self.objects_done, self.bytes_done, self.objects_total, self.bytes_total),
+        )
+
+    async def _bytes(self, n: int) -> None:
+        self.bytes_done += n
+        await self._report()
+
+    async def record(self, event: SyncEvent, mark: Watermark, *, copied_bytes: bool) -> None:
+        self.counts.add(event)
+        mark.finish(event.key, ok=event.kind != "fail")
+        if event.kind != "delete":
+            self.objects_done += 1
+            if event.kind == "skip" or (event.kind != "fail" and not copied_bytes):
+                self.bytes_done += event.size
+        if event.kind != "skip":
+            await _call(self.on_event, event)
+        await self._report()
+        if self.manifest is not None:
+            await self.manifest.maybe_save()
+
+    async def count_source(self, after: str | None, until: str | None) -> None:
+        """Totals for the progress bar: one extra pass over the source listing (O(1) memory)."""
+        objects = size = 0
+        async for entry in entries(self.src, self.dst, after, until):
+            if self.filters(entry.key):
+                objects += 1
+                size += entry.size
+            if objects % 1000 == 0:
+                self.objects_total, self.bytes_total = objects, size
+        self.objects_total, self.bytes_total = objects, size
+        await self._report()
+
+    async def run_shard(self, mark: Watermark, until: str | None) -> None:
+        after = mark.value
+        send, receive = anyio.create_memory_object_stream[Action](self.concurrency)
+        first = FirstFailure()
+        async with anyio.create_task_group() as tg:
+            with receive:
+                for _ in range(self.concurrency):
+                    tg.start_soon(first.run, tg.cancel_scope, self._worker, receive.clone(), mark)
+            tg.start_soon(first.run, tg.cancel_scope, self._produce, send, mark, after, until)
+        first.raise_if_failed()
+
+    async def _produce(
+        self,
+        send: MemoryObjectSendStream[Action],
+        mark: Watermark,
+        after: str | None,
+        until: str | None,
+    ) -> None:
+        deletes: list[str] = []
+        batch_deletes = isinstance(self.dst, S3Side) and not self.dry_run
+        async with send:
+            pairs = merge(
+                entries(self.src, self.dst, after, until), entries(self.dst, self.src, after, until)
+            )
+            async for s, d in pairs:
+                key = (s or d).key  # type: ignore[union-attr]
+                if not self.filters(key):
+                    continue
+                action = decide(s, d, compare=self.compare, delete=self.delete)
+                if action is None:
+                    if s is not None:
+                        mark.start(key)
+                        await self.record(SyncEvent("skip", key, s.size), mark, copied_bytes=False)
+                    continue
+                mark.start(key)
+                if action.kind == "delete" and batch_deletes:
+                    deletes.append(key)
+                    if len(deletes) >= DELETE_BATCH or mark.pending > 10 * DELETE_BATCH:
+                        await self._delete(deletes, mark)
+                        deletes = []
+                    continue
+                await send.send(action)
+            if deletes:
+                await self._delete(deletes, mark)
+
+    async def _delete(self, keys: list[str], mark: Watermark) -> None:
+        assert isinstance(self.dst, S3Side)
+        try:
+            errors = await delete_keys(self.dst, keys)
+        except Exception as exc:
+            from .execute import describe
+
+            errors = dict.fromkeys(keys, describe(exc))
+        for key in keys:
+            event = (
+                SyncEvent("fail", key, 0, errors[key])
+                if key in errors
+                else SyncEvent("delete", key)
+            )
+            await self.record(event, mark, copied_bytes=True)
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[Action], mark: Watermark) -> None:
+        async with receive:
+            async for action in receive:
+                event = await self.runner.run(action)
+                await self.record(event, mark, copied_bytes=self.on_progress is not None)
+
+
+async def sync(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    engine: Engine | None = None,
+    source_engine: Engine | None = None,
+    delete: bool = False,
+    dry_run: bool = False,
+    compare: Compare = "checksum",
+    filters: Sequence[tuple[str, str]] = (),
+    concurrency: int = 16,
+    checkpoint: str | os.PathLike[str] | None = None,
+    conditional: bool | None = None,
+    on_event: EventCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    count_total: bool = False,
+) -> SyncResult:
+    """Make ``destination`` hold what ``source`` holds; return the counts.
+
+    Each side is a local directory or ``s3://bucket/prefix``. ``engine``
+    serves the S3 side(s); ``source_engine`` the source when it is another
+    store (s3 → s3 through this process; on one engine it is a server-side
+    copy). Both sides are listed as sorted streams and merge-joined, so memory
+    does not grow with the number of objects.
+
+    ``compare``: ``"checksum"`` (default: size, then the strongest identity
+    both sides offer, see :mod:`streamx.sync.sides`; reads local files whose
+    size matches), ``"size-mtime"`` (size, and the source not newer), or
+    ``"size"``. ``delete`` removes destination keys the source lacks;
+    ``dry_run`` reports without changing anything. ``filters``:
+    ``[("exclude", "*.tmp"), ("include", "keep/*.tmp")]``, the last match wins.
+    ``concurrency`` objects move at once, under the engines' memory budgets.
+    ``checkpoint=PATH`` records finished work (see :mod:`streamx.sync.manifest`).
+    ``conditional``: write with ``IfNoneMatch``/``IfMatch`` (see
+    :mod:`streamx.sync.conditions`); ``None`` uses them when this build can.
+    ``on_event`` gets a :class:`SyncEvent` per copy, update, delete or failure;
+    ``on_progress`` a :class:`SyncProgress` (with ``count_total`` the source is
+    listed a second time, concurrently, for the totals).
+
+    One object's failure is counted and the others go on; a failed listing,
+    an out-of-order listing or a cancellation stops the sync (the manifest,
+    if any, is saved first).
+    """
+    check_options(compare, concurrency, delete, dry_run)
+    rules = Filters(filters)
+    if engine is not None and source_engine is None:
+        source_engine = engine
+    src = parse_side(source, source_engine, "source")
+    dst = parse_side(destination, engine, "destination")
+    check_sides(src, dst, dry_run=dry_run)
+    if checkpoint is not None and dry_run:
+        raise ConfigError("checkpoint records finished work; a dry run does none")
+    use_conditions = conds.supported() if conditional is None else bool(conditional)
+    if use_conditions and not conds.supported():
+        raise ConfigError(
+            "conditional writes need a streamx build whose uploads accept IfNoneMatch"
+        )
+    manifest = None
+    marks: dict[str, str | None] = {}
+    if checkpoint is not None:
+        manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
+        marks = manifest.load()
+    await preflight(src)
+    await preflight(dst)
+    if isinstance(dst, LocalSide) and not dry_run:
+        os.makedirs(dst.root, exist_ok=True)
+    executor = LocalExecutor(
+        src,
+        dst,
+        compare=compare,
+        delete=delete,
+        dry_run=dry_run,
+        filters=rules,
+        concurrency=concurrency,
+        conditional=use_conditions,
+        on_event=on_event,
+        on_progress=on_progress,
+        manifest=manifest,
+    )
+    mark = manifest.shard("", marks.get("")) if manifest is not None else Watermark()
+    try:
+        async with task_group() as tg:
+            if count_total and on_progress is not None:
+                tg.start_soon(executor.count_source, mark.value, None)
+            await executor.run_shard(mark, None)
+            tg.cancel_scope.cancel()
+    except BaseException:
+        if manifest is not None:
+            with anyio.CancelScope(shield=True):
+                await manifest.save()
+        raise
+    if manifest is not None:
+        if executor.counts.failed:
+            await manifest.save()
+        else:
+            manifest.remove()
+    return SyncResult.from_counts(executor.counts, dry_run)
