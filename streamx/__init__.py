@@ -29,11 +29,13 @@ from ._objects import (
     MigrationResult,
     ObjectInfo,
 )
+from ._ratelimit import RateLimit
 from ._results import UploadResult
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
+from .sync import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -60,6 +62,7 @@ __all__ = [
     "ObjectInfo",
     "PartLimitError",
     "PartPlan",
+    "RateLimit",
     "ProgressEvent",
     "S3Error",
     "ServiceUnavailableError",
@@ -67,9 +70,14 @@ __all__ = [
     "SourceTypeError",
     "StaleUpload",
     "StreamxError",
+    "SyncEvent",
+    "SyncOrderError",
+    "SyncProgress",
+    "SyncResult",
     "TransferConfig",
     "UploadResult",
     "UploadWriter",
     "__version__",
     "migrate_prefix",
+    "sync",
 ]

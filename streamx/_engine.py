@@ -20,6 +20,7 @@ from ._errors import ConfigError
 from ._events import Progress, ProgressCallback
 from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
+from ._ratelimit import RateLimit
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for
 from .download.fetcher import DownloadStream
@@ -80,6 +81,9 @@ class Engine:
     the endpoint; ``True`` also for a ``client=`` passed in (its event hooks
     do not run for part uploads then); ``False`` sends every part through
     aiobotocore.
+
+    ``rate_limit``: a :class:`RateLimit` (shareable by engines) meters every
+    request and its bytes; parts then go through aiobotocore.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class Engine:
         max_pool_connections: int | None = None,
         addressing_style: str | None = None,
         direct_parts: bool | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
@@ -122,6 +127,10 @@ class Engine:
         if direct_parts is not None and not isinstance(direct_parts, bool):
             raise ConfigError("direct_parts must be True, False or None")
         self._direct_parts = direct_parts
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigError("rate_limit must be a streamx.RateLimit or None")
+        # metered through botocore's events, so parts go through botocore too
+        self.rate_limit = rate_limit
         self._stack: AsyncExitStack | None = None
         self._s3: S3 | None = None
 
@@ -132,7 +141,10 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._stack = AsyncExitStack()
         if self._given_client is not None:
-            self._s3 = S3(self._given_client, self._direct(self._given_client, self._direct_parts))
+            if self.rate_limit is not None:
+                self.rate_limit.attach(self._given_client)
+            direct = self._direct_parts if self.rate_limit is None else False
+            self._s3 = S3(self._given_client, self._direct(self._given_client, direct))
             return self
         from aiobotocore.config import AioConfig
 
@@ -168,7 +180,9 @@ class Engine:
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
-        use_direct = self._direct_parts is not False
+        use_direct = self._direct_parts is not False and self.rate_limit is None
+        if self.rate_limit is not None:
+            self.rate_limit.attach(client)
         self._s3 = S3(client, self._direct(client, use_direct, sign_payload=sign, pool=pool))
         return self
 

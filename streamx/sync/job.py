@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._concurrency import FirstFailure, task_group
 from .._errors import ConfigError, NotFoundError
+from .._ratelimit import RateLimit
 from . import conditions as conds
 from .entries import Entry
 from .execute import Counts, Runner, SyncEvent, delete_keys
@@ -176,6 +177,13 @@ def entries(side: Side, other: Side, after: str | None, until: str | None) -> As
     return side.entries(after, until)
 
 
+def rate_limit_of(*sides: Side) -> RateLimit | None:
+    for side in sides:
+        if isinstance(side, S3Side) and side.engine.rate_limit is not None:
+            return side.engine.rate_limit
+    return None
+
+
 async def _call(callback: Callable[[Any], Awaitable[None] | None] | None, value: Any) -> None:
     if callback is not None:
         result = callback(value)
@@ -317,9 +325,14 @@ class LocalExecutor:
             await self.record(event, mark, copied_bytes=True)
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Action], mark: Watermark) -> None:
+        limit = rate_limit_of(self.src, self.dst)
         async with receive:
             async for action in receive:
-                event = await self.runner.run(action)
+                if limit is None:
+                    event = await self.runner.run(action)
+                else:
+                    async with limit.slot():  # the adaptive window (SlowDown halves it)
+                        event = await self.runner.run(action)
                 await self.record(event, mark, copied_bytes=self.on_progress is not None)
 
 
