@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from faultproxy import Fault, FaultProxy, Sleeps
 
@@ -85,8 +86,8 @@ async def test_slot_holds_the_window() -> None:
         nonlocal peak
         async with limit.slot():
             peak = max(peak, limit.in_flight)
-            await anyio.sleep(0)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
         for _ in range(10):
