@@ -31,11 +31,11 @@ from ._objects import (
 )
 from ._ratelimit import RateLimit
 from ._results import UploadResult
+from .bulk import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync, sync_on_ray
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
-from .sync import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -80,4 +80,5 @@ __all__ = [
     "__version__",
     "migrate_prefix",
     "sync",
+    "sync_on_ray",
 ]

@@ -12,7 +12,7 @@ import pytest
 from conftest import list_uploads
 
 import streamx
-from streamx.sync import SyncEvent, sync
+from streamx.bulk import SyncEvent, sync
 from streamx.testing import MotoServer, RcloneServer
 
 pytestmark = pytest.mark.anyio

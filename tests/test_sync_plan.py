@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import streamx
-from streamx.sync.entries import Entry, walk_local
-from streamx.sync.manifest import Manifest, Watermark
-from streamx.sync.plan import Filters, SyncOrderError, decide, merge
+from streamx.bulk.entries import Entry, walk_local
+from streamx.bulk.manifest import Manifest, Watermark
+from streamx.bulk.plan import Filters, SyncOrderError, decide, merge
 
 pytestmark = pytest.mark.anyio
 

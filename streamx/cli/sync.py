@@ -1,4 +1,4 @@
-"""``streamx sync SRC DST``: make DST hold what SRC holds (see :mod:`streamx.sync`).
+"""``streamx sync SRC DST``: make DST hold what SRC holds (see :mod:`streamx.bulk`).
 
 Each side is a local directory or ``s3://bucket/prefix``. Output: a line
 per copy, update, delete or failure (``--json``: one JSON object each, then a
@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from .._engine import Engine
 from .._errors import ConfigError
-from ..sync import SyncEvent, SyncProgress, sync
-from ..sync.plan import COMPARE_MODES
+from ..bulk import SyncEvent, SyncProgress, sync
+from ..bulk.plan import COMPARE_MODES
 from ._common import SIZE, Options, Output, common_options, human_size, make_engine, run_async
 from ._exit import EXIT_OK, EXIT_TRANSFER, UsageError
 from ._location import LocalLocation, S3Location, StdioLocation, parse
@@ -210,7 +210,7 @@ class SyncCommand:
         return {k: v for k, v in args.items() if v is not None}
 
     async def _run_ray(self, common: dict[str, Any]) -> Any:
-        from ..sync.ray import sync_on_ray
+        from ..bulk.ray import sync_on_ray
 
         return await sync_on_ray(
             self._side(self.src),

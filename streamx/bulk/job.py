@@ -362,15 +362,15 @@ async def sync(
     does not grow with the number of objects.
 
     ``compare``: ``"checksum"`` (default: size, then the strongest identity
-    both sides offer, see :mod:`streamx.sync.sides`; reads local files whose
+    both sides offer, see :mod:`streamx.bulk.sides`; reads local files whose
     size matches), ``"size-mtime"`` (size, and the source not newer), or
     ``"size"``. ``delete`` removes destination keys the source lacks;
     ``dry_run`` reports without changing anything. ``filters``:
     ``[("exclude", "*.tmp"), ("include", "keep/*.tmp")]``, the last match wins.
     ``concurrency`` objects move at once, under the engines' memory budgets.
-    ``checkpoint=PATH`` records finished work (see :mod:`streamx.sync.manifest`).
+    ``checkpoint=PATH`` records finished work (see :mod:`streamx.bulk.manifest`).
     ``conditional``: write with ``IfNoneMatch``/``IfMatch`` (see
-    :mod:`streamx.sync.conditions`); ``None`` uses them when this build can.
+    :mod:`streamx.bulk.conditions`); ``None`` uses them when this build can.
     ``on_event`` gets a :class:`SyncEvent` per copy, update, delete or failure;
     ``on_progress`` a :class:`SyncProgress` (with ``count_total`` the source is
     listed a second time, concurrently, for the totals).

@@ -8,7 +8,7 @@ budget: local → s3 ``Engine.upload``, s3 → local ``Engine.download_file``
 ``migrate_object`` (streamed through). Deletes at an S3 destination go out as
 DeleteObjects batches of up to 1,000 keys.
 
-Writes carry the conditions of :mod:`streamx.sync.conditions` when enabled: a
+Writes carry the conditions of :mod:`streamx.bulk.conditions` when enabled: a
 lost race (412) is a failure of that key, never an overwrite.
 """
 

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._checksum import Running
-from .entries import Entry, entry_from_listing, list_s3, walk_local
+from .._errors import NotFoundError
+from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local
 
 if TYPE_CHECKING:
     from .._engine import Engine
 
+_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
 _TEMP_SUFFIX = ".streamx-part"  # streamx's own temporary download files (download/sink.py)
@@ -69,6 +71,14 @@ class LocalSide:
             if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
                 continue
             yield entry
+
+    async def stat(self, key: str) -> Entry | None:
+        """The file's entry now, or ``None`` if it is absent."""
+        try:
+            st = await anyio.to_thread.run_sync(os.stat, self.path(key))
+        except FileNotFoundError:
+            return None
+        return Entry(key, st.st_size, st.st_mtime)
 
     async def digest(self, key: str, algorithm: str) -> str:
         """The file's MD5 (hex) or FULL_OBJECT checksum (base64) of ``algorithm``."""
@@ -121,6 +131,23 @@ class S3Side:
                     )
             yield entry
 
+    async def stat(self, rel: str) -> Entry | None:
+        """The object's entry now (one HEAD), or ``None`` if it is absent."""
+        try:
+            head = await self.engine.s3.head_object(
+                self.bucket, self.key(rel), ChecksumMode="ENABLED"
+            )
+        except NotFoundError:
+            return None
+        modified = head.get("LastModified")
+        return Entry(
+            rel,
+            int(head.get("ContentLength", 0)),
+            modified.timestamp() if modified is not None else 0.0,
+            etag=clean_etag(head.get("ETag")),
+            checksums=tuple(a for a in _ALGORITHMS if head.get(f"Checksum{a}")),
+        )
+
     async def stored_checksum(self, rel: str) -> tuple[str, str] | None:
         """(algorithm, base64 value) of the object's FULL_OBJECT checksum, if it stores one."""
         response: dict[str, Any] = await self.engine.s3.head_object(
@@ -128,7 +155,7 @@ class S3Side:
         )
         if response.get("ChecksumType") not in (None, "FULL_OBJECT"):
             return None
-        for algorithm in ("CRC64NVME", "CRC32C", "CRC32", "SHA256"):
+        for algorithm in _ALGORITHMS:
             value = response.get(f"Checksum{algorithm}")
             if value and "-" not in str(value):
                 if response.get("ChecksumType") is None and algorithm == "SHA256":

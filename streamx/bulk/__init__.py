@@ -1,4 +1,4 @@
-"""``sync``: make a destination (local directory or S3 prefix) hold what a source holds.
+"""Bulk transfers: ``sync`` makes a destination (local directory or S3 prefix) hold what a source holds.
 
 The data flow, one module per stage::
 
@@ -9,11 +9,13 @@ The data flow, one module per stage::
     execute.py   the runner that performs one action; counts and events
     manifest.py  watermarks of finished work, for resume
     job.py       validation, preflight, the local executor, ``sync()``
-    ray.py       the fleet executor on Ray (the ``ray`` extra)
+    actor.py     the fleet worker: runs batches with its own engines
+    ray.py       the fleet executor on Ray (the ``ray`` extra): ``sync_on_ray()``
 """
 
 from .execute import SyncEvent
 from .job import SyncProgress, SyncResult, sync
 from .plan import SyncOrderError
+from .ray import sync_on_ray
 
-__all__ = ["SyncEvent", "SyncOrderError", "SyncProgress", "SyncResult", "sync"]
+__all__ = ["SyncEvent", "SyncOrderError", "SyncProgress", "SyncResult", "sync", "sync_on_ray"]
