@@ -106,3 +106,38 @@ async def test_killed_actor_still_ends_exact(
             tmp_path, f"s3://{bucket}", engine_args=moto_server.engine_args(), actors=2
         )
         assert (again.copied, again.skipped) == (0, len(files))
+
+
+async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> None:
+    import json
+    import sys
+
+    import anyio
+
+    make_tree(tmp_path / "src", 40)
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"c-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
+    env.update(rclone_server.env())
+    proc = await anyio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "streamx",
+            "sync",
+            str(tmp_path / "src"),
+            f"s3://{bucket}/c",
+            "--executor",
+            "ray",
+            "--json",
+            "--tpslimit",
+            "1000",
+        ],
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert lines[-1]["copied"] == 40 and lines[-1]["failed"] == 0
+    assert len([r for r in lines if r.get("action") == "copy"]) == 40
