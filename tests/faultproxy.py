@@ -422,3 +422,49 @@ class Sleeps:
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
         await asyncio.sleep(0)
+
+
+# -- documented answers of stores no local server reproduces ------------------------------------
+
+
+def checksum_headers(req: Request) -> list[str]:
+    return [h for h in req.headers if h.startswith("x-amz-checksum-") and h != "x-amz-checksum-type"]
+
+
+def b2_checksum_rejection() -> Fault:
+    """Backblaze B2's S3 API answers 400 InvalidArgument to any ``x-amz-checksum-*`` header
+    ("Unsupported header 'x-amz-checksum-crc32' received for this API call": reported in
+    home-assistant/core#143995 and jschneier/django-storages#1498)."""
+    return Fault(
+        "status",
+        where=lambda r: bool(checksum_headers(r) or "x-amz-sdk-checksum-algorithm" in r.headers),
+        status=400,
+        code="InvalidArgument",
+        message="Unsupported header 'x-amz-checksum-crc32c' received for this API call.",
+        times=None,
+    )
+
+
+def r2_checksum_type_rules() -> Fault:
+    """Cloudflare R2 verifies CRC64NVME only as FULL_OBJECT and CRC32, CRC32C, SHA1 and
+    SHA256 only as COMPOSITE (the checksum types table of
+    https://developers.cloudflare.com/r2/api/s3/api/): a CreateMultipartUpload asking for
+    another combination is refused (400 InvalidRequest, as R2 answers unsupported features)."""
+
+    def refused(req: Request) -> bool:
+        if req.op != "CreateMultipartUpload":
+            return False
+        algorithm = req.headers.get("x-amz-checksum-algorithm", "").upper()
+        kind = req.headers.get("x-amz-checksum-type", "COMPOSITE").upper()
+        if not algorithm:
+            return False
+        return (algorithm == "CRC64NVME") != (kind == "FULL_OBJECT")
+
+    return Fault(
+        "status",
+        where=refused,
+        status=400,
+        code="InvalidRequest",
+        message="checksum algorithm and checksum type combination is not supported",
+        times=None,
+    )

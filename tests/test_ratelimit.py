@@ -138,7 +138,7 @@ async def test_engines_share_one_limit_and_slowdown_shrinks_the_window(
         clock=clock,
         sleep=clock.sleep,
     )
-    proxy.add(Fault("status", op="PutObject", status=503, code="SlowDown", times=3))
+    proxy.add(Fault("status", op="PutObject", path="/x/f", status=503, code="SlowDown", times=3))
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with (
         streamx.Engine(**args, rate_limit=limit) as a,

@@ -226,3 +226,31 @@ async def test_bad_credentials_and_unreachable_endpoint(
 async def moto_engine(moto_server: MotoServer) -> AsyncIterator[streamx.Engine]:
     async with streamx.Engine(**moto_server.engine_args()) as e:
         yield e
+
+
+async def test_a_lost_race_is_reported_never_clobbered(
+    moto_engine: streamx.Engine, tmp_path: Path
+) -> None:
+    """moto honours IfNoneMatch/IfMatch on PutObject: objects written behind the sync's back
+    after its listing survive, and their keys are reported as failures."""
+    engine = moto_engine
+    bucket = await new_bucket(engine)
+    write_tree(tmp_path, {"a": b"first", "y": b"new y", "z": b"new z"})
+    await engine.upload(bucket, "y", b"old y, other size")
+    raced: list[str] = []
+
+    async def race(event: SyncEvent) -> None:
+        if event.key == "a" and not raced:
+            await engine.upload(bucket, "y", b"racer's y")
+            await engine.upload(bucket, "z", b"racer's z")
+            raced.append("y")
+
+    result = await sync(tmp_path, f"s3://{bucket}", engine=engine, concurrency=1, on_event=race)
+    assert raced and (result.copied, result.failed) == (1, 2)
+    assert {f.key for f in result.failures} == {"y", "z"}
+    assert all("not overwritten" in (f.error or "") for f in result.failures)
+    assert await read_prefix(engine, bucket, "") == {
+        "a": b"first",
+        "y": b"racer's y",
+        "z": b"racer's z",
+    }

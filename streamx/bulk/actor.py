@@ -25,6 +25,7 @@ import anyio
 from .._budget import MemoryBudget
 from .._engine import Engine
 from .._ratelimit import RateLimit
+from .conditions import prepare
 from .entries import Entry
 from .execute import Runner, SyncEvent, delete_keys, describe
 from .plan import Action
@@ -115,6 +116,8 @@ class BatchWorker:
                     Engine(**src_args, memory_budget=budget, rate_limit=limit)
                 )
             src_spec, dst_spec = self._specs
+            if self._conditional and dst_spec["kind"] == "s3":
+                await prepare(engine, dst_spec["bucket"])
             self._stack = stack
             self._runner = Runner(
                 make_side(src_spec, source),

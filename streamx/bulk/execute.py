@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._errors import S3Error
+from .._errors import PreconditionFailedError, S3Error
 from .._events import ProgressEvent
 from ..migrate import migrate_object
 from .conditions import write_conditions
@@ -86,9 +86,8 @@ class Counts:
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, S3Error) and exc.code in (
-        "PreconditionFailed",
-        "ConditionalRequestConflict",
+    if isinstance(exc, PreconditionFailedError) or (
+        isinstance(exc, S3Error) and exc.code == "ConditionalRequestConflict"
     ):
         return "the destination changed since it was listed; not overwritten"
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -104,7 +103,7 @@ class Runner:
         dst: Side,
         *,
         dry_run: bool = False,
-        conditional: bool = False,
+        conditional: bool = True,
         on_bytes: Callable[[int], Awaitable[None] | None] | None = None,
     ) -> None:
         self.src = src
@@ -160,8 +159,13 @@ class Runner:
     async def _copy(self, action: Action) -> None:
         src, dst, key = self.src, self.dst, action.key
         assert action.src is not None
-        conditions: dict[str, Any] = write_conditions(action.dst) if self.conditional else {}
         progress = self._progress()
+        conditions: dict[str, Any] = {}
+        if self.conditional and isinstance(dst, S3Side):
+            server_side = isinstance(src, S3Side) and src.engine is dst.engine
+            conditions = write_conditions(
+                dst.engine, action.dst, copy=server_side, size=action.src.size
+            )
         if isinstance(src, LocalSide) and isinstance(dst, S3Side):
             await dst.engine.upload(
                 dst.bucket,

@@ -348,7 +348,7 @@ async def sync(
     filters: Sequence[tuple[str, str]] = (),
     concurrency: int = 16,
     checkpoint: str | os.PathLike[str] | None = None,
-    conditional: bool | None = None,
+    conditional: bool = True,
     on_event: EventCallback | None = None,
     on_progress: ProgressCallback | None = None,
     count_total: bool = False,
@@ -369,8 +369,8 @@ async def sync(
     ``[("exclude", "*.tmp"), ("include", "keep/*.tmp")]``, the last match wins.
     ``concurrency`` objects move at once, under the engines' memory budgets.
     ``checkpoint=PATH`` records finished work (see :mod:`streamx.bulk.manifest`).
-    ``conditional``: write with ``IfNoneMatch``/``IfMatch`` (see
-    :mod:`streamx.bulk.conditions`); ``None`` uses them when this build can.
+    ``conditional``: write with ``IfNoneMatch``/``IfMatch`` where the destination
+    store honours them (see :mod:`streamx.bulk.conditions`); ``False``: never.
     ``on_event`` gets a :class:`SyncEvent` per copy, update, delete or failure;
     ``on_progress`` a :class:`SyncProgress` (with ``count_total`` the source is
     listed a second time, concurrently, for the totals).
@@ -388,11 +388,8 @@ async def sync(
     check_sides(src, dst, dry_run=dry_run)
     if checkpoint is not None and dry_run:
         raise ConfigError("checkpoint records finished work; a dry run does none")
-    use_conditions = conds.supported() if conditional is None else bool(conditional)
-    if use_conditions and not conds.supported():
-        raise ConfigError(
-            "conditional writes need a streamx build whose uploads accept IfNoneMatch"
-        )
+    if not isinstance(conditional, bool):
+        raise ConfigError("conditional must be True or False")
     manifest = None
     marks: dict[str, str | None] = {}
     if checkpoint is not None:
@@ -400,6 +397,8 @@ async def sync(
         marks = manifest.load()
     await preflight(src)
     await preflight(dst)
+    if conditional and isinstance(dst, S3Side) and not dry_run:
+        await conds.prepare(dst.engine, dst.bucket)
     if isinstance(dst, LocalSide) and not dry_run:
         os.makedirs(dst.root, exist_ok=True)
     executor = LocalExecutor(
@@ -410,7 +409,7 @@ async def sync(
         dry_run=dry_run,
         filters=rules,
         concurrency=concurrency,
-        conditional=use_conditions,
+        conditional=conditional,
         on_event=on_event,
         on_progress=on_progress,
         manifest=manifest,

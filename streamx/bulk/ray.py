@@ -32,7 +32,6 @@ import anyio
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from . import conditions as conds
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
 from .job import (
@@ -198,7 +197,7 @@ async def sync_on_ray(
     filters: Sequence[tuple[str, str]] = (),
     concurrency: int = 16,
     checkpoint: str | os.PathLike[str] | None = None,
-    conditional: bool | None = None,
+    conditional: bool = True,
     memory_limit: int = 256 * MiB,
     bytes_per_second: float | None = None,
     requests_per_second: float | None = None,
@@ -227,7 +226,8 @@ async def sync_on_ray(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, not {value!r}")
     ray = _ray()
-    use_conditions = conds.supported() if conditional is None else bool(conditional)
+    if not isinstance(conditional, bool):
+        raise ConfigError("conditional must be True or False")
     async with Engine(**engine_args) as engine:
         source_engine = engine
         if source_engine_args is not None:
@@ -269,7 +269,7 @@ async def sync_on_ray(
                     memory_limit=memory_limit,
                     rates=rates,
                     concurrency=concurrency,
-                    conditional=use_conditions,
+                    conditional=conditional,
                 )
                 for i in range(n)
             ]
