@@ -61,6 +61,10 @@ class Bar:
                 desc="sync",
             )
 
+    @property
+    def enabled(self) -> bool:
+        return self._bar is not None
+
     def update(self, p: SyncProgress) -> None:
         if self._bar is None:
             return
@@ -175,7 +179,7 @@ class SyncCommand:
                         engine=engine,
                         source_engine=source,
                         dry_run=kw.get("dry_run", False),
-                        on_progress=bar.update if bar._bar is not None else None,
+                        on_progress=bar.update if bar.enabled else None,
                         count_total=True,
                         **common,
                     )
