@@ -20,12 +20,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+
 from .._errors import PreconditionFailedError, S3Error
 from .._events import ProgressEvent
 from ..migrate import migrate_object
 from .conditions import write_conditions
 from .plan import Action
 from .sides import LocalSide, S3Side, Side, same_content
+
+#: Files up to this size are read whole, in one worker-thread call, and uploaded from memory
+#: (``concurrency`` of them at most: 16 MiB at the default); larger ones stream from the path.
+SMALL_FILE = 1024 * 1024
 
 Outcome = Literal["copy", "update", "skip", "delete", "fail"]
 
@@ -167,10 +173,13 @@ class Runner:
                 dst.engine, action.dst, copy=server_side, size=action.src.size
             )
         if isinstance(src, LocalSide) and isinstance(dst, S3Side):
+            source: Any = src.path(key)
+            if action.src.size <= SMALL_FILE:  # one read in a thread, no per-part buffer
+                source = await anyio.to_thread.run_sync(_read_file, source)
             await dst.engine.upload(
                 dst.bucket,
                 dst.key(key),
-                src.path(key),
+                source,
                 size=action.src.size,
                 on_progress=progress,
                 **conditions,
@@ -205,6 +214,11 @@ class Runner:
                 )
         else:  # pragma: no cover - refused up front
             raise ValueError("a sync needs an s3:// side")
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 async def delete_keys(side: S3Side, keys: list[str]) -> dict[str, str]:
