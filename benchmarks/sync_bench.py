@@ -154,16 +154,30 @@ def cpu_of(pid: int) -> float:
 def measure(cmd: list[str], env: dict[str, str], server_pids: list[int]) -> dict[str, Any]:
     before = sum(cpu_of(p) for p in server_pids)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    peak = 0.0  # VmHWM, sampled: wait4's ru_maxrss keeps the forking parent's high-water mark
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+        time.sleep(0.02)
     wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    errors.seek(0)
+    err = errors.read().decode(errors="replace")
+    errors.close()
     return {
         "ok": os.waitstatus_to_exitcode(status) == 0,
         "error": err.strip().splitlines()[-1] if err.strip() else "",
         "seconds": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_mib": usage.ru_maxrss / 1024,
+        "rss_mib": peak,
         "server_cpu": sum(cpu_of(p) for p in server_pids) - before,
     }
 

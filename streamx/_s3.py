@@ -8,6 +8,7 @@ exceptions into the streamx tree at this one boundary (as httpcore's
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -130,8 +131,24 @@ def session_for(profile: str | None) -> Any:
     from aiobotocore.session import AioSession
 
     if profile not in _SESSIONS:
-        _SESSIONS[profile] = AioSession(profile=profile) if profile else AioSession()
+        session = AioSession(profile=profile) if profile else AioSession()
+        factory = session.get_component("response_parser_factory")
+        factory.set_parser_defaults(timestamp_parser=_timestamp)
+        _SESSIONS[profile] = session
     return _SESSIONS[profile]
+
+
+def _timestamp(value: Any) -> Any:
+    """ISO 8601 timestamps (one per listing entry) without dateutil: 1,000-key pages parse
+    about 3x faster (``sync``'s no-change re-run is mostly listing); anything else as botocore."""
+    if isinstance(value, str) and value.endswith("Z") and "T" in value:
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    from botocore.utils import parse_timestamp
+
+    return parse_timestamp(value)
 
 
 @lru_cache(maxsize=1)

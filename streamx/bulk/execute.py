@@ -29,8 +29,8 @@ from .conditions import write_conditions
 from .plan import Action
 from .sides import LocalSide, S3Side, Side, same_content
 
-#: Files up to this size are read whole, in one worker-thread call, and uploaded from memory
-#: (``concurrency`` of them at most: 16 MiB at the default); larger ones stream from the path.
+#: Files (and, across stores, objects) up to this size are read whole and uploaded from
+#: memory (``concurrency`` of them at most: 16 MiB at the default); larger ones stream.
 SMALL_FILE = 1024 * 1024
 
 Outcome = Literal["copy", "update", "skip", "delete", "fail"]
@@ -200,6 +200,18 @@ class Runner:
                     dst.key(key),
                     on_progress=progress,
                     **conditions,
+                )
+            elif action.src.size <= SMALL_FILE:  # whole in memory: no part-size buffer
+                async with src.engine.download(src.bucket, src.key(key)) as stream:
+                    data = await stream.read_all()
+                    info = stream.info
+                carried: dict[str, Any] = dict(conditions)
+                if info is not None and info.content_type:
+                    carried["ContentType"] = info.content_type
+                if info is not None and info.metadata:
+                    carried["Metadata"] = dict(info.metadata)
+                await dst.engine.upload(
+                    dst.bucket, dst.key(key), data, on_progress=progress, **carried
                 )
             else:
                 await migrate_object(
