@@ -46,7 +46,7 @@ CONCURRENCY = 16
 SMALL_COUNT, SMALL_SIZE = 10_000, 4 * 1024
 LARGE_COUNT, LARGE_SIZE = 32, 64 * MiB
 MERGE_ENTRIES = (100_000, 1_000_000)
-TOOLS = ("streamx", "rclone", "aws", "s5cmd")
+TOOLS = ("streamx", "streamx-size-mtime", "rclone", "aws", "s5cmd")
 SCENARIOS = ("small", "large", "rerun", "s3s3")
 
 sys.path.insert(0, str(ROOT))
@@ -74,7 +74,7 @@ def command(
     env.update(server.env())
     env["PYTHONPATH"] = str(ROOT)
     bin_ = PEERS / "bin"
-    if tool == "streamx":
+    if tool.startswith("streamx"):
         cmd = [
             sys.executable,
             "-m",
@@ -86,6 +86,8 @@ def command(
             "--concurrency",
             str(CONCURRENCY),
         ]
+        if tool == "streamx-size-mtime":  # what rclone, aws and s5cmd compare by default
+            cmd += ["--compare", "size-mtime"]
         if source is not None:
             cmd += ["--source-endpoint-url", source.endpoint_url]
         return cmd, env
@@ -133,8 +135,10 @@ def command(
     if tool == "s5cmd":
         if source is not None:
             raise NotImplementedError("s5cmd sync takes one endpoint")
+        # the Go binary itself (bin/s5cmd is a Python wrapper: its RSS would be the wrapper's)
+        binary = next((PEERS / "lib").glob("python*/site-packages/s5cmd/bin/s5cmd"))
         return [
-            str(bin_ / "s5cmd"),
+            str(binary),
             "--endpoint-url",
             server.endpoint_url,
             "--numworkers",

@@ -201,17 +201,10 @@ class Runner:
                     on_progress=progress,
                     **conditions,
                 )
-            elif action.src.size <= SMALL_FILE:  # whole in memory: no part-size buffer
-                async with src.engine.download(src.bucket, src.key(key)) as stream:
-                    data = await stream.read_all()
-                    info = stream.info
-                carried: dict[str, Any] = dict(conditions)
-                if info is not None and info.content_type:
-                    carried["ContentType"] = info.content_type
-                if info is not None and info.metadata:
-                    carried["Metadata"] = dict(info.metadata)
+            elif action.src.size <= SMALL_FILE:  # one GET into memory, one PUT
+                data, carried = await src.read_small(action.src)
                 await dst.engine.upload(
-                    dst.bucket, dst.key(key), data, on_progress=progress, **carried
+                    dst.bucket, dst.key(key), data, on_progress=progress, **carried, **conditions
                 )
             else:
                 await migrate_object(

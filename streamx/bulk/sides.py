@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._checksum import Running
-from .._errors import NotFoundError
+from .._errors import ChecksumError, NotFoundError
+from .._retry import RetryPolicy
 from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local
 
 if TYPE_CHECKING:
@@ -147,6 +148,34 @@ class S3Side:
             etag=clean_etag(head.get("ETag")),
             checksums=tuple(a for a in _ALGORITHMS if head.get(f"Checksum{a}")),
         )
+
+    async def read_small(self, entry: Entry) -> tuple[bytes, dict[str, Any]]:
+        """A small object's bytes (one GET pinned to the listed ETag, retried) and the
+        ``ContentType``/``Metadata`` to carry over; a single-part object's bytes are checked
+        against its MD5 ETag."""
+        params = {"IfMatch": f'"{entry.etag}"'} if entry.etag else {}
+
+        async def get() -> tuple[bytes, dict[str, Any]]:
+            async with self.engine.s3.get_object(self.bucket, self.key(entry.key), **params) as r:
+                data = bytes(await r["Body"].read())
+            carried: dict[str, Any] = {}
+            if r.get("ContentType"):
+                carried["ContentType"] = r["ContentType"]
+            if r.get("Metadata"):
+                carried["Metadata"] = dict(r["Metadata"])
+            return data, carried
+
+        data, carried = await RetryPolicy(max_attempts=self.engine.config.max_attempts).call(get)
+        if (
+            is_md5(entry.etag)
+            and hashlib.md5(data, usedforsecurity=False).hexdigest() != entry.etag
+        ):
+            raise ChecksumError(
+                "the bytes read differ from the object's MD5 ETag",
+                bucket=self.bucket,
+                key=self.key(entry.key),
+            )
+        return data, carried
 
     async def stored_checksum(self, rel: str) -> tuple[str, str] | None:
         """(algorithm, base64 value) of the object's FULL_OBJECT checksum, if it stores one."""
