@@ -8,13 +8,15 @@ The data flow, one module per stage::
     conditions.py  IfNoneMatch / IfMatch for idempotent writes
     execute.py   the runner that performs one action; counts and events
     manifest.py  watermarks of finished work, for resume
-    job.py       validation, preflight, the local executor, ``sync()``
+    local.py     the local executor: a bounded queue into N runners
+    job.py       validation, preflight, ``sync()``
     actor.py     the fleet worker: runs batches with its own engines
     ray.py       the fleet executor on Ray (the ``ray`` extra): ``sync_on_ray()``
 """
 
 from .execute import SyncEvent
-from .job import SyncProgress, SyncResult, sync
+from .job import SyncResult, sync
+from .local import SyncProgress
 from .plan import SyncOrderError
 from .ray import sync_on_ray
 

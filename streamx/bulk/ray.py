@@ -34,17 +34,8 @@ from .._errors import ConfigError
 from .._limits import MiB
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
-from .job import (
-    EventCallback,
-    SyncResult,
-    _call,
-    check_options,
-    check_sides,
-    entries,
-    job_record,
-    parse_side,
-    preflight,
-)
+from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
+from .local import EventCallback, call_back, entries
 from .manifest import Manifest, Watermark
 from .plan import Compare, Filters, decide, merge
 from .sides import LocalSide, S3Side, Side
@@ -107,7 +98,7 @@ class _Driver:
         event = SyncEvent(kind, key, size, error)  # type: ignore[arg-type]
         self.counts.add(event)
         if kind != "skip":
-            await _call(self.on_event, event)
+            await call_back(self.on_event, event)
 
     async def run_batch(self, actor: Any, batch: list[Any], last: str, mark: Watermark) -> None:
         attempt = 1

@@ -48,7 +48,7 @@ def safe_relative_path(rel_key: str) -> str | None:
     parts = rel_key.split("/")
     if not rel_key or any(p in ("", ".", "..") for p in parts):
         return None
-    if any((os.altsep and os.altsep in p) or "\0" in p for p in parts):
+    if any(os.sep in p or (os.altsep and os.altsep in p) or "\0" in p for p in parts):
         return None
     return os.path.join(*parts)
 
