@@ -150,7 +150,9 @@ async def test_a_single_put_is_retried_too(
     small = DATA[: PART - 1]
     proxy.add(Fault("status", op="PutObject", code="SlowDown"))
     proxy.add(Fault("stall", op="PutObject", at=1000))
-    cfg = streamx.TransferConfig(part_size=PART, stall_timeout=0.3)
+    # long enough for a disk-backed server to store 5 MiB and answer on a busy machine
+    # (SeaweedFS took over 0.3 s here); the stalled attempt waits this long
+    cfg = streamx.TransferConfig(part_size=PART, stall_timeout=1.5)
 
     result = await pengine.upload(bucket, "put", small, config=cfg)
 
