@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-import structlog
 
 from .._checksum import (
     PartChecksum,
@@ -44,11 +43,10 @@ from .._checksum import (
 )
 from .._conditions import precondition_errors
 from .._errors import ChecksumError, StreamxError
+from .._log import log
 from .._results import UploadResult
 from .._s3 import S3, map_errors
 from .uploader import CompletedPart
-
-log = structlog.get_logger("streamx")
 
 
 class CompletedChecksumError(ChecksumError):

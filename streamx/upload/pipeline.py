@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import structlog
 
 from .._abort import abort_upload
 from .._budget import MemoryBudget
@@ -38,6 +37,7 @@ from .._errors import (
 )
 from .._events import Progress
 from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from .._log import log
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3, split_conditions
@@ -56,8 +56,6 @@ from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, send_watched
-
-log = structlog.get_logger("streamx")
 
 
 def plan_parts(

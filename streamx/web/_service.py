@@ -13,11 +13,10 @@ import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-import structlog
-
 from .._engine import Engine
 from .._errors import ConfigError, SourceError, StreamxError
 from .._limits import MAX_PART_SIZE, format_size
+from .._log import log
 from ._core import (
     AccessRequest,
     Call,
@@ -36,8 +35,6 @@ from ._core import (
     maybe_await,
     web_error_for,
 )
-
-log = structlog.get_logger("streamx")
 
 
 class _BodyTooLarge(WebError):
