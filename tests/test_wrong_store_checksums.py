@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
-from structlog.testing import capture_logs
 
 import streamx
 from streamx import TransferConfig
 from streamx._checksum import compute
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 DATA = bytes(range(251)) * (12 * MiB // 251)  # three parts of 5 MiB (the last shorter)
