@@ -22,7 +22,14 @@ from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for, split_conditions
-from ._stores import StoreProfile, adapt, condition_points, detect, unknown_points
+from ._stores import (
+    StoreProfile,
+    adapt,
+    check_conditions,
+    condition_points,
+    detect,
+    unknown_points,
+)
 from ._stores import profile as store_profile
 from .download.fetcher import DownloadStream
 from .listing import Listing
@@ -252,6 +259,9 @@ class Engine:
         _, conditions = split_conditions(args)
         if unknown_points(self.store, condition_points(operation, conditions)):
             await self.probe(bucket)
+        paths = [condition_points(operation, conditions, multipart=m) for m in (False, True)]
+        if all(any(self.store.honours(p) is False for p in path) for path in paths):
+            check_conditions(self.store, [p for path in paths for p in path])  # refused either way
 
     def _config(self, config: TransferConfig | None) -> TransferConfig:
         if config is None:
@@ -578,8 +588,6 @@ class Engine:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"concurrency must be a positive int, not {n!r}")
         async def on_conditional() -> None:
-            from ._stores import check_conditions
-
             points = ["DeleteObjects:ETag"]
             if unknown_points(self.store, points):
                 await self.probe(bucket)

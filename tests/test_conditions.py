@@ -173,6 +173,15 @@ async def test_rclone_profile_refuses_conditions_without_a_request(rclone_server
                     await eng.upload(bucket, "k", body, config=cfg(), IfNoneMatch="*")
             with pytest.raises(streamx.ConfigError):
                 await eng.delete_many(bucket, [("k", '"0123"')])
+            read: list[bytes] = []
+
+            async def source() -> AsyncIterator[bytes]:
+                read.append(SMALL)
+                yield SMALL
+
+            with pytest.raises(streamx.ConfigError):  # refused on both paths: nothing read
+                await eng.upload(bucket, "k", source(), IfNoneMatch="*")
+            assert read == []
             assert proxy.requests[before:] == []
             await unchanged(eng, bucket, "k", OLD)
 
@@ -327,3 +336,29 @@ async def test_a_lost_answer_then_412_is_recognised_as_our_own_write(ceng: Any) 
         assert len(proxy.sent("PutObject")) == 2
         assert result.size == len(SMALL)
     await unchanged(ceng, bucket, "k", SMALL)
+
+
+async def test_a_409_conflict_is_its_own_error_not_retried_and_aborted(moto_server: Any) -> None:
+    """AWS answers 409 ConditionalRequestConflict when a concurrent conditional write wins
+    (CompleteMultipartUpload's documentation); emulated here at the network level."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "status",
+                op="CompleteMultipartUpload",
+                status=409,
+                code="ConditionalRequestConflict",
+                message="A conflicting operation occurred",
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args, store="moto") as eng:
+            bucket = await fresh_bucket(eng)
+            with pytest.raises(streamx.ConditionalConflictError) as info:
+                await eng.upload(bucket, "k", BIG, config=cfg(), IfNoneMatch="*")
+            assert info.value.status == 409 and info.value.upload_id
+            assert len(proxy.sent("CompleteMultipartUpload")) == 1
+            assert proxy.sent("AbortMultipartUpload")
+            assert await list_uploads(eng, bucket) == []
+            listing = await eng.client.list_objects_v2(Bucket=bucket)
+            assert listing.get("KeyCount", 0) == 0
