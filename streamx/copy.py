@@ -143,9 +143,10 @@ class Copier:
             )
 
         try:
-            with precondition_errors(self.conditions):
-                response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
+            response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
         except S3Error as exc:
+            # 412: the source pin or the destination's condition; 404: the source gone, or
+            # IfMatch on a destination with no object. The source, asked again, tells which.
             if self.conditions and exc.status in (404, 412) and await self._source_unchanged():
                 raise failed(
                     self.conditions, "copy refused", bucket=self.bucket, key=self.key

@@ -223,3 +223,34 @@ async def test_r2_profile_asks_for_a_checksum_type_r2_verifies(moto_server: Any)
             assert sizes[0] == sizes[1] >= sizes[2]  # equal parts
             assert await read_object(eng, bucket, "k") == DATA
             assert await list_uploads(eng, bucket) == []
+
+
+def _pipeline(store: str, size_hint: int) -> Any:
+    from streamx._events import Progress
+    from streamx._s3 import S3
+    from streamx.upload.pipeline import UploadPipeline
+    from streamx.upload.source import open_source
+
+    async def stream() -> Any:
+        yield b""
+
+    return UploadPipeline(
+        S3(client=None),
+        "bucket",
+        "key",
+        open_source(stream()),
+        TransferConfig(),
+        progress=Progress(None, interval=0.1),
+        put_args={},
+        size_hint=size_hint,
+        store=PROFILES[store],
+    )
+
+
+def test_a_stream_with_a_size_hint_may_pass_5_tib_on_aws_only() -> None:
+    plan = _pipeline("aws", 40 * TiB).plan
+    assert plan.capacity >= 40 * TiB and plan.base <= MAX_PART_SIZE
+    with pytest.raises(streamx.ConfigError, match="Cloudflare R2's 5 TiB object limit"):
+        _pipeline("r2", 40 * TiB)
+    # without a hint a stream keeps the plan that holds 5 TiB with small parts first
+    assert _pipeline("aws", 8 * MiB).plan.base == 8 * MiB
