@@ -237,6 +237,23 @@ async def test_copy_if_none_match_on_seaweedfs(seaweedfs_server: Any, threshold:
         await unchanged(eng, bucket, "new", SMALL)
 
 
+@pytest.mark.parametrize("threshold", [5 * MiB, 0], ids=["CopyObject", "multipart"])
+async def test_copy_if_match_on_seaweedfs(seaweedfs_server: Any, threshold: int) -> None:
+    async with streamx.Engine(**seaweedfs_server.engine_args(), store="seaweedfs") as eng:
+        bucket = await fresh_bucket(eng)
+        await eng.upload(bucket, "src", SMALL)
+        old = await eng.upload(bucket, "dst", OLD)
+        config = cfg(copy_threshold=threshold)
+        wrong = '"0123456789abcdef0123456789abcdef"'
+        with pytest.raises(streamx.PreconditionFailedError):
+            await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=wrong)
+        await unchanged(eng, bucket, "dst", OLD)
+        with pytest.raises(streamx.PreconditionFailedError):  # no object to match
+            await eng.copy(bucket, "src", bucket, "none", config=config, IfMatch=old.etag)
+        await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=old.etag)
+        await unchanged(eng, bucket, "dst", SMALL)
+
+
 async def test_copy_with_a_condition_moto_ignores_is_refused(moto_server: Any) -> None:
     async with streamx.Engine(**moto_server.engine_args(), store="moto") as eng:
         bucket = await fresh_bucket(eng)
