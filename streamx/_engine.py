@@ -10,6 +10,7 @@ import datetime
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -254,14 +255,16 @@ class Engine:
             self.store = await probe(self.s3, bucket, self.store)
         return self.store
 
-    async def _conditions_known(self, bucket: str, operation: str, args: Any) -> None:
-        """Probe the store if a condition in ``args`` may be ignored there (see :meth:`probe`)."""
+    async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:
+        """The store, probed first if a condition in ``args`` may be ignored there
+        (see :meth:`probe`); a condition ignored on every path is refused here."""
         _, conditions = split_conditions(args)
         if unknown_points(self.store, condition_points(operation, conditions)):
             await self.probe(bucket)
         paths = [condition_points(operation, conditions, multipart=m) for m in (False, True)]
         if all(any(self.store.honours(p) is False for p in path) for path in paths):
             check_conditions(self.store, [p for path in paths for p in path])  # refused either way
+        return self.store
 
     def _config(self, config: TransferConfig | None) -> TransferConfig:
         if config is None:
@@ -298,6 +301,10 @@ class Engine:
             shared_budget=self.memory_budget,
             size_hint=size,
             store=self.store,
+            # conditions: the store must be known to honour them (probed when the run starts)
+            resolve_store=partial(self._store_for, bucket, "upload", args)
+            if split_conditions(args)[1]
+            else None,
         )
 
     async def upload(
@@ -338,8 +345,6 @@ class Engine:
 
         file = open_checkpoint(checkpoint, restart)
         pipeline = self._pipeline(bucket, key, source, config, on_progress, put_args, size)
-        await self._conditions_known(bucket, "upload", put_args)
-        pipeline.store = self.store  # as the probe may have found it
         pipeline.checkpoint, pipeline.restart = file, restart
         return await pipeline.run()
 
@@ -362,7 +367,6 @@ class Engine:
         """
         # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
-        await self._conditions_known(bucket, "upload", put_args)
 
         def make(chunks: AsyncIterator[bytes]) -> UploadPipeline:
             return self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
@@ -628,7 +632,7 @@ class Engine:
         cfg = self._config(config)
         args = check_copy_args(put_args)
         progress = Progress(on_progress, interval=cfg.progress_interval)
-        await self._conditions_known(dst_bucket, "copy", args)
+        await self._store_for(dst_bucket, "copy", args)
         copier = Copier(
             self.s3,
             src_bucket,

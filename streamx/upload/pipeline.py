@@ -18,6 +18,7 @@ resume it; it is removed once the upload completes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -83,6 +84,7 @@ class UploadPipeline:
         checkpoint: CheckpointFile | None = None,
         restart: bool = False,
         store: StoreProfile = UNKNOWN,
+        resolve_store: Callable[[], Awaitable[StoreProfile]] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -93,6 +95,7 @@ class UploadPipeline:
         # the conditions go on PutObject / CompleteMultipartUpload only, never on Create
         self.put_args, self.conditions = split_conditions(put_args)
         self.store = store
+        self.resolve_store = resolve_store  # probes an unknown store (Engine._store_for)
         self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self.upload_id: str | None = None
         self.checkpoint = checkpoint
@@ -132,6 +135,8 @@ class UploadPipeline:
     async def run(self) -> UploadResult:
         readahead = self._readahead()
         try:
+            if self.resolve_store is not None:  # before the source is read
+                self.store = await self.resolve_store()
             if readahead is None:
                 return await self._run()
             async with task_group() as tg:
