@@ -27,6 +27,8 @@ truncate response     send the headers and ``at`` bytes of the body (``at=0``: n
                       at all), then close (FIN)
 corrupt  request      flip one bit of the request body byte at offset ``at``, forward
 corrupt  response     flip one bit of the response body byte at offset ``at``
+header   response     forward the server's answer with response header ``header`` set to
+                      ``value`` (a store that reports something else, e.g. a checksum)
 ======== ============ =============================================================
 
 Requests are also recorded (:attr:`FaultProxy.requests`) with their S3
@@ -115,6 +117,8 @@ class Fault:
     status: int = 503
     code: str = "SlowDown"
     message: str = "injected by FaultProxy"
+    header: str = ""  # the "header" action: this response header ...
+    value: str = ""  # ... gets this value
     skip: int = 0  # let this many matching requests through first
     times: int | None = 1  # then act on this many (None: all)
     matched: int = field(default=0, init=False)
@@ -124,7 +128,7 @@ class Fault:
         allowed = {
             ("reset", "request"), ("reset", "response"), ("stall", "request"),
             ("stall", "response"), ("status", "request"), ("truncate", "response"),
-            ("corrupt", "request"), ("corrupt", "response"),
+            ("corrupt", "request"), ("corrupt", "response"), ("header", "response"),
         }  # fmt: skip
         if (self.action, self.phase) not in allowed:
             raise ValueError(f"unknown fault {self.action!r} in phase {self.phase!r}")
@@ -311,6 +315,10 @@ class FaultProxy:
                     raise _Reset
                 writer.close()
                 raise ConnectionError("closed by FaultProxy before the response")
+        if response_fault is not None and response_fault.action == "header":
+            name = response_fault.header.lower()
+            rpairs = [(k, v) for k, v in rpairs if k.lower() != name]
+            rpairs.append((response_fault.header, response_fault.value))
         writer.write(_build_head(rfirst, rpairs))
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             await writer.drain()

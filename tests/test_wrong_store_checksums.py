@@ -98,3 +98,33 @@ async def test_an_unreadable_object_is_kept(moto_nocrc_server: Any) -> None:
                 )
             assert not proxy.sent("DeleteObject")
             assert await read_object(eng, bucket, "k") == DATA
+
+
+async def test_a_single_put_with_a_wrong_echoed_checksum_is_kept(moto_server: Any) -> None:
+    """A store that answers a PutObject with a checksum its bytes do not have (emulated by
+    rewriting the response header): read back, intact, kept, warned about once."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "header",
+                op="PutObject",
+                phase="response",
+                header="x-amz-checksum-crc32c",
+                value="AAAAAA==",
+                times=None,
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = f"p-{uuid.uuid4().hex[:10]}"
+            await eng.client.create_bucket(Bucket=bucket)
+            small = DATA[:1000]
+            with capture_logs() as logs:
+                first = await eng.upload(bucket, "a", small)
+                await eng.upload(bucket, "b", small)
+            assert first.checksum == compute("CRC32C", small).b64
+            warnings = [e for e in logs if e["event"] == "upload.checksum.store_wrong"]
+            assert len(warnings) == 1
+            assert len(proxy.sent("GetObject")) == 1 and not proxy.sent("DeleteObject")
+            assert await read_object(eng, bucket, "a") == small
+            assert await read_object(eng, bucket, "b") == small

@@ -129,7 +129,7 @@ async def complete(
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:
         assert algorithm is not None
-        checksum = await _arbitrate(s3, response, ordered, algorithm, exc, abort_timeout, context)
+        checksum = await settle_mismatch(s3, response, ordered, algorithm, exc, abort_timeout, context)
     return UploadResult(
         bucket=bucket,
         key=key,
@@ -169,7 +169,7 @@ async def _stored_checksum(
     return found
 
 
-async def _arbitrate(
+async def settle_mismatch(
     s3: S3,
     response: dict[str, Any],
     parts: list[CompletedPart],
@@ -178,7 +178,11 @@ async def _arbitrate(
     seconds: float,
     context: dict[str, Any],
 ) -> str:
-    """The store's checksum differs from ours: read the object back and decide (see above)."""
+    """The store's checksum differs from ours: read the object back and decide (see above).
+
+    Returns our value when the bytes are intact; raises otherwise. Used after a
+    CompleteMultipartUpload and after a single PutObject alike.
+    """
     try:
         intact = await _read_back_matches(s3, response, parts, algorithm, **context)
     except StreamxError as read_exc:

@@ -31,6 +31,7 @@ from .._conditions import is_our_object, precondition_errors, preflight
 from .._config import TransferConfig
 from .._errors import (
     CheckpointError,
+    ChecksumError,
     ConfigError,
     PreconditionFailedError,
     SourceError,
@@ -52,7 +53,7 @@ from ..checkpoint import (
     fingerprint,
     seek,
 )
-from .completer import complete, verify_checksum
+from .completer import complete, settle_mismatch, verify_checksum
 from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
@@ -261,9 +262,19 @@ class UploadPipeline:
                 raise
             response = await self.s3.head_object(self.bucket, self.key, ChecksumMode="ENABLED")
         sent = self.algorithm if self.send_checksums else None  # else the store has none
-        checksum = verify_checksum(
-            response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
-        )
+        if self.s3.checksums_untrusted:  # caught reporting wrong values: ours stand
+            response = {k: v for k, v in response.items() if not k.startswith("Checksum")}
+        try:
+            checksum = verify_checksum(
+                response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
+            )
+        except ChecksumError as exc:  # corrupt bytes, or a store computing wrong: read back
+            assert sent is not None
+            part = CompletedPart(1, str(response.get("ETag", "")), len(body), checksums[0])
+            context = {"bucket": self.bucket, "key": self.key, "upload_id": None}
+            checksum = await settle_mismatch(
+                self.s3, response, [part], sent, exc, self.config.abort_timeout, context
+            )
         await self.progress.advance(len(body), parts=1)
         return UploadResult(
             bucket=self.bucket,
