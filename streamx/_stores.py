@@ -73,8 +73,8 @@ class StoreProfile:
 
     ``checksums`` maps an algorithm to the multipart checksum types the store verifies;
     ``checksum_headers=False``: the store refuses ``x-amz-checksum-*`` headers outright;
-    ``checksums_trusted=False``: the store's reported checksums may be wrong (it cannot
-    prove a corruption: streamx then reads the object back before deleting anything);
+    (no profile makes a store's reported checksum proof of corruption: a mismatch is
+    settled by reading the object back, see ``streamx/upload/completer.py``);
     ``conditions`` maps each of :data:`POINTS` to whether the store honours it.
     """
 
@@ -84,7 +84,6 @@ class StoreProfile:
     equal_parts: bool = False
     checksum_headers: bool | None = True
     checksums: Mapping[str, tuple[str, ...]] | None = None
-    checksums_trusted: bool = True
     conditions: Mapping[str, bool] = field(default_factory=dict)
     upload_part_copy: bool | None = None
     post_policy: bool | None = None
@@ -233,8 +232,8 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 max_object_size=MAX_OBJECT_SIZE,
                 checksums={a: (FULL, COMPOSITE) for a in ("CRC32", "CRC32C", "CRC64NVME")}
                 | {"SHA256": (COMPOSITE,)},
-                # without the optional crc32c package moto computes CRC32 where CRC32C is asked
-                checksums_trusted=False,
+                # without the optional crc32c package moto computes CRC32 where CRC32C is
+                # asked (tests/test_wrong_store_checksums.py): settled by the read-back
                 conditions={
                     "PutObject:IfNoneMatch": True,
                     "PutObject:IfMatch": True,
