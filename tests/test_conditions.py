@@ -379,3 +379,18 @@ async def test_a_409_conflict_is_its_own_error_not_retried_and_aborted(moto_serv
             assert await list_uploads(eng, bucket) == []
             listing = await eng.client.list_objects_v2(Bucket=bucket)
             assert listing.get("KeyCount", 0) == 0
+
+
+async def test_the_condition_goes_only_where_the_object_appears(cserver: Any) -> None:
+    """On PutObject and CompleteMultipartUpload; never on Create or the parts."""
+    async with FaultProxy(cserver.endpoint_url) as proxy:
+        args = {**cserver.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args, store=cserver.store) as eng:
+            bucket = await fresh_bucket(eng)
+            await eng.upload(bucket, "small", SMALL, config=cfg(), IfNoneMatch="*")
+            await eng.upload(bucket, "big", BIG, config=cfg(), IfNoneMatch="*")
+    (put,) = proxy.sent("PutObject")
+    (complete,) = proxy.sent("CompleteMultipartUpload")
+    assert put.headers["if-none-match"] == "*" and complete.headers["if-none-match"] == "*"
+    others = proxy.sent("CreateMultipartUpload") + proxy.sent("UploadPart")
+    assert len(others) == 4 and not any("if-none-match" in r.headers for r in others)
