@@ -14,6 +14,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+import anyio
+
 from ._budget import MemoryBudget
 from ._config import TransferConfig
 from ._direct import DirectParts
@@ -141,6 +143,7 @@ class Engine:
             raise ConfigError("direct_parts must be True, False or None")
         self._direct_parts = direct_parts
         self._store_given = store is not None
+        self._probe_lock = anyio.Lock()
         if store is None:
             self.store = detect(endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
         else:
@@ -251,8 +254,9 @@ class Engine:
         from ._probe import probe
 
         check_bucket_key(bucket, "x")
-        if not self.store.probed:
-            self.store = await probe(self.s3, bucket, self.store)
+        async with self._probe_lock:  # concurrent conditional writes probe once
+            if not self.store.probed:
+                self.store = await probe(self.s3, bucket, self.store)
         return self.store
 
     async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:

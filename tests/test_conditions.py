@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
@@ -394,3 +395,16 @@ async def test_the_condition_goes_only_where_the_object_appears(cserver: Any) ->
     assert put.headers["if-none-match"] == "*" and complete.headers["if-none-match"] == "*"
     others = proxy.sent("CreateMultipartUpload") + proxy.sent("UploadPart")
     assert len(others) == 4 and not any("if-none-match" in r.headers for r in others)
+
+
+async def test_concurrent_conditional_writes_probe_once(moto_server: Any) -> None:
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = await fresh_bucket(eng)
+            async with anyio.create_task_group() as tg:
+                for n in range(4):
+                    tg.start_soon(lambda n=n: eng.upload(bucket, f"k{n}", SMALL, IfNoneMatch="*"))
+    probes = {r.path for r in proxy.requests if ".streamx-probe-" in r.path}
+    assert len(probes) == 1  # one scratch key: one probe
+    assert len([r for r in proxy.sent("CreateMultipartUpload") if r.path in probes]) == 2
