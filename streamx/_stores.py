@@ -215,6 +215,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 },
                 conditions=_ALL,
                 upload_part_copy=True,
+                post_policy=True,  # and it enforces content-length-range (EntityTooLarge)
                 sources={"all": _MEASURED + " (SeaweedFS 4.48)"},
             ),
             StoreProfile(
@@ -224,6 +225,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 checksums={},  # accepted, neither checked nor kept
                 conditions=dict.fromkeys(POINTS, False),
                 upload_part_copy=False,  # answers with an empty part
+                post_policy=False,  # browser POST uploads are refused
                 sources={"all": _MEASURED},
             ),
             StoreProfile(
