@@ -110,7 +110,7 @@ async def test_a_single_put_with_a_wrong_echoed_checksum_is_kept(moto_server: An
                 op="PutObject",
                 phase="response",
                 header="x-amz-checksum-crc32c",
-                value="AAAAAA==",
+                value="AQIDBA==",  # not the CRC32C of any of these bodies
                 times=None,
             )
         )
@@ -128,3 +128,24 @@ async def test_a_single_put_with_a_wrong_echoed_checksum_is_kept(moto_server: An
             assert len(proxy.sent("GetObject")) == 1 and not proxy.sent("DeleteObject")
             assert await read_object(eng, bucket, "a") == small
             assert await read_object(eng, bucket, "b") == small
+
+
+async def test_an_empty_object_with_a_wrong_echoed_checksum_is_kept(moto_server: Any) -> None:
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "header",
+                op="PutObject",
+                phase="response",
+                header="x-amz-checksum-crc32c",
+                value="AQIDBA==",  # not the CRC32C of any of these bodies
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = f"e-{uuid.uuid4().hex[:10]}"
+            await eng.client.create_bucket(Bucket=bucket)
+            result = await eng.upload(bucket, "empty", b"")
+            assert result.size == 0 and result.checksum == compute("CRC32C", b"").b64
+            assert proxy.sent("GetObject") and not proxy.sent("DeleteObject")
+            assert await read_object(eng, bucket, "empty") == b""
