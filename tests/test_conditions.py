@@ -56,6 +56,22 @@ async def unchanged(eng: streamx.Engine, bucket: str, key: str, body: bytes) -> 
     assert await list_uploads(eng, bucket) == []
 
 
+class PartSent:
+    """``on_progress`` that fires once a part is acknowledged: the upload is past its
+    pre-flight HEAD (a competing write then races with Complete, not with the HEAD)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    async def __call__(self, event: streamx.ProgressEvent) -> None:
+        if event.bytes_done:
+            self.event.set()
+
+    async def wait(self) -> None:
+        with anyio.fail_after(60):
+            await self.event.wait()
+
+
 # -- IfNoneMatch="*": create only if absent ---------------------------------------------
 
 
@@ -95,9 +111,13 @@ async def test_if_none_match_multipart_fails_before_any_part(cserver: Any) -> No
 async def test_if_none_match_at_complete_is_authoritative(ceng: streamx.Engine) -> None:
     """Another writer creates the key after the pre-flight: Complete refuses, upload aborted."""
     bucket = await fresh_bucket(ceng)
+    sent = PartSent()
     with pytest.raises(streamx.PreconditionFailedError) as info:
-        async with ceng.open_writer(bucket, "k", config=cfg(), IfNoneMatch="*") as writer:
+        async with ceng.open_writer(
+            bucket, "k", config=cfg(progress_interval=0), on_progress=sent, IfNoneMatch="*"
+        ) as writer:
             await writer.write(BIG[: 6 * MiB])
+            await sent.wait()
             await ceng.upload(bucket, "k", OLD)  # the other writer wins the race
             await writer.write(BIG[6 * MiB :])
     assert info.value.upload_id  # it happened at Complete
@@ -131,9 +151,14 @@ async def test_if_match_multipart_on_seaweedfs(seaweedfs_server: Any) -> None:
         bucket = await fresh_bucket(eng)
         old = await eng.upload(bucket, "k", OLD)
         # the object changes between the pre-flight HEAD and Complete
+        sent = PartSent()
+        config = cfg(progress_interval=0)
         with pytest.raises(streamx.PreconditionFailedError) as info:
-            async with eng.open_writer(bucket, "k", config=cfg(), IfMatch=old.etag) as w:
+            async with eng.open_writer(
+                bucket, "k", config=config, on_progress=sent, IfMatch=old.etag
+            ) as w:
                 await w.write(BIG[: 6 * MiB])
+                await sent.wait()
                 await eng.upload(bucket, "k", b"someone else")
                 await w.write(BIG[6 * MiB :])
         assert info.value.upload_id
