@@ -331,7 +331,11 @@ class Engine:
         iterable of bytes-like chunks. ``size`` is the expected length of a
         stream whose length is not known up front (it sizes the parts).
         ``put_args`` pass through to S3 (``ContentType``, ``Metadata``,
-        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...).
+        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...), and so do
+        the write conditions ``IfNoneMatch="*"`` and ``IfMatch=etag``: sent on
+        the PutObject or the CompleteMultipartUpload; a failed one raises
+        :class:`streamx.PreconditionFailedError` and writes nothing (see
+        :meth:`probe` for stores that ignore conditions).
 
         Below ``multipart_threshold`` one PutObject is sent; above it a
         multipart upload. On any failure or cancellation the multipart upload
@@ -628,6 +632,8 @@ class Engine:
         billed as storage). ``put_args`` (``ContentType``, ``Metadata``,
         ``StorageClass`` ...) apply to the copy; metadata and content headers
         are carried over from the source unless one of them is given.
+        ``IfNoneMatch="*"`` / ``IfMatch=etag`` apply to the destination (on
+        CopyObject, or on CompleteMultipartUpload after a pre-flight HEAD).
         """
         from .copy import Copier, check_copy_args
 
