@@ -9,9 +9,11 @@ name (:func:`detect`), or found by the probe; an engine without an endpoint talk
 AWS. The decisions taken from it are pure functions, unit-tested without a server:
 
 * :func:`adapt` — the :class:`TransferConfig` a store needs: no checksum headers where
-  they are refused (B2, GCS's XML API), an algorithm whose multipart checksum type the
-  store verifies (R2 verifies CRC32C only as COMPOSITE, so the default CRC32C/FULL_OBJECT
-  becomes CRC64NVME/FULL_OBJECT), equal parts where required (R2);
+  they are refused (B2, GCS's XML API), an algorithm whose multipart checksum type a
+  store that checks the type verifies (R2 verifies CRC32C only as COMPOSITE, so the
+  default CRC32C/FULL_OBJECT becomes CRC64NVME/FULL_OBJECT; MinIO quietly keeps a
+  composite value, which streamx verifies, so CRC32C stays), equal parts where
+  required (R2);
 * :func:`condition_points` and :func:`check_conditions` — a conditional write on a store
   that ignores the condition is refused before any byte is sent, never silently turned
   into an overwrite;
@@ -72,6 +74,9 @@ class StoreProfile:
     """What one store accepts, verifies and honours; ``None``: not known (probe it).
 
     ``checksums`` maps an algorithm to the multipart checksum types the store verifies;
+    ``checksum_type_checked``: a multipart checksum type the store does not verify for the
+    algorithm is refused (R2), not quietly replaced by COMPOSITE (MinIO, whose composite
+    values streamx verifies just as well);
     ``checksum_headers=False``: the store refuses ``x-amz-checksum-*`` headers outright;
     (no profile makes a store's reported checksum proof of corruption: a mismatch is
     settled by reading the object back, see ``streamx/upload/completer.py``);
@@ -84,6 +89,7 @@ class StoreProfile:
     equal_parts: bool = False
     checksum_headers: bool | None = True
     checksums: Mapping[str, tuple[str, ...]] | None = None
+    checksum_type_checked: bool = False
     conditions: Mapping[str, bool] = field(default_factory=dict)
     upload_part_copy: bool | None = None
     post_policy: bool | None = None
@@ -144,6 +150,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 title="Cloudflare R2",
                 max_object_size=MAX_OBJECT_SIZE,
                 equal_parts=True,
+                checksum_type_checked=True,
                 checksums={
                     "CRC64NVME": (FULL,),
                     "CRC32": (COMPOSITE,),
@@ -292,7 +299,7 @@ def adapt(config: TransferConfig, store: StoreProfile) -> TransferConfig:
     if config.checksum == "when_supported":
         if store.checksum_headers is False:
             changes["checksum"] = "when_required"  # compute, but send no checksum header
-        elif store.checksums:
+        elif store.checksums and store.checksum_type_checked:
             algorithm = config.checksum_algorithm
             wanted = FULL if algorithm != "SHA256" else COMPOSITE  # streamx's type per algorithm
             if wanted not in store.checksums.get(algorithm, ()):

@@ -456,8 +456,10 @@ def b2_checksum_rejection() -> Fault:
 def r2_checksum_type_rules() -> Fault:
     """Cloudflare R2 verifies CRC64NVME only as FULL_OBJECT and CRC32, CRC32C, SHA1 and
     SHA256 only as COMPOSITE (the checksum types table of
-    https://developers.cloudflare.com/r2/api/s3/api/): a CreateMultipartUpload asking for
-    another combination is refused (400 InvalidRequest, as R2 answers unsupported features)."""
+    https://developers.cloudflare.com/r2/api/s3/api/, where the other combinations are marked
+    "not implemented"). The emulation refuses a CreateMultipartUpload asking for one (400
+    InvalidRequest): the safe reading, since a store that quietly ignored the type would
+    also be handled by streamx's composite check."""
 
     def refused(req: Request) -> bool:
         if req.op != "CreateMultipartUpload":
