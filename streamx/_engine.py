@@ -196,6 +196,8 @@ class Engine:
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
+        if not self._store_given:  # the endpoint botocore resolved (AWS_ENDPOINT_URL_S3, config)
+            self.store = detect(getattr(client.meta, "endpoint_url", None))
         use_direct = self._direct_parts is not False
         self._s3 = S3(client, self._direct(client, use_direct, sign_payload=sign, pool=pool))
         return self

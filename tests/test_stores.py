@@ -256,3 +256,19 @@ def test_a_stream_with_a_size_hint_may_pass_5_tib_on_aws_only() -> None:
         _pipeline("r2", 40 * TiB)
     # without a hint a stream keeps the plan that holds 5 TiB with small parts first
     assert _pipeline("aws", 8 * MiB).plan.base == 8 * MiB
+
+
+@pytest.mark.anyio
+async def test_the_store_is_detected_from_the_endpoint_botocore_resolved(
+    rclone_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_ENDPOINT_URL_S3 (or a config file) may name the endpoint: not AWS, so unknown."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", rclone_server.endpoint_url)
+    args = {k: v for k, v in rclone_server.engine_args().items() if k != "endpoint_url"}
+    engine = streamx.Engine(**args)
+    assert engine.store.name == "aws"  # all it can tell before the client exists
+    async with engine:
+        assert engine.store.name == "unknown"
+    async with streamx.Engine(**args, store="rclone") as eng:
+        assert eng.store.name == "rclone"  # given: kept
