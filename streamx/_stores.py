@@ -54,7 +54,9 @@ _AWS_LIMITS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 _AWS_SUMS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html"
 _AWS_COND = (
     "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html; "
-    "CopyObject.IfNoneMatch/IfMatch and ObjectIdentifier.ETag in botocore's S3 model"
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html "
+    "(DeleteObjects: the ETag element, per-object errors); CopyObject.IfNoneMatch/IfMatch "
+    "in botocore's S3 model"
 )
 _R2_API = "https://developers.cloudflare.com/r2/api/s3/api/"
 _R2_LIMITS = "https://developers.cloudflare.com/r2/platform/limits/"
