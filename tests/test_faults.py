@@ -258,7 +258,9 @@ async def test_stall_detector_retries_a_part_that_stops_moving(
     part_timeout is far away (60 s), so only the stall detector can end the attempt.
     """
     proxy.add(Fault("stall", phase=phase, op="UploadPart", query={"partNumber": "2"}, at=MiB))
-    cfg = streamx.TransferConfig(part_size=PART, queue_size=3, part_timeout=60, stall_timeout=0.5)
+    # long enough for a disk-backed server (SeaweedFS) to store a 5 MiB part and answer on
+    # a busy machine: only the stalled attempt may be cut
+    cfg = streamx.TransferConfig(part_size=PART, queue_size=3, part_timeout=60, stall_timeout=1.5)
 
     with anyio.fail_after(30):  # a hang would otherwise only end at the suite's timeout
         await pengine.upload(bucket, "stall-" + phase, DATA, config=cfg)
