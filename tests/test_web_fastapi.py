@@ -209,6 +209,10 @@ async def test_refusals(web: Callable[..., str], engine: streamx.Engine, bucket:
             r = await anonymous.post(init, json={"key": key})
             assert r.status_code == 401 and r.json()["error"] == "send an X-User header"
         r = await client.post(init, content=b"{not json")
+        assert r.status_code == 415  # not declared as JSON: a cross-site form could send it
+        r = await client.post(
+            init, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
 
         r = await client.post(init, json={"key": key})

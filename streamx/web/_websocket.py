@@ -23,7 +23,6 @@ the multipart upload: nothing is left behind.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +35,7 @@ from ._core import (
     check_content_type,
     check_size,
     find_cause,
+    parse_json,
     web_error_for,
 )
 from ._service import UploadService
@@ -193,10 +193,7 @@ class UploadSession:
 
 
 def _parse(text: str) -> dict[str, Any]:
-    try:
-        message = json.loads(text)
-    except ValueError:
-        raise WebError(400, "a text message must be a JSON object with a 'type'") from None
+    message = parse_json(text)
     if not isinstance(message, dict):
         raise WebError(400, "a text message must be a JSON object with a 'type'")
     return message
