@@ -18,8 +18,10 @@ Authorization is by session cookie, as a browser app (and Uppy 6, which has no `
 option) does it: ``GET /api/session`` gives the browser a guest session, ``POST
 /api/session`` with ``{"user": "alice"}`` signs in under a name (a demo: no password).
 The cookie is ``HttpOnly`` and ``SameSite=Lax``; every route goes through
-:func:`make_authorizer`, which also refuses requests from any other page's origin
-(cross-site request forgery). Each user writes under ``uploads/{user}/``::
+:meth:`Sessions.authorize`, and each user writes under ``uploads/{user}/``. Against
+cross-site request forgery, ``streamx.web`` refuses what another site's page can make a
+browser send with the cookie (forms, non-JSON bodies, foreign WebSocket origins: the
+README's "Web security notes")::
 
     curl -c jar -H 'Content-Type: application/json' -d '{"user": "alice"}' \\
          http://127.0.0.1:8000/api/session
@@ -33,7 +35,7 @@ import os
 import re
 import secrets
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,27 +82,17 @@ class Sessions:
         # go without it (add secure=True when served over https)
         response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path="/")
 
-
-def make_authorizer(
-    sessions: Sessions, origins: list[str]
-) -> tuple[Callable[[AccessRequest], bool], Callable[[Any], str]]:
-    """The authorization hook and the per-user key prefix of :class:`UploadSettings`."""
-
-    def prefix(request: Any) -> str:
-        user = sessions.user(request)
+    def prefix(self, request: Any) -> str:
+        """``UploadSettings.prefix``: each user writes under ``uploads/{user}/``."""
+        user = self.user(request)
         if user is None:
             raise WebError(401, "no session: open the page, or GET /api/session, first")
         return f"uploads/{user}/"
 
-    def authorize(access: AccessRequest) -> bool:
-        # a browser names the page that sent a request: only ours may use the cookie
-        origin = access.request.headers.get("origin")
-        if origin is not None and origin not in origins:
-            raise WebError(403, f"requests from {origin[:100]} are not allowed")
-        # the key is already checked to be under prefix(request), the user's own
-        return sessions.user(access.request) is not None
-
-    return authorize, prefix
+    def authorize(self, access: AccessRequest) -> bool:
+        """``UploadSettings.authorize``: a signed-in user may do anything under their prefix
+        (the routes have checked that ``access.key`` is under it)."""
+        return self.user(access.request) is not None
 
 
 async def ensure_bucket(engine: streamx.Engine, bucket: str) -> None:
@@ -126,14 +118,16 @@ def build_app(
 
     app = FastAPI(title="streamx upload example", lifespan=lifespan)
     sessions = Sessions()
-    authorize, prefix = make_authorizer(sessions, origins)
     settings = UploadSettings(
         bucket=bucket,
         engine=lambda: app.state.engine,
-        authorize=authorize,
-        prefix=prefix,
+        authorize=sessions.authorize,
+        prefix=sessions.prefix,
         max_size=max_size,
         url_lifetime=3600,
+        # the page may be opened as 127.0.0.1 or localhost; the WebSocket route checks the
+        # Origin of an upgrade against these (the JSON routes refuse what forms can send)
+        allowed_origins=tuple(origins),
     )
 
     @app.get("/api/session")

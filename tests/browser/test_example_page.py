@@ -8,6 +8,7 @@ page is opened from both http://127.0.0.1:PORT and http://localhost:PORT.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from faultproxy import Fault, FaultProxy
 
 from streamx.testing import MotoServer, free_port
@@ -48,6 +50,10 @@ class RunningApp:
 
     def origins(self) -> list[str]:
         return [f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -104,8 +110,9 @@ def open_page(browser: Any, origin: str) -> str:
     """Open the page, wait for its session; the key prefix it was given."""
     browser.get(origin + "/")
     who = wait_for(
-        browser, "document.getElementById('who').textContent.includes('signed in as') && "
-        "document.getElementById('who').textContent"
+        browser,
+        "document.getElementById('who').textContent.includes('signed in as') && "
+        "document.getElementById('who').textContent",
     )
     prefix = re.search(r"your files go under (\S+)$", who)
     assert prefix, who
@@ -128,11 +135,15 @@ def upload(browser: Any, path: Path) -> tuple[str, str, str]:
     browser.find_element(By.ID, "file").send_keys(str(path))
     browser.find_element(By.ID, "go").click()
     state = wait_for(
-        browser, "['done', 'failed'].includes(document.body.dataset.state) && "
-        "document.body.dataset.state"
+        browser,
+        "['done', 'failed'].includes(document.body.dataset.state) && document.body.dataset.state",
     )
     error = browser.find_element(By.ID, "error")
-    return state, error.text if error.is_displayed() else "", browser.find_element(By.ID, "log").text
+    return (
+        state,
+        error.text if error.is_displayed() else "",
+        browser.find_element(By.ID, "log").text,
+    )
 
 
 def check_progress(browser: Any) -> None:
@@ -164,6 +175,19 @@ def test_example_page_on_its_local_rclone(browser: Any, tmp_path: Path) -> None:
         assert state == "failed", log
         assert "413" in error and "over this server's 25 MiB limit" in error, error
         assert uploads_left(client, app.bucket) == []
+
+        # the module docstring's curl lines: sign in by name, stream a body under the prefix
+        with httpx.Client(base_url=app.origins()[0], timeout=60) as http:
+            anonymous = http.put("/api/uploads/stream/uploads/alice/a.bin", content=b"x")
+            assert anonymous.status_code == 401, anonymous.text
+            signed = http.post("/api/session", json={"user": "alice"})
+            assert signed.json() == {"user": "alice", "prefix": "uploads/alice/"}
+            body = os.urandom(3 * MiB)
+            put = http.put("/api/uploads/stream/uploads/alice/a.bin", content=body)
+            assert put.status_code == 200, put.text
+            assert object_sha256(client, app.bucket, "uploads/alice/a.bin") == sha256(body)
+            other = http.put("/api/uploads/stream/uploads/bob/a.bin", content=b"x")
+            assert other.status_code == 403, other.text
 
 
 def test_example_page_cors_rule_and_first_failure(
