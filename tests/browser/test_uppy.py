@@ -223,6 +223,10 @@ def test_uppy_dashboard_uploads(browser: Any, uppy_app: UppyApp, tmp_path: Path)
     for name, digest in digests.items():
         assert object_sha256(uppy_app.client, uppy_app.bucket, f"users/{USER}/{name}") == digest
     assert "multipart.create" in uppy_app.actions and "multipart.complete" in uppy_app.actions
+    # the Dashboard's metadata, stored as Companion stores it (relativePath: null left out)
+    head = uppy_app.client.head_object(Bucket=uppy_app.bucket, Key=f"users/{USER}/café.bin")
+    meta = {k.lower(): v for k, v in head["Metadata"].items()}  # rclone answers "Name"
+    assert meta.get("name") == "=?UTF-8?B?Y2Fmw6kuYmlu?=" and "relativepath" not in meta, meta
     if uppy_app.store == "moto":
         assert "upload" in uppy_app.actions  # small.bin went as a presigned POST
 
