@@ -167,7 +167,8 @@ def test_example_page_on_its_local_rclone(browser: Any, tmp_path: Path) -> None:
             assert (state, error) == ("done", ""), log
             check_progress(browser)
             assert object_sha256(client, app.bucket, prefix + "big.bin") == digest
-            assert "download big.bin" in log
+            link = browser.execute_script("return document.querySelector('#log a').href")
+            assert "download big.bin" in log and sha256(httpx.get(link).content) == digest
 
         # an init refused with 413 is shown on the page, nothing is created
         prefix = open_page(browser, app.origins()[0])
