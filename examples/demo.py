@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -168,8 +169,19 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line, no progress bar")
     args = parser.parse_args()
     args.progress = not args.json
-    # the library never configures logging; a program does: only warnings here
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    # the library logs to the stdlib "streamx" logger and is silent until a program asks:
+    # this one shows warnings and errors on stderr, rendered by structlog
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            ]
+        )
+    )
+    logging.getLogger("streamx").addHandler(handler)
+    logging.getLogger("streamx").setLevel(logging.WARNING)
 
     if args.endpoint == "env":
         report = asyncio.run(run(args, {}))

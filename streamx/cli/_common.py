@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import structlog
 
 from .._engine import Engine
 from .._limits import format_size, parse_size
+from .._log import LOGGER_NAME
 from ._exit import EXIT_INTERRUPTED, Interrupted, StdoutClosed
 
 T = TypeVar("T")
@@ -137,13 +138,42 @@ DURATION = DurationType()
 
 
 def configure_logging(debug: bool) -> None:
-    """The library logs through structlog; the CLI sends it to stderr (stdout may carry data)."""
-    level = logging.DEBUG if debug else logging.ERROR
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+    """Show the library's events on stderr (stdout may carry data): errors, or all with --debug.
+
+    The library logs to the stdlib ``streamx`` logger; the CLI, being the
+    application, gives it a handler that renders the events with structlog's
+    console renderer. structlog's global configuration is left alone.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in [h for h in logger.handlers if getattr(h, "_streamx_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._streamx_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _drop_logger_name,
+                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+                structlog.dev.ConsoleRenderer(colors=_isatty(sys.stderr)),
+            ],
+        )
     )
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR)
+    logger.propagate = False
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _drop_logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.pop("logger", None)  # every line is streamx's
+    return event
 
 
 def make_engine(opts: Options, *, endpoint_url: str | None = None, **kwargs: Any) -> Engine:

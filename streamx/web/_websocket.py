@@ -26,10 +26,10 @@ import dataclasses
 from typing import Any, Protocol
 
 import anyio
-import structlog
 
 from .._errors import StreamxError
 from .._events import ProgressEvent
+from .._log import log
 from ._core import (
     WebError,
     check_content_type,
@@ -39,8 +39,6 @@ from ._core import (
     web_error_for,
 )
 from ._service import UploadService
-
-log = structlog.get_logger("streamx")
 
 
 class SocketClosed(Exception):
