@@ -31,6 +31,7 @@ README's "Web security notes")::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import secrets
@@ -227,6 +228,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "behind a proxy (repeatable); http://127.0.0.1:PORT and http://localhost:PORT always",
     )
     parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what streamx's log shows: info names each presigned URL's key and each "
+        "upload created, completed or aborted (never a URL or a credential); debug adds "
+        "one line per part (default info)",
+    )
+    parser.add_argument(
         "--set-cors",
         action="store_true",
         help="put the CORS rule the page needs on the bucket (PUT and GET from this page's "
@@ -241,6 +250,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # streamx is silent unless the application asks: this app shows its events on stderr
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("streamx").setLevel(args.log_level.upper())
     origins = page_origins(args.host, args.port) + args.allow_origin
     if args.set_cors:
         anyio.run(set_cors, args.bucket, {}, origins)

@@ -30,6 +30,7 @@ def test_help_describes_every_option() -> None:
         "--bucket BUCKET": "bucket to upload into",
         "--max-size SIZE": "largest object a user may upload, e.g. 10MiB",
         "--allow-origin ORIGIN": "one more origin",
+        "--log-level {debug,info,warning,error}": "what streamx's log shows",
         "--set-cors": "put the CORS rule the page needs on the bucket",
     }.items():
         assert f"{option} {words}" in text, option
