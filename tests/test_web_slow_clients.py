@@ -142,6 +142,57 @@ with serve({framework!r}, Store(), {bucket!r}, body_read_timeout=120.0, body_min
 """
 
 
+async def start_child(framework: str, engine_args: dict[str, Any], bucket: str) -> Any:
+    script = SERVER.format(
+        root=ROOT, tests=TESTS, engine_args=engine_args, framework=framework, bucket=bucket
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    base = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+    assert base.startswith("http://"), "the server did not start"
+    return proc, base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["rclone"], indirect=True)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_concurrent_streams_stay_near_the_shared_budget(
+    framework: str, server: Any, engine: streamx.Engine, bucket: str
+) -> None:
+    """32 concurrent 24 MiB streams through a server (a child process) whose engine has a
+    64 MiB budget: the server grows by about the budget, not by a window per stream."""
+    budget = 64 * MiB
+    proc, base = await start_child(
+        framework, {**server.engine_args(), "memory_budget": budget}, bucket
+    )
+    try:
+        chunk = os.urandom(256 * 1024)
+
+        async def body() -> Any:
+            for _ in range(24 * 4):
+                yield chunk
+
+        async with httpx.AsyncClient(base_url=base, cookies={"user": "alice"}, timeout=300) as c:
+            r = await c.put("/uploads/stream/users/alice/warm.bin", content=os.urandom(MiB))
+            assert r.status_code == 200
+            baseline = peak_rss_mib(proc.pid)
+            answers = await asyncio.gather(
+                *(c.put(f"/uploads/stream/users/alice/s{i}.bin", content=body()) for i in range(32))
+            )
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers][:3]
+        peak = peak_rss_mib(proc.pid)
+        grew = peak - baseline
+        print(
+            f"\n{framework}: 32 x 24 MiB streams, 64 MiB budget: {baseline:.0f} -> {peak:.0f} MiB"
+        )
+        assert grew < budget / MiB + 40, f"the server grew by {grew:.0f} MiB"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["rclone"], indirect=True)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -150,20 +201,8 @@ async def test_trickling_bodies_hold_only_what_arrived(
 ) -> None:
     """32 bodies that sent 1 KiB and then a byte now and then: the server (a child process)
     grows by far less than the 32 x 8 MiB parts they used to hold (measured 89 -> 347 MiB)."""
-    script = SERVER.format(
-        root=ROOT,
-        tests=TESTS,
-        engine_args=server.engine_args(),
-        framework=framework,
-        bucket=bucket,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
-    )
+    proc, base = await start_child(framework, server.engine_args(), bucket)
     try:
-        assert proc.stdout is not None
-        base = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
-        assert base.startswith("http://"), "the server did not start"
         async with httpx.AsyncClient(base_url=base, cookies={"user": "alice"}, timeout=60) as c:
             r = await c.put("/uploads/stream/users/alice/warm.bin", content=os.urandom(MiB))
             assert r.status_code == 200  # warmed up: the engine and its pools exist
