@@ -12,6 +12,7 @@ front (see ``_budget.py`` for why that cannot deadlock).
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,6 +23,11 @@ from .._limits import MAX_PARTS, PartPlan, format_size
 from .source import Buffer, ChunkSource, Source
 
 GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
+_MAP_FLAGS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    if hasattr(mmap, "MAP_ANONYMOUS")
+    else 0  # Windows: mmap(-1, size) is anonymous already
+)
 
 
 @dataclass(eq=False, slots=True)
@@ -130,32 +136,38 @@ class PartProducer:
     async def _grow(self, size: int) -> tuple[Buffer, Reservation]:
         """Fill a part as its bytes arrive, taking budget one step ahead of them."""
         reservation = Reservation()
-        data = bytearray()
+        # An anonymous mapping: its pages cost memory only once bytes land in them, so
+        # the part's footprint follows the bytes that arrived, without the reallocation
+        # copies (and heap fragmentation) of a growing bytearray; freeing it unmaps it.
+        buffer = mmap.mmap(-1, size, flags=_MAP_FLAGS) if _MAP_FLAGS else mmap.mmap(-1, size)
+        got = 0
         read_some = cast(ChunkSource, self.source).read_some
         for budget in self.budgets:  # the largest part so far sets the reserve
             budget.join_growers(self, size)
         try:
-            while len(data) < size:
-                step = min(GROW_STEP, size - len(data))
+            while got < size:
+                step = min(GROW_STEP, size - got)
                 self._waiting = True
                 try:
                     for budget in self.budgets:
                         await reservation.grow(budget, self, step)
                 finally:
                     self._waiting = False
-                target = len(data) + step
-                while len(data) < target:
-                    piece = await self._call(read_some, target - len(data))
+                target = got + step
+                while got < target:
+                    piece = await self._call(read_some, target - got)
                     if not piece:
                         break
-                    data += piece
-                if len(data) < target:  # the end of the stream
-                    reservation.give_back(target - len(data))
+                    buffer[got : got + len(piece)] = piece
+                    got += len(piece)
+                if got < target:  # the end of the stream
+                    reservation.give_back(target - got)
                     break
         except BaseException:
             reservation.release()
+            buffer.close()
             raise
-        return data, reservation
+        return memoryview(buffer)[:got], reservation
 
     def _finish(
         self, number: int, size: int, data: Buffer, reservation: Reservation
