@@ -218,6 +218,17 @@ def test_example_page_cors_rule_and_first_failure(
                 assert (state, error) == ("done", ""), log
                 assert object_sha256(client, app.bucket, prefix + "small.bin") == digest
 
+            # a rule that does not expose ETag: the page has the server list the parts
+            rule = {**rules[0], "ExposeHeaders": []}
+            client.put_bucket_cors(Bucket=app.bucket, CORSConfiguration={"CORSRules": [rule]})
+            hidden = tmp_path / "hidden-etag.bin"
+            digest = write_file(hidden, PART + 2, seed=4)
+            prefix = open_page(browser, app.origins()[0])
+            state, error, log = upload(browser, hidden)
+            assert (state, error) == ("done", ""), log
+            assert "does not expose ETag: the server lists the parts" in log
+            assert object_sha256(client, app.bucket, prefix + "hidden-etag.bin") == digest
+
             # part 1 fails; every other part PUT hangs until the page stops it: the page
             # must stop all its workers (or it would wait forever), then abort the upload
             proxy.requests.clear()

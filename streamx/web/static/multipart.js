@@ -67,6 +67,7 @@ export async function uploadMultipart(file, key, { onProgress, log }) {
     await Promise.allSettled(Array.from({ length: Math.min(PARALLEL, count) }, worker));
     if (signal.aborted) throw stopped(signal);
     if (Object.values(etags).some((e) => !e)) {  // the CORS rule hides ETag: ask the server
+      log("the bucket's CORS rule does not expose ETag: the server lists the parts");
       const { parts } = await api("GET", "/uploads/multipart/parts" + query(upload));
       for (const p of parts) etags[p.PartNumber] = p.ETag;
     }
