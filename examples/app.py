@@ -55,7 +55,7 @@ from streamx.web.fastapi import create_router
 
 STATIC = Path(streamx.__file__).parent / "web" / "static"
 COOKIE = "streamx_session"
-_USER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_USER = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def page_origins(host: str, port: int) -> list[str]:
@@ -148,9 +148,12 @@ def build_app(
         """Sign in as ``{"user": name}`` (a demo: no password)."""
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             return JSONResponse({"error": "send JSON"}, status_code=415)
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
         user = body.get("user") if isinstance(body, dict) else None
-        if not isinstance(user, str) or not _USER.match(user):
+        if not isinstance(user, str) or not _USER.fullmatch(user):
             return JSONResponse({"error": "user must be 1-32 of a-z 0-9 _ -"}, status_code=400)
         response = JSONResponse({"user": user, "prefix": f"uploads/{user}/"})
         sessions.sign_in(response, user)
