@@ -51,8 +51,14 @@ def build_uppy() -> None:
     npm = shutil.which("npm")
     need(npm is not None, "npm (Node.js)")
     assert npm is not None
+    installed = JS_DIR / "node_modules" / ".package-lock.json"
+    lock = JS_DIR / "package-lock.json"
     for cmd in ([npm, "ci", "--no-audit", "--no-fund"], [npm, "run", "build"]):
-        if cmd[1] == "ci" and (JS_DIR / "node_modules" / ".package-lock.json").exists():
+        if (
+            cmd[1] == "ci"
+            and installed.exists()
+            and installed.stat().st_mtime >= lock.stat().st_mtime
+        ):
             continue
         done = subprocess.run(cmd, cwd=JS_DIR, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
