@@ -236,9 +236,29 @@ def test_uppy_dashboard_cancel(browser: Any, uppy_app: UppyApp, tmp_path: Path) 
     write_file(path, 15 * MiB, seed=9)  # three parts: the Cancel comes after the first
     browser.get(uppy_app.page(cancel="first-part"))
     pick_and_upload(browser, [path])
-    results = wait_for(browser, "(results.cancelled || results.error.length) && results")
-    assert results["error"] == [] and results["cancelled"] == "clicked", results
+    results = wait_for(browser, "(results.cancel || results.error.length) && results")
+    assert results["error"] == [] and results["cancel"] == "clicked", results
     until(lambda: "multipart.abort" in uppy_app.actions, what="Uppy's abort request")
     until(lambda: uploads_left(uppy_app.client, uppy_app.bucket) == [], what="no upload left")
     assert f"users/{USER}/cancelled.bin" not in keys(uppy_app.client, uppy_app.bucket)
     assert "multipart.complete" not in uppy_app.actions
+
+
+def test_uppy_dashboard_pause_resume(browser: Any, uppy_app: UppyApp, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "paused.bin"
+    digest = write_file(path, 15 * MiB + 3, seed=10)
+    browser.get(uppy_app.page(pause="first-part"))
+    pick_and_upload(browser, [path])
+    results = wait_for(browser, "(results.pause || results.error.length) && results")
+    assert results["error"] == [] and results["pause"] == "clicked", results
+    assert "multipart.complete" not in uppy_app.actions
+    # Resume: Uppy asks the server which parts S3 holds (list-parts), then sends the rest
+    browser.find_element(
+        By.CSS_SELECTOR, '.uppy-StatusBar-actionCircleBtn[data-cy="togglePauseResume"]'
+    ).click()
+    results = wait_for(browser, "(results.complete || results.error.length) && results")
+    assert results["error"] == [] and results["complete"] == {"successful": 1, "failed": 0}
+    assert "multipart.list" in uppy_app.actions
+    assert object_sha256(uppy_app.client, uppy_app.bucket, f"users/{USER}/paused.bin") == digest
