@@ -109,7 +109,8 @@ def test_sizes_types_metadata() -> None:
     with pytest.raises(WebError):
         check_content_type("text/plain\r\nX-Evil: 1")
     assert check_metadata({"a-b_c": "v"}) == {"a-b_c": "v"}
-    for bad in ({"a b": "v"}, {"a": "é"}, {"a": 1}, ["a"]):
+    assert check_metadata({"a": 1, "b": None}) == {"a": "1"}
+    for bad in ({"a b": "v"}, {"é": "v"}, {"a": "x" * 2048}, ["a"]):
         with pytest.raises(WebError):
             check_metadata(bad)
 
