@@ -306,3 +306,12 @@ def test_the_demo_draws_no_bar_into_a_pipe() -> None:
     assert "matches" in done.stdout and "MiB/s" in done.stdout
 
 
+
+
+def test_config_fields_are_named_by_their_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamx.cli._app import run
+
+    assert run(["cp", "x", "s3://b/k", "--part-size", "1MiB"]) == 2
+    err = capsys.readouterr().err
+    assert "--part-size 1 MiB is below S3's 5 MiB minimum" in err and "part_size" not in err
+    assert cli_wording("queue_size 0 must be at least 1") == "--concurrency 0 must be at least 1"

@@ -18,8 +18,8 @@ dead code gets in). Kinds:
     rclone`` for rclone). It must exit 0 and print no traceback. Options:
     ``buckets: a b`` (created first), ``files: NAME=SIZE ...`` (random bytes in the
     directory; ``dir/name`` creates ``dir``), ``objects: bucket/key=SIZE ...``
-    (uploaded first), ``expect: REGEX`` (searched in stdout + stderr; repeatable
-    with ``|``-free regexes separated by `` && ``).
+    (uploaded first), ``expect: REGEX && REGEX ...`` (each searched in stdout +
+    stderr, multiline).
 ``sh``
     Shell commands, run with ``bash -euo pipefail`` under the same fixtures, with
     ``streamx`` on ``PATH`` (this tree's CLI) and ``OLD_ENDPOINT_URL`` set to a
@@ -199,7 +199,7 @@ def check_output(block: Block, done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in output, f"{block.id}:\n{output[-4000:]}"
     for pattern in block.options.get("expect", "").split(" && "):
         if pattern:
-            assert re.search(pattern, output), f"{block.id}: no {pattern!r} in:\n{output[-4000:]}"
+            assert re.search(pattern, output, re.M), f"{block.id}: no {pattern!r} in:\n{output[-4000:]}"
 
 
 @pytest.mark.parametrize("block", blocks_of("python"))

@@ -142,11 +142,17 @@ CREDENTIAL_CODES = frozenset(
 )
 
 
+#: TransferConfig fields that the command line sets with a flag
+_FIELD_FLAGS = {"part_size": "--part-size", "queue_size": "--concurrency"}
+
+
 def cli_wording(message: str) -> str:
     """A library message in the command line's terms (flags instead of keyword arguments)."""
     for library, cli in _CLI_WORDING:
         message = message.replace(library, cli)
-    return message
+    return re.sub(
+        r"(?<![-\w])(part_size|queue_size)\b", lambda m: _FIELD_FLAGS[m.group(1)], message
+    )
 
 
 def _with_hint(message: str, hint: str) -> str:
