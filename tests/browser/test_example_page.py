@@ -170,6 +170,14 @@ def test_example_page_on_its_local_rclone(browser: Any, tmp_path: Path) -> None:
             link = browser.execute_script("return document.querySelector('#log a').href")
             assert "download big.bin" in log and sha256(httpx.get(link).content) == digest
 
+        # past 78 GiB the parts grow so that 10,000 of them hold the file
+        sizes = browser.execute_async_script(
+            "const done = arguments[0];"
+            "import('/static/multipart.js').then((m) => done("
+            "  [0, 1, 80 * 2 ** 30, 5 * 2 ** 40].map(m.partSizeFor)));"
+        )
+        assert sizes == [PART, PART, 9 * MiB, 525 * MiB]
+
         # an init refused with 413 is shown on the page, nothing is created
         prefix = open_page(browser, app.origins()[0])
         state, error, log = upload(browser, too_big)

@@ -2,8 +2,12 @@
 // straight to S3, complete. The first failure stops every worker and aborts the upload.
 import { api, query } from "./api.js";
 
-export const PART_SIZE = 8 * 1024 * 1024;
+const MiB = 1024 * 1024;
+export const PART_SIZE = 8 * MiB;  // larger for files over 78 GiB: S3 takes 10,000 parts
 export const PARALLEL = 4;
+
+// The part size for a file: 8 MiB, or whole MiB large enough for 10,000 parts.
+export const partSizeFor = (size) => Math.max(PART_SIZE, Math.ceil(size / 10000 / MiB) * MiB);
 
 function stopped(signal) {
   return signal.reason instanceof Error ? signal.reason : new DOMException("stopped", "AbortError");
@@ -35,12 +39,13 @@ function putPart(url, blob, number, onProgress, signal) {
 
 // Upload `file` to `key`; onProgress(bytes) as parts go; log(text) for each step.
 export async function uploadMultipart(file, key, { onProgress, log }) {
-  const count = Math.max(1, Math.ceil(file.size / PART_SIZE));
+  const partSize = partSizeFor(file.size);
+  const count = Math.max(1, Math.ceil(file.size / partSize));
   const upload = await api("POST", "/uploads/multipart/init", {
     key, content_type: file.type || "application/octet-stream", size: file.size,
   });
   // later calls send back everything init answered (upload_id, key, any token it added)
-  log(`init ${upload.key}: ${count} part(s) of up to ${PART_SIZE / 2 ** 20} MiB`);
+  log(`init ${upload.key}: ${count} part(s) of up to ${partSize / MiB} MiB`);
   const controller = new AbortController();
   const { signal } = controller;
   const loaded = new Array(count + 1).fill(0);
@@ -52,7 +57,7 @@ export async function uploadMultipart(file, key, { onProgress, log }) {
       while (next <= count && !signal.aborted) {
         const n = next++;
         const { url } = await api("POST", "/uploads/multipart/part-url", { ...upload, part_number: n }, signal);
-        const blob = file.slice((n - 1) * PART_SIZE, Math.min(file.size, n * PART_SIZE));
+        const blob = file.slice((n - 1) * partSize, Math.min(file.size, n * partSize));
         etags[n] = await putPart(url, blob, n, (b) => { loaded[n] = b; report(); }, signal);
         loaded[n] = blob.size;
         report();
