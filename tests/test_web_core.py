@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import structlog
 from conftest import list_uploads
 
 import streamx
 from streamx._errors import AccessDeniedError, NotFoundError, S3Error, SourceError
+from streamx.testing import capture_logs
 from streamx.web import AccessRequest, UploadService, UploadSettings, WebError, allow_all
 from streamx.web._core import (
     Call,
@@ -198,7 +198,7 @@ async def test_presigned_urls_never_reach_the_log(
 ) -> None:
     service = _service(engine, bucket)
     request = {"user": "ann"}
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         init = await service.handle("multipart_init", Call(request, {}, {}, {"key": "u/ann/k"}))
         body = {"key": "u/ann/k", "upload_id": init["upload_id"], "part_number": 2}
         signed = await service.handle("multipart_part_url", Call(request, {}, {}, body))

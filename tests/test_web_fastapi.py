@@ -546,4 +546,4 @@ def test_import_without_fastapi_gives_an_install_hint() -> None:
         "except ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'streamx[fastapi]'" in out.stdout
+    assert "pip install 'streamx-s3[fastapi]'" in out.stdout

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterable, Callable
 from typing import Any, cast
 
 import anyio
-import structlog
 
 from .._engine import Engine
 from .._errors import ConfigError, StreamxError
 from .._limits import MAX_PART_SIZE, format_size
+from .._log import log
 from ._core import (
     MAX_BATCH,
     AccessRequest,
@@ -37,8 +37,6 @@ from ._core import (
     web_error_for,
 )
 from ._guard import UploadTokenError, UploadTokens
-
-log = structlog.get_logger("streamx")
 
 
 async def run_hook(name: str, hook: Callable[..., Any], *args: Any) -> Any:

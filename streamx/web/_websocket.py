@@ -29,10 +29,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
-import structlog
 
 from .._errors import StreamxError
 from .._events import ProgressEvent
+from .._log import log
 from ..upload.source import ArrivingSource
 from ._core import (
     WebError,
@@ -44,8 +44,6 @@ from ._core import (
 )
 from ._guard import guard_body
 from ._service import UploadService
-
-log = structlog.get_logger("streamx")
 
 
 class SocketClosed(Exception):

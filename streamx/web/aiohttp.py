@@ -13,7 +13,7 @@
     async def raw(request):                        # or the /uploads/stream/{key} route
         return await stream_request(request, settings, request.match_info["key"])
 
-Install with ``pip install 'streamx[aiohttp]'``.
+Install with ``pip install 'streamx-s3[aiohttp]'``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ try:
     from aiohttp.http_exceptions import HttpProcessingError
 except ImportError as exc:  # pragma: no cover - aiohttp is a dependency of aiobotocore
     raise ImportError(
-        "streamx.web.aiohttp needs aiohttp, which is not installed: pip install 'streamx[aiohttp]'"
+        "streamx.web.aiohttp needs aiohttp, which is not installed: pip install 'streamx-s3[aiohttp]'"
     ) from exc
 
 from ._core import (

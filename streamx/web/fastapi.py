@@ -13,7 +13,7 @@
     async def raw(request: Request, key: str):
         return await stream_request(request, settings, key)
 
-Install with ``pip install 'streamx[fastapi]'``.
+Install with ``pip install 'streamx-s3[fastapi]'``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ try:
     from starlette.websockets import WebSocketDisconnect
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
-        "streamx.web.fastapi needs FastAPI, which is not installed: pip install 'streamx[fastapi]'"
+        "streamx.web.fastapi needs FastAPI, which is not installed: pip install 'streamx-s3[fastapi]'"
     ) from exc
 
 from ._core import (
