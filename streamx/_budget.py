@@ -86,7 +86,11 @@ class MemoryBudget:
         """
         if token not in self._growers:
             raise RuntimeError("acquire_growing() before join_growers()")  # pragma: no cover
-        return await self._acquire(max(0, min(n, self._limit - held)), token)
+        n = max(0, min(n, self._limit - held))
+        if n == 0:  # the part already holds the whole budget (clamped)
+            await anyio.lowlevel.checkpoint()
+            return 0
+        return await self._acquire(n, token)
 
     async def _acquire(self, n: int, token: object) -> int:
         finisher = token is not None and token is next(iter(self._growers), None)

@@ -6,6 +6,7 @@ process), and under a shared memory budget they do not keep a fast client waitin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from conftest import list_uploads, peak_rss_mib, read_object
 from web_harness import FRAMEWORKS, serve
 
@@ -94,6 +96,32 @@ async def test_idle_and_trickling_bodies_are_cut_off(
     assert await read_object(engine, bucket, "users/alice/ok.bin") == data
     listing = await engine.client.list_objects_v2(Bucket=bucket)
     assert [o["Key"] for o in listing["Contents"]] == ["users/alice/ok.bin"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_trickling_websocket_uploads_are_cut_off(
+    framework: str, server: Any, engine: streamx.Engine, bucket: str
+) -> None:
+    limits = {"body_min_rate": 4096, "body_rate_grace": 1.0}
+    with serve(framework, server, bucket, **limits) as base:
+        url = base.replace("http://", "ws://") + "/uploads/ws"
+        async with websockets.connect(url, additional_headers={"Cookie": "user=alice"}) as ws:
+            await ws.send(json.dumps({"type": "open", "key": "users/alice/ws-slow.bin"}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await ws.send(os.urandom(1024))
+            error: dict[str, Any] = {}
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    try:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                    except TimeoutError:
+                        await ws.send(b"x")  # a byte every 0.3 s: far below 4 KiB/s
+                        continue
+                    if message["type"] == "error":
+                        error = message
+        assert error["status"] == 408 and error["code"] == "body_too_slow", error
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+    await wait_no_uploads(engine, bucket)
 
 
 @pytest.mark.parametrize("server", ["rclone"], indirect=True)

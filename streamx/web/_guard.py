@@ -32,13 +32,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
-import structlog
 
 from .._errors import ConfigError
 from .._limits import format_size
+from .._log import log
 from ._errors import WebError
-
-log = structlog.get_logger("streamx")
 
 _PROCESS_SECRET = secrets.token_bytes(32)  # the default: tokens are valid in this process only
 _MAC_BYTES = 16

@@ -19,18 +19,15 @@ import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from .._errors import SourceError, StreamxError
 from .._limits import format_size
+from .._log import log
 from ..upload.source import ArrivingSource
 from ._core import WebError, check_content_type, check_size, find_cause, web_error_for
 from ._guard import guard_body, stream_method_allowed
 
 if TYPE_CHECKING:
     from ._service import UploadService
-
-log = structlog.get_logger("streamx")
 
 
 class _BodyTooLarge(WebError):
