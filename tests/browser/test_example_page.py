@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ def example_app(args: list[str], env: dict[str, str] | None = None) -> Iterator[
         text=True,
     )
     app = RunningApp(port, bucket, proc)
+    drain: threading.Thread | None = None
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # the app prints its banner, then uvicorn says it runs
@@ -84,10 +86,15 @@ def example_app(args: list[str], env: dict[str, str] | None = None) -> Iterator[
                 break
         else:
             raise AssertionError("the example app exited:\n" + "\n".join(app.printed))
+        # keep reading its log, so that a full pipe never blocks the app
+        drain = threading.Thread(target=app.printed.extend, args=(proc.stdout,), daemon=True)
+        drain.start()
         yield app
     finally:
         proc.terminate()
         proc.wait(20)
+        if drain is not None:
+            drain.join(10)  # the app is gone: its end of the pipe is closed
         if proc.stdout is not None:
             proc.stdout.close()
 
