@@ -56,16 +56,18 @@ def generated_stream(size: int, digest: Any) -> Iterator[bytes]:
 
 
 class Bar:
-    """A tqdm progress bar fed by streamx progress events (a listener, nothing more)."""
+    """A tqdm progress bar fed by streamx progress events (a listener, nothing more).
+
+    The CLI's bar: MiB and MiB/s like the summary, and drawn only when stderr is a
+    terminal (under ``tee`` or in a log file it writes nothing).
+    """
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
         self._bar = None
-        if enabled:
-            from tqdm import tqdm
+        if enabled and sys.stderr.isatty():
+            from streamx.cli._progress import ByteBar
 
-            self._bar = tqdm(
-                total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr
-            )
+            self._bar = ByteBar(total=total, desc=desc)
 
     def __call__(self, event: streamx.ProgressEvent) -> None:
         if self._bar is not None:

@@ -162,3 +162,36 @@ def test_capture_logs_helper_collects_events(level: str) -> None:
     assert names == (["x.debug", "x.info"] if level == "DEBUG" else ["x.info"])
     assert logs[-1]["log_level"] == "info"
     assert logging.getLogger("streamx").level == logging.NOTSET
+
+
+def test_botocore_debug_leaks_signatures_and_the_readme_advice_stops_it(
+    rclone_server: Any, tmp_path: Path
+) -> None:
+    """The README's warning is true: botocore's DEBUG prints signatures; silencing it works."""
+    leaky = run_script(
+        rclone_server,
+        tmp_path,
+        """
+        import logging
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+        asyncio.run(transfers())
+        """,
+    )
+    assert leaky.returncode == 0, leaky.stderr[-2000:]
+    lines = leaky.stderr.splitlines()
+    assert any("Signature=" in ln for ln in lines if ln.startswith("botocore"))
+    assert not any("Signature=" in ln or "Credential=" in ln for ln in lines if ln.startswith("streamx "))
+    quiet = run_script(
+        rclone_server,
+        tmp_path,
+        """
+        import logging
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+        for name in ("botocore", "aiobotocore"):  # what the README says
+            logging.getLogger(name).setLevel(logging.WARNING)
+        asyncio.run(transfers())
+        """,
+    )
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "streamx upload.start" in quiet.stderr
+    assert "Signature=" not in quiet.stderr and "Credential=" not in quiet.stderr
