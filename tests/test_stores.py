@@ -272,3 +272,20 @@ async def test_the_store_is_detected_from_the_endpoint_botocore_resolved(
         assert engine.store.name == "unknown"
     async with streamx.Engine(**args, store="rclone") as eng:
         assert eng.store.name == "rclone"  # given: kept
+
+
+@pytest.mark.anyio
+async def test_the_probe_finds_a_store_that_refuses_checksum_headers(moto_server: Any) -> None:
+    """B2's answer (emulated): the probe notes it, and later uploads send no checksum header."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(b2_checksum_rejection())
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        bucket = f"pb-{uuid.uuid4().hex[:10]}"
+        async with streamx.Engine(**args) as eng:
+            await eng.client.create_bucket(Bucket=bucket)
+            store = await eng.probe(bucket)
+            assert store.checksum_headers is False and store.probed
+            await eng.upload(bucket, "k", DATA, config=cfg())
+            assert await read_object(eng, bucket, "k") == DATA
+            assert [o.key async for o in eng.list(bucket)] == ["k"]  # no scratch key left
+            assert await list_uploads(eng, bucket) == []
