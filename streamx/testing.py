@@ -238,6 +238,10 @@ class MotoSubprocessServer(_Server):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("moto") is None:
+            raise RuntimeError("moto is not installed: pip install 'moto[server]'")
         block = "" if self.crc32c else "sys.modules['crc32c'] = None; "  # import now fails
         script = (
             f"import sys; {block}from moto.server import main; "
