@@ -112,10 +112,16 @@ class RcloneServer(_Server):
         port: int | None = None,
         *,
         tls: tuple[str, str] | None = None,
+        allow_origin: str | None = None,
     ) -> None:
-        """``tls``: (certificate PEM path, key PEM path): serve https with them."""
+        """``tls``: (certificate PEM path, key PEM path): serve https with them.
+
+        ``allow_origin``: answer browsers' CORS requests from that origin (one origin, or
+        ``*``); rclone then also exposes ``ETag`` to the page's scripts.
+        """
         self.port = port or free_port()
         self.tls = tls
+        self.allow_origin = allow_origin
         scheme = "https" if tls else "http"
         self.endpoint_url = f"{scheme}://127.0.0.1:{self.port}"
         self._own_dir = data_dir is None
@@ -139,6 +145,8 @@ class RcloneServer(_Server):
         ]
         if self.tls:
             cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
+        if self.allow_origin:
+            cmd += ["--allow-origin", self.allow_origin]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, self.proc)
 
