@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._checksum import PartChecksum, param_name
-from ._errors import AccessDeniedError, NotFoundError, PreconditionFailedError, S3Error
+from ._errors import NotFoundError, PreconditionFailedError, S3Error, StreamxError
 from ._s3 import S3
 
 
@@ -49,7 +49,7 @@ async def preflight(s3: S3, bucket: str, key: str, conditions: Mapping[str, Any]
         if "IfMatch" in conditions:
             raise failed(conditions, "the object does not exist", bucket=bucket, key=key) from None
         return
-    except (AccessDeniedError, S3Error):  # no s3:GetObject: the write itself will tell
+    except StreamxError:  # no s3:GetObject, a 503, a reset: the write itself will tell
         return
     if "IfNoneMatch" in conditions:
         raise failed(conditions, "the object already exists", bucket=bucket, key=key)

@@ -10,8 +10,11 @@ import datetime
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any
+
+import anyio
 
 from ._budget import MemoryBudget
 from ._config import TransferConfig
@@ -23,7 +26,14 @@ from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._ratelimit import RateLimit
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for, split_conditions
-from ._stores import StoreProfile, adapt, condition_points, detect, unknown_points
+from ._stores import (
+    StoreProfile,
+    adapt,
+    check_conditions,
+    condition_points,
+    detect,
+    unknown_points,
+)
 from ._stores import profile as store_profile
 from .download.fetcher import DownloadStream
 from .listing import Listing
@@ -142,6 +152,7 @@ class Engine:
         # metered through botocore's events, so parts go through botocore too
         self.rate_limit = rate_limit
         self._store_given = store is not None
+        self._probe_lock = anyio.Lock()
         if store is None:
             self.store = detect(endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
         else:
@@ -197,6 +208,8 @@ class Engine:
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
+        if not self._store_given:  # the endpoint botocore resolved (AWS_ENDPOINT_URL_S3, config)
+            self.store = detect(getattr(client.meta, "endpoint_url", None))
         use_direct = self._direct_parts is not False and self.rate_limit is None
         if self.rate_limit is not None:
             self.rate_limit.attach(client)
@@ -257,15 +270,21 @@ class Engine:
         from ._probe import probe
 
         check_bucket_key(bucket, "x")
-        if not self.store.probed:
-            self.store = await probe(self.s3, bucket, self.store)
+        async with self._probe_lock:  # concurrent conditional writes probe once
+            if not self.store.probed:
+                self.store = await probe(self.s3, bucket, self.store)
         return self.store
 
-    async def _conditions_known(self, bucket: str, operation: str, args: Any) -> None:
-        """Probe the store if a condition in ``args`` may be ignored there (see :meth:`probe`)."""
+    async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:
+        """The store, probed first if a condition in ``args`` may be ignored there
+        (see :meth:`probe`); a condition ignored on every path is refused here."""
         _, conditions = split_conditions(args)
         if unknown_points(self.store, condition_points(operation, conditions)):
             await self.probe(bucket)
+        paths = [condition_points(operation, conditions, multipart=m) for m in (False, True)]
+        if all(any(self.store.honours(p) is False for p in path) for path in paths):
+            check_conditions(self.store, [p for path in paths for p in path])  # refused either way
+        return self.store
 
     def _config(self, config: TransferConfig | None) -> TransferConfig:
         if config is None:
@@ -302,6 +321,10 @@ class Engine:
             shared_budget=self.memory_budget,
             size_hint=size,
             store=self.store,
+            # conditions: the store must be known to honour them (probed when the run starts)
+            resolve_store=partial(self._store_for, bucket, "upload", args)
+            if split_conditions(args)[1]
+            else None,
         )
 
     async def upload(
@@ -324,7 +347,11 @@ class Engine:
         iterable of bytes-like chunks. ``size`` is the expected length of a
         stream whose length is not known up front (it sizes the parts).
         ``put_args`` pass through to S3 (``ContentType``, ``Metadata``,
-        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...).
+        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...), and so do
+        the write conditions ``IfNoneMatch="*"`` and ``IfMatch=etag``: sent on
+        the PutObject or the CompleteMultipartUpload; a failed one raises
+        :class:`streamx.PreconditionFailedError` and writes nothing (see
+        :meth:`probe` for stores that ignore conditions).
 
         Below ``multipart_threshold`` one PutObject is sent; above it a
         multipart upload. On any failure or cancellation the multipart upload
@@ -342,8 +369,6 @@ class Engine:
 
         file = open_checkpoint(checkpoint, restart)
         pipeline = self._pipeline(bucket, key, source, config, on_progress, put_args, size)
-        await self._conditions_known(bucket, "upload", put_args)
-        pipeline.store = self.store  # as the probe may have found it
         pipeline.checkpoint, pipeline.restart = file, restart
         return await pipeline.run()
 
@@ -366,7 +391,6 @@ class Engine:
         """
         # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
-        await self._conditions_known(bucket, "upload", put_args)
 
         def make(chunks: AsyncIterator[bytes]) -> UploadPipeline:
             return self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
@@ -591,10 +615,7 @@ class Engine:
         n = self.config.queue_size if concurrency is None else concurrency
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"concurrency must be a positive int, not {n!r}")
-
         async def on_conditional() -> None:
-            from ._stores import check_conditions
-
             points = ["DeleteObjects:ETag"]
             if unknown_points(self.store, points):
                 await self.probe(bucket)
@@ -627,6 +648,8 @@ class Engine:
         billed as storage). ``put_args`` (``ContentType``, ``Metadata``,
         ``StorageClass`` ...) apply to the copy; metadata and content headers
         are carried over from the source unless one of them is given.
+        ``IfNoneMatch="*"`` / ``IfMatch=etag`` apply to the destination (on
+        CopyObject, or on CompleteMultipartUpload after a pre-flight HEAD).
         """
         from .copy import Copier, check_copy_args
 
@@ -635,7 +658,7 @@ class Engine:
         cfg = self._config(config)
         args = check_copy_args(put_args)
         progress = Progress(on_progress, interval=cfg.progress_interval)
-        await self._conditions_known(dst_bucket, "copy", args)
+        await self._store_for(dst_bucket, "copy", args)
         copier = Copier(
             self.s3,
             src_bucket,

@@ -18,14 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
 
 from ._checksum import compute
 from ._errors import PreconditionFailedError, S3Error, StreamxError
+from ._log import log
 from ._s3 import S3
 from ._stores import POINTS, PROFILES, StoreProfile
-
-log = structlog.get_logger("streamx")
 
 _NO_SUCH_ETAG = '"00000000000000000000000000000000"'
 _BODY = b"streamx store probe: safe to delete\n"

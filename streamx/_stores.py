@@ -9,9 +9,11 @@ name (:func:`detect`), or found by the probe; an engine without an endpoint talk
 AWS. The decisions taken from it are pure functions, unit-tested without a server:
 
 * :func:`adapt` — the :class:`TransferConfig` a store needs: no checksum headers where
-  they are refused (B2, GCS's XML API), an algorithm whose multipart checksum type the
-  store verifies (R2 verifies CRC32C only as COMPOSITE, so the default CRC32C/FULL_OBJECT
-  becomes CRC64NVME/FULL_OBJECT), equal parts where required (R2);
+  they are refused (B2, GCS's XML API), an algorithm whose multipart checksum type a
+  store that checks the type verifies (R2 verifies CRC32C only as COMPOSITE, so the
+  default CRC32C/FULL_OBJECT becomes CRC64NVME/FULL_OBJECT; MinIO quietly keeps a
+  composite value, which streamx verifies, so CRC32C stays), equal parts where
+  required (R2);
 * :func:`condition_points` and :func:`check_conditions` — a conditional write on a store
   that ignores the condition is refused before any byte is sent, never silently turned
   into an overwrite;
@@ -52,7 +54,9 @@ _AWS_LIMITS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 _AWS_SUMS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html"
 _AWS_COND = (
     "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html; "
-    "CopyObject.IfNoneMatch/IfMatch and ObjectIdentifier.ETag in botocore's S3 model"
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html "
+    "(DeleteObjects: the ETag element, per-object errors); CopyObject.IfNoneMatch/IfMatch "
+    "in botocore's S3 model"
 )
 _R2_API = "https://developers.cloudflare.com/r2/api/s3/api/"
 _R2_LIMITS = "https://developers.cloudflare.com/r2/platform/limits/"
@@ -72,9 +76,12 @@ class StoreProfile:
     """What one store accepts, verifies and honours; ``None``: not known (probe it).
 
     ``checksums`` maps an algorithm to the multipart checksum types the store verifies;
+    ``checksum_type_checked``: a multipart checksum type the store does not verify for the
+    algorithm is refused (R2), not quietly replaced by COMPOSITE (MinIO, whose composite
+    values streamx verifies just as well);
     ``checksum_headers=False``: the store refuses ``x-amz-checksum-*`` headers outright;
-    ``checksums_trusted=False``: the store's reported checksums may be wrong (it cannot
-    prove a corruption: streamx then reads the object back before deleting anything);
+    (no profile makes a store's reported checksum proof of corruption: a mismatch is
+    settled by reading the object back, see ``streamx/upload/completer.py``);
     ``conditions`` maps each of :data:`POINTS` to whether the store honours it.
     """
 
@@ -84,7 +91,7 @@ class StoreProfile:
     equal_parts: bool = False
     checksum_headers: bool | None = True
     checksums: Mapping[str, tuple[str, ...]] | None = None
-    checksums_trusted: bool = True
+    checksum_type_checked: bool = False
     conditions: Mapping[str, bool] = field(default_factory=dict)
     upload_part_copy: bool | None = None
     post_policy: bool | None = None
@@ -145,6 +152,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 title="Cloudflare R2",
                 max_object_size=MAX_OBJECT_SIZE,
                 equal_parts=True,
+                checksum_type_checked=True,
                 checksums={
                     "CRC64NVME": (FULL,),
                     "CRC32": (COMPOSITE,),
@@ -216,6 +224,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 },
                 conditions=_ALL,
                 upload_part_copy=True,
+                post_policy=True,  # and it enforces content-length-range (EntityTooLarge)
                 sources={"all": _MEASURED + " (SeaweedFS 4.48)"},
             ),
             StoreProfile(
@@ -225,6 +234,7 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 checksums={},  # accepted, neither checked nor kept
                 conditions=dict.fromkeys(POINTS, False),
                 upload_part_copy=False,  # answers with an empty part
+                post_policy=False,  # browser POST uploads are refused
                 sources={"all": _MEASURED},
             ),
             StoreProfile(
@@ -233,8 +243,8 @@ PROFILES: Mapping[str, StoreProfile] = MappingProxyType(
                 max_object_size=MAX_OBJECT_SIZE,
                 checksums={a: (FULL, COMPOSITE) for a in ("CRC32", "CRC32C", "CRC64NVME")}
                 | {"SHA256": (COMPOSITE,)},
-                # without the optional crc32c package moto computes CRC32 where CRC32C is asked
-                checksums_trusted=False,
+                # without the optional crc32c package moto computes CRC32 where CRC32C is
+                # asked (tests/test_wrong_store_checksums.py): settled by the read-back
                 conditions={
                     "PutObject:IfNoneMatch": True,
                     "PutObject:IfMatch": True,
@@ -291,7 +301,7 @@ def adapt(config: TransferConfig, store: StoreProfile) -> TransferConfig:
     if config.checksum == "when_supported":
         if store.checksum_headers is False:
             changes["checksum"] = "when_required"  # compute, but send no checksum header
-        elif store.checksums:
+        elif store.checksums and store.checksum_type_checked:
             algorithm = config.checksum_algorithm
             wanted = FULL if algorithm != "SHA256" else COMPOSITE  # streamx's type per algorithm
             if wanted not in store.checksums.get(algorithm, ()):

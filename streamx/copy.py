@@ -29,7 +29,6 @@ from functools import lru_cache
 from typing import Any
 
 import anyio
-import structlog
 
 from ._abort import abort_upload
 from ._concurrency import FirstFailure
@@ -38,12 +37,11 @@ from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
 from ._limits import MAX_PARTS, PartPlan
+from ._log import log
 from ._objects import CopyResult
 from ._retry import RetryPolicy
 from ._s3 import S3, _service_model, check_put_args, split_conditions
 from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
-
-log = structlog.get_logger("streamx")
 
 #: The headers CopyObject carries over unless told otherwise.
 METADATA_FIELDS = (
@@ -145,9 +143,10 @@ class Copier:
             )
 
         try:
-            with precondition_errors(self.conditions):
-                response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
+            response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
         except S3Error as exc:
+            # 412: the source pin or the destination's condition; 404: the source gone, or
+            # IfMatch on a destination with no object. The source, asked again, tells which.
             if self.conditions and exc.status in (404, 412) and await self._source_unchanged():
                 raise failed(
                     self.conditions, "copy refused", bucket=self.bucket, key=self.key

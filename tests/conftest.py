@@ -19,6 +19,7 @@ import pytest
 from faultproxy import FaultProxy, Sleeps
 
 import streamx
+from streamx._stores import PROFILES, UNKNOWN, StoreProfile
 from streamx.testing import (
     EnvServer,
     MotoServer,
@@ -63,9 +64,11 @@ def moto_nocrc_server() -> Iterator[MotoSubprocessServer]:
 
 
 def _server_names() -> list[str]:
+    """moto, rclone and SeaweedFS; ``STREAMX_TEST_SERVERS=moto,seaweedfs`` narrows the set."""
     if os.environ.get("STREAMX_TEST_ENDPOINT") == "env":
         return ["env"]
-    return ["moto", "rclone"]
+    chosen = os.environ.get("STREAMX_TEST_SERVERS")
+    return chosen.split(",") if chosen else ["moto", "rclone", "seaweedfs"]
 
 
 @pytest.fixture(params=_server_names())
@@ -125,6 +128,11 @@ def spawn() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+def profile_of(server: Any) -> StoreProfile:
+    """The store profile of a test server (streamx/_stores.py): what it keeps, checks, honours."""
+    return PROFILES[server.store] if getattr(server, "store", None) else UNKNOWN
 
 
 def peak_rss_mib(pid: int) -> float:

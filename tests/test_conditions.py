@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
@@ -55,6 +56,22 @@ async def unchanged(eng: streamx.Engine, bucket: str, key: str, body: bytes) -> 
     assert await list_uploads(eng, bucket) == []
 
 
+class PartSent:
+    """``on_progress`` that fires once a part is acknowledged: the upload is past its
+    pre-flight HEAD (a competing write then races with Complete, not with the HEAD)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    async def __call__(self, event: streamx.ProgressEvent) -> None:
+        if event.bytes_done:
+            self.event.set()
+
+    async def wait(self) -> None:
+        with anyio.fail_after(60):
+            await self.event.wait()
+
+
 # -- IfNoneMatch="*": create only if absent ---------------------------------------------
 
 
@@ -94,9 +111,13 @@ async def test_if_none_match_multipart_fails_before_any_part(cserver: Any) -> No
 async def test_if_none_match_at_complete_is_authoritative(ceng: streamx.Engine) -> None:
     """Another writer creates the key after the pre-flight: Complete refuses, upload aborted."""
     bucket = await fresh_bucket(ceng)
+    sent = PartSent()
     with pytest.raises(streamx.PreconditionFailedError) as info:
-        async with ceng.open_writer(bucket, "k", config=cfg(), IfNoneMatch="*") as writer:
+        async with ceng.open_writer(
+            bucket, "k", config=cfg(progress_interval=0), on_progress=sent, IfNoneMatch="*"
+        ) as writer:
             await writer.write(BIG[: 6 * MiB])
+            await sent.wait()
             await ceng.upload(bucket, "k", OLD)  # the other writer wins the race
             await writer.write(BIG[6 * MiB :])
     assert info.value.upload_id  # it happened at Complete
@@ -130,9 +151,14 @@ async def test_if_match_multipart_on_seaweedfs(seaweedfs_server: Any) -> None:
         bucket = await fresh_bucket(eng)
         old = await eng.upload(bucket, "k", OLD)
         # the object changes between the pre-flight HEAD and Complete
+        sent = PartSent()
+        config = cfg(progress_interval=0)
         with pytest.raises(streamx.PreconditionFailedError) as info:
-            async with eng.open_writer(bucket, "k", config=cfg(), IfMatch=old.etag) as w:
+            async with eng.open_writer(
+                bucket, "k", config=config, on_progress=sent, IfMatch=old.etag
+            ) as w:
                 await w.write(BIG[: 6 * MiB])
+                await sent.wait()
                 await eng.upload(bucket, "k", b"someone else")
                 await w.write(BIG[6 * MiB :])
         assert info.value.upload_id
@@ -173,6 +199,15 @@ async def test_rclone_profile_refuses_conditions_without_a_request(rclone_server
                     await eng.upload(bucket, "k", body, config=cfg(), IfNoneMatch="*")
             with pytest.raises(streamx.ConfigError):
                 await eng.delete_many(bucket, [("k", '"0123"')])
+            read: list[bytes] = []
+
+            async def source() -> AsyncIterator[bytes]:
+                read.append(SMALL)
+                yield SMALL
+
+            with pytest.raises(streamx.ConfigError):  # refused on both paths: nothing read
+                await eng.upload(bucket, "k", source(), IfNoneMatch="*")
+            assert read == []
             assert proxy.requests[before:] == []
             await unchanged(eng, bucket, "k", OLD)
 
@@ -226,6 +261,23 @@ async def test_copy_if_none_match_on_seaweedfs(seaweedfs_server: Any, threshold:
         await unchanged(eng, bucket, "dst", OLD)
         await eng.copy(bucket, "src", bucket, "new", config=config, IfNoneMatch="*")
         await unchanged(eng, bucket, "new", SMALL)
+
+
+@pytest.mark.parametrize("threshold", [5 * MiB, 0], ids=["CopyObject", "multipart"])
+async def test_copy_if_match_on_seaweedfs(seaweedfs_server: Any, threshold: int) -> None:
+    async with streamx.Engine(**seaweedfs_server.engine_args(), store="seaweedfs") as eng:
+        bucket = await fresh_bucket(eng)
+        await eng.upload(bucket, "src", SMALL)
+        old = await eng.upload(bucket, "dst", OLD)
+        config = cfg(copy_threshold=threshold)
+        wrong = '"0123456789abcdef0123456789abcdef"'
+        with pytest.raises(streamx.PreconditionFailedError):
+            await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=wrong)
+        await unchanged(eng, bucket, "dst", OLD)
+        with pytest.raises(streamx.PreconditionFailedError):  # no object to match
+            await eng.copy(bucket, "src", bucket, "none", config=config, IfMatch=old.etag)
+        await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=old.etag)
+        await unchanged(eng, bucket, "dst", SMALL)
 
 
 async def test_copy_with_a_condition_moto_ignores_is_refused(moto_server: Any) -> None:
@@ -327,3 +379,57 @@ async def test_a_lost_answer_then_412_is_recognised_as_our_own_write(ceng: Any) 
         assert len(proxy.sent("PutObject")) == 2
         assert result.size == len(SMALL)
     await unchanged(ceng, bucket, "k", SMALL)
+
+
+async def test_a_409_conflict_is_its_own_error_not_retried_and_aborted(moto_server: Any) -> None:
+    """AWS answers 409 ConditionalRequestConflict when a concurrent conditional write wins
+    (CompleteMultipartUpload's documentation); emulated here at the network level."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "status",
+                op="CompleteMultipartUpload",
+                status=409,
+                code="ConditionalRequestConflict",
+                message="A conflicting operation occurred",
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args, store="moto") as eng:
+            bucket = await fresh_bucket(eng)
+            with pytest.raises(streamx.ConditionalConflictError) as info:
+                await eng.upload(bucket, "k", BIG, config=cfg(), IfNoneMatch="*")
+            assert info.value.status == 409 and info.value.upload_id
+            assert len(proxy.sent("CompleteMultipartUpload")) == 1
+            assert proxy.sent("AbortMultipartUpload")
+            assert await list_uploads(eng, bucket) == []
+            listing = await eng.client.list_objects_v2(Bucket=bucket)
+            assert listing.get("KeyCount", 0) == 0
+
+
+async def test_the_condition_goes_only_where_the_object_appears(cserver: Any) -> None:
+    """On PutObject and CompleteMultipartUpload; never on Create or the parts."""
+    async with FaultProxy(cserver.endpoint_url) as proxy:
+        args = {**cserver.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args, store=cserver.store) as eng:
+            bucket = await fresh_bucket(eng)
+            await eng.upload(bucket, "small", SMALL, config=cfg(), IfNoneMatch="*")
+            await eng.upload(bucket, "big", BIG, config=cfg(), IfNoneMatch="*")
+    (put,) = proxy.sent("PutObject")
+    (complete,) = proxy.sent("CompleteMultipartUpload")
+    assert put.headers["if-none-match"] == "*" and complete.headers["if-none-match"] == "*"
+    others = proxy.sent("CreateMultipartUpload") + proxy.sent("UploadPart")
+    assert len(others) == 4 and not any("if-none-match" in r.headers for r in others)
+
+
+async def test_concurrent_conditional_writes_probe_once(moto_server: Any) -> None:
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = await fresh_bucket(eng)
+            async with anyio.create_task_group() as tg:
+                for n in range(4):
+                    tg.start_soon(lambda n=n: eng.upload(bucket, f"k{n}", SMALL, IfNoneMatch="*"))
+    probes = {r.path for r in proxy.requests if ".streamx-probe-" in r.path}
+    assert len(probes) == 1  # one scratch key: one probe
+    assert len([r for r in proxy.sent("CreateMultipartUpload") if r.path in probes]) == 2

@@ -97,9 +97,11 @@ def test_r2_gets_equal_parts_and_a_full_object_algorithm_it_verifies() -> None:
 
 
 def test_minio_keeps_crc32c() -> None:
-    """MinIO reports composite values whatever is asked; nothing it verifies better."""
-    adapted = adapt(TransferConfig(checksum_algorithm="SHA256"), PROFILES["minio"])
-    assert adapted.checksum_algorithm == "SHA256"
+    """MinIO keeps a composite value whatever type is asked (streamx verifies it as such):
+    no reason to trade CRC32C for a slower algorithm."""
+    assert adapt(TransferConfig(), PROFILES["minio"]) == TransferConfig()
+    sha = TransferConfig(checksum_algorithm="SHA256")
+    assert adapt(sha, PROFILES["minio"]) == sha
 
 
 # -- conditions ------------------------------------------------------------------------------------
@@ -222,4 +224,68 @@ async def test_r2_profile_asks_for_a_checksum_type_r2_verifies(moto_server: Any)
             sizes = [r.body_bytes for r in proxy.sent("UploadPart")[-3:]]
             assert sizes[0] == sizes[1] >= sizes[2]  # equal parts
             assert await read_object(eng, bucket, "k") == DATA
+            assert await list_uploads(eng, bucket) == []
+
+
+def _pipeline(store: str, size_hint: int) -> Any:
+    from streamx._events import Progress
+    from streamx._s3 import S3
+    from streamx.upload.pipeline import UploadPipeline
+    from streamx.upload.source import open_source
+
+    async def stream() -> Any:
+        yield b""
+
+    return UploadPipeline(
+        S3(client=None),
+        "bucket",
+        "key",
+        open_source(stream()),
+        TransferConfig(),
+        progress=Progress(None, interval=0.1),
+        put_args={},
+        size_hint=size_hint,
+        store=PROFILES[store],
+    )
+
+
+def test_a_stream_with_a_size_hint_may_pass_5_tib_on_aws_only() -> None:
+    plan = _pipeline("aws", 40 * TiB).plan
+    assert plan.capacity >= 40 * TiB and plan.base <= MAX_PART_SIZE
+    with pytest.raises(streamx.ConfigError, match="Cloudflare R2's 5 TiB object limit"):
+        _pipeline("r2", 40 * TiB)
+    # without a hint a stream keeps the plan that holds 5 TiB with small parts first
+    assert _pipeline("aws", 8 * MiB).plan.base == 8 * MiB
+
+
+@pytest.mark.anyio
+async def test_the_store_is_detected_from_the_endpoint_botocore_resolved(
+    rclone_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_ENDPOINT_URL_S3 (or a config file) may name the endpoint: not AWS, so unknown."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", rclone_server.endpoint_url)
+    args = {k: v for k, v in rclone_server.engine_args().items() if k != "endpoint_url"}
+    engine = streamx.Engine(**args)
+    assert engine.store.name == "aws"  # all it can tell before the client exists
+    async with engine:
+        assert engine.store.name == "unknown"
+    async with streamx.Engine(**args, store="rclone") as eng:
+        assert eng.store.name == "rclone"  # given: kept
+
+
+@pytest.mark.anyio
+async def test_the_probe_finds_a_store_that_refuses_checksum_headers(moto_server: Any) -> None:
+    """B2's answer (emulated): the probe notes it, and later uploads send no checksum header."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(b2_checksum_rejection())
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        bucket = f"pb-{uuid.uuid4().hex[:10]}"
+        async with streamx.Engine(**args) as eng:
+            await eng.client.create_bucket(Bucket=bucket)
+            store = await eng.probe(bucket)
+            assert store.checksum_headers is False and store.probed
+            await eng.upload(bucket, "k", DATA, config=cfg())
+            assert await read_object(eng, bucket, "k") == DATA
+            assert [o.key async for o in eng.list(bucket)] == ["k"]  # no scratch key left
             assert await list_uploads(eng, bucket) == []

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
-from structlog.testing import capture_logs
 
 import streamx
 from streamx import TransferConfig
 from streamx._checksum import compute
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 DATA = bytes(range(251)) * (12 * MiB // 251)  # three parts of 5 MiB (the last shorter)
@@ -98,3 +98,54 @@ async def test_an_unreadable_object_is_kept(moto_nocrc_server: Any) -> None:
                 )
             assert not proxy.sent("DeleteObject")
             assert await read_object(eng, bucket, "k") == DATA
+
+
+async def test_a_single_put_with_a_wrong_echoed_checksum_is_kept(moto_server: Any) -> None:
+    """A store that answers a PutObject with a checksum its bytes do not have (emulated by
+    rewriting the response header): read back, intact, kept, warned about once."""
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "header",
+                op="PutObject",
+                phase="response",
+                header="x-amz-checksum-crc32c",
+                value="AQIDBA==",  # not the CRC32C of any of these bodies
+                times=None,
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = f"p-{uuid.uuid4().hex[:10]}"
+            await eng.client.create_bucket(Bucket=bucket)
+            small = DATA[:1000]
+            with capture_logs() as logs:
+                first = await eng.upload(bucket, "a", small)
+                await eng.upload(bucket, "b", small)
+            assert first.checksum == compute("CRC32C", small).b64
+            warnings = [e for e in logs if e["event"] == "upload.checksum.store_wrong"]
+            assert len(warnings) == 1
+            assert len(proxy.sent("GetObject")) == 1 and not proxy.sent("DeleteObject")
+            assert await read_object(eng, bucket, "a") == small
+            assert await read_object(eng, bucket, "b") == small
+
+
+async def test_an_empty_object_with_a_wrong_echoed_checksum_is_kept(moto_server: Any) -> None:
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        proxy.add(
+            Fault(
+                "header",
+                op="PutObject",
+                phase="response",
+                header="x-amz-checksum-crc32c",
+                value="AQIDBA==",  # not the CRC32C of any of these bodies
+            )
+        )
+        args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with streamx.Engine(**args) as eng:
+            bucket = f"e-{uuid.uuid4().hex[:10]}"
+            await eng.client.create_bucket(Bucket=bucket)
+            result = await eng.upload(bucket, "empty", b"")
+            assert result.size == 0 and result.checksum == compute("CRC32C", b"").b64
+            assert proxy.sent("GetObject") and not proxy.sent("DeleteObject")
+            assert await read_object(eng, bucket, "empty") == b""

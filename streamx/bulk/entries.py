@@ -8,7 +8,10 @@ entries of one directory are sorted by name, a subdirectory's name counted
 with its trailing ``/``, and each subdirectory is walked where it sorts.
 
 Memory: one directory's entries per level of the walk, one listing page
-(1,000 keys) per S3 side; never the whole tree.
+(1,000 keys) per S3 side; never the whole tree. A store that lists in
+directory order instead (SeaweedFS: ``a/…`` before ``a-b``) is walked like a
+local tree, one ``Delimiter="/"`` listing per directory (:func:`walk_s3`);
+memory is then one directory level.
 
 Both streams take a key range ``(after, until]`` of relative keys: a resume
 starts after the manifest's watermark, and a shard of a fleet sync covers one
@@ -17,6 +20,7 @@ range.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat as stat_mod
 from collections.abc import AsyncIterator
@@ -154,3 +158,41 @@ async def list_s3(
             return
         params.pop("StartAfter", None)
         params["ContinuationToken"] = token
+
+
+def in_s3_order(keys: list[str]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(keys))
+
+
+async def walk_s3(
+    s3: S3, bucket: str, prefix: str, *, after: str | None = None, until: str | None = None
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """As :func:`list_s3`, for stores whose flat listing is not in key order."""
+
+    async def level(rel_dir: str) -> list[tuple[str, dict[str, Any] | None]]:
+        items: list[tuple[str, dict[str, Any] | None]] = []
+        params: dict[str, Any] = {"Prefix": prefix + rel_dir, "Delimiter": "/", "MaxKeys": 1000}
+        while True:
+            response = await s3.list_objects_v2(bucket, **params)
+            for item in response.get("Contents", []):
+                items.append((str(item["Key"])[len(prefix) :], item))
+            for common in response.get("CommonPrefixes", []):
+                items.append((str(common["Prefix"])[len(prefix) :], None))
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                break
+            params["ContinuationToken"] = token
+        items.sort(key=lambda t: t[0])  # "a/" sorts where S3 puts the keys under it
+        return items
+
+    async def visit(rel_dir: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        for rel, item in await level(rel_dir):
+            if item is None:
+                if rel != rel_dir and not _skip_dir(rel, after, until):
+                    async for found in visit(rel):
+                        yield found
+            elif in_range(rel, after, until):
+                yield rel, item
+
+    async for found in visit(""):
+        yield found

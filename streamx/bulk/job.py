@@ -9,6 +9,7 @@ once, with one message).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import anyio
 from .._concurrency import task_group
 from .._errors import ConfigError, NotFoundError
 from . import conditions as conds
+from .entries import in_s3_order
 from .execute import Counts, SyncEvent
 from .local import EventCallback, LocalExecutor, ProgressCallback
 from .manifest import Manifest, Watermark
@@ -119,10 +121,24 @@ def check_sides(src: Side, dst: Side, *, dry_run: bool) -> None:
             )
 
 
-async def preflight(side: Side) -> None:
-    """One request per S3 side, so a bad bucket, credential or endpoint fails before any copy."""
-    if isinstance(side, S3Side):
-        await side.engine.s3.list_objects_v2(side.bucket, Prefix=side.prefix, MaxKeys=1)
+#: Stores whose flat listing is in directory order, not S3's key order (measured: SeaweedFS 4.x).
+TREE_ORDER_STORES = frozenset({"seaweedfs"})
+
+
+async def preflight(side: Side, *, probe: bool = False) -> Side:
+    """One listing page per S3 side, so a bad bucket, credential or endpoint fails before any
+    copy; a page out of S3's key order (or a store known to list so) switches the side to a
+    directory-by-directory listing. ``probe``: learn which write conditions the store honours
+    (an unknown store is probed once)."""
+    if not isinstance(side, S3Side):
+        return side
+    page = await side.engine.s3.list_objects_v2(side.bucket, Prefix=side.prefix, MaxKeys=1000)
+    if probe:
+        await conds.prepare(side.engine, side.bucket)
+    keys = [str(item["Key"]) for item in page.get("Contents", [])]
+    if side.engine.store.name in TREE_ORDER_STORES or not in_s3_order(keys):
+        return dataclasses.replace(side, tree=True)
+    return side
 
 
 def check_options(compare: object, concurrency: object, delete: object, dry_run: object) -> None:
@@ -206,10 +222,8 @@ async def sync(
     if checkpoint is not None:
         manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
         marks = manifest.load()
-    await preflight(src)
-    await preflight(dst)
-    if conditional and isinstance(dst, S3Side) and not dry_run:
-        await conds.prepare(dst.engine, dst.bucket)
+    src = await preflight(src)
+    dst = await preflight(dst, probe=conditional and not dry_run)
     if isinstance(dst, LocalSide) and not dry_run:
         os.makedirs(dst.root, exist_ok=True)
     executor = LocalExecutor(

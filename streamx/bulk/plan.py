@@ -14,6 +14,7 @@ in the executor.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -103,6 +104,13 @@ class Action:
         return self.src.size if self.src is not None else 0
 
 
+def newer(src: Entry, dst: Entry) -> bool:
+    """Whether the source changed after the destination was written. Listings give whole
+    seconds (``…T07:48:14.000Z``), so a file written in the same second as its upload counts
+    as not newer."""
+    return math.floor(src.mtime) > dst.mtime
+
+
 def decide(
     src: Entry | None, dst: Entry | None, *, compare: Compare, delete: bool
 ) -> Action | None:
@@ -117,7 +125,7 @@ def decide(
     if compare == "size":
         return None
     if compare == "size-mtime":
-        return Action("update", src.key, src, dst) if src.mtime > dst.mtime else None
+        return Action("update", src.key, src, dst) if newer(src, dst) else None
     if src.etag is not None and src.etag == dst.etag:
         return None  # same ETag on both sides (s3 → s3): the same bytes
     return Action("check", src.key, src, dst)

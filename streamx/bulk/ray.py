@@ -232,8 +232,7 @@ async def sync_on_ray(
             if checkpoint is not None:
                 manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
                 marks = manifest.load()
-            await preflight(src)
-            await preflight(dst)
+            src, dst = await preflight(src), await preflight(dst)
             if isinstance(dst, LocalSide):
                 os.makedirs(dst.root, exist_ok=True)
             bounds = sorted(marks) if marks else [""] + await split_points(src, shards)

@@ -28,7 +28,8 @@ import anyio
 from .._checksum import Running
 from .._errors import ChecksumError, NotFoundError
 from .._retry import RetryPolicy
-from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local
+from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local, walk_s3
+from .plan import newer
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -106,6 +107,7 @@ class S3Side:
     engine: Engine
     bucket: str
     prefix: str  # "" or ending in "/"
+    tree: bool = False  # list directory by directory (a store that lists in directory order)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
@@ -116,7 +118,8 @@ class S3Side:
     async def entries(
         self, after: str | None, until: str | None, *, for_local: bool = False
     ) -> AsyncIterator[Entry]:
-        async for rel, item in list_s3(
+        lister = walk_s3 if self.tree else list_s3
+        async for rel, item in lister(
             self.engine.s3, self.bucket, self.prefix, after=after, until=until
         ):
             entry = entry_from_listing(rel, item)
@@ -197,7 +200,7 @@ Side = LocalSide | S3Side
 
 
 def not_older(src: Entry, dst: Entry) -> bool:
-    return dst.mtime >= src.mtime
+    return not newer(src, dst)
 
 
 async def same_content(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -> bool:
@@ -207,7 +210,8 @@ async def same_content(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -
             return True
         if is_md5(src.etag) and is_md5(dst.etag):
             return False
-        if set(src.checksums) & set(dst.checksums):
+        # a listing may not name the checksum a multipart object stores (SeaweedFS): ask
+        if set(src.checksums) & set(dst.checksums) or not (src.checksums or dst.checksums):
             a = await src_side.stored_checksum(src.key)
             b = await dst_side.stored_checksum(dst.key)
             if a is not None and b is not None and a[0] == b[0]:
@@ -221,7 +225,7 @@ async def same_content(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -
         return not_older(src, dst)
     if is_md5(remote.etag):
         return await local.digest(remote.key, "MD5") == remote.etag
-    if remote.checksums:
+    if remote.checksums or remote.etag is None or "-" in remote.etag:  # multipart: ask
         stored = await remote_side.stored_checksum(remote.key)
         if stored is not None:
             return await local.digest(remote.key, stored[0]) == stored[1]

@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-import structlog
 
 from .._checksum import (
     PartChecksum,
@@ -44,11 +43,10 @@ from .._checksum import (
 )
 from .._conditions import precondition_errors
 from .._errors import ChecksumError, StreamxError
+from .._log import log
 from .._results import UploadResult
 from .._s3 import S3, map_errors
 from .uploader import CompletedPart
-
-log = structlog.get_logger("streamx")
 
 
 class CompletedChecksumError(ChecksumError):
@@ -131,7 +129,7 @@ async def complete(
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:
         assert algorithm is not None
-        checksum = await _arbitrate(s3, response, ordered, algorithm, exc, abort_timeout, context)
+        checksum = await settle_mismatch(s3, response, ordered, algorithm, exc, abort_timeout, context)
     return UploadResult(
         bucket=bucket,
         key=key,
@@ -171,7 +169,7 @@ async def _stored_checksum(
     return found
 
 
-async def _arbitrate(
+async def settle_mismatch(
     s3: S3,
     response: dict[str, Any],
     parts: list[CompletedPart],
@@ -180,7 +178,13 @@ async def _arbitrate(
     seconds: float,
     context: dict[str, Any],
 ) -> str:
-    """The store's checksum differs from ours: read the object back and decide (see above)."""
+    """The store's checksum differs from ours: read the object back and decide (see above).
+
+    Returns our value when the bytes are intact; raises otherwise. Used after a
+    CompleteMultipartUpload and after a single PutObject alike.
+    """
+    if any(p.checksum is None for p in parts):  # nothing to compare a read-back with
+        raise ChecksumError(f"{exc.message}; the object was kept: check it", **context) from exc
     try:
         intact = await _read_back_matches(s3, response, parts, algorithm, **context)
     except StreamxError as read_exc:
@@ -221,23 +225,29 @@ async def _read_back_matches(
     version = response.get("VersionId")
     if version and version != "null":
         params["VersionId"] = version
-    index, running = 0, Running(algorithm)
+    index, running, intact = 0, Running(algorithm), True
+
+    def part_done() -> None:
+        nonlocal index, running, intact
+        ours = parts[index].checksum
+        intact = intact and ours is not None and running.result().raw == ours.raw
+        index, running = index + 1, Running(algorithm)
+
     async with s3.get_object(context["bucket"], context["key"], **params) as got:
         body = got["Body"]
-        while chunk := await body.read(1024 * 1024):
+        while intact and (chunk := await body.read(1024 * 1024)):
             view = memoryview(chunk)
-            while view:
+            while view and intact:
                 if index >= len(parts):
                     return False  # longer than what was sent
                 take = min(len(view), parts[index].size - running.length)
                 running.update(view[:take])
                 view = view[take:]
                 if running.length == parts[index].size:
-                    ours = parts[index].checksum
-                    if ours is None or running.result().raw != ours.raw:
-                        return False
-                    index, running = index + 1, Running(algorithm)
-    return index == len(parts) and running.length == 0
+                    part_done()
+    while intact and index < len(parts) and running.length == parts[index].size:
+        part_done()  # an empty object's one part
+    return intact and index == len(parts)
 
 
 async def _delete_corrupt(

@@ -18,10 +18,10 @@ resume it; it is removed once the upload completes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import structlog
 
 from .._abort import abort_upload
 from .._budget import MemoryBudget
@@ -31,6 +31,7 @@ from .._conditions import is_our_object, precondition_errors, preflight
 from .._config import TransferConfig
 from .._errors import (
     CheckpointError,
+    ChecksumError,
     ConfigError,
     PreconditionFailedError,
     SourceError,
@@ -38,6 +39,7 @@ from .._errors import (
 )
 from .._events import Progress
 from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from .._log import log
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3, split_conditions
@@ -51,13 +53,11 @@ from ..checkpoint import (
     fingerprint,
     seek,
 )
-from .completer import complete, verify_checksum
+from .completer import complete, settle_mismatch, verify_checksum
 from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, send_watched
-
-log = structlog.get_logger("streamx")
 
 
 def plan_parts(
@@ -85,6 +85,7 @@ class UploadPipeline:
         checkpoint: CheckpointFile | None = None,
         restart: bool = False,
         store: StoreProfile = UNKNOWN,
+        resolve_store: Callable[[], Awaitable[StoreProfile]] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -95,6 +96,7 @@ class UploadPipeline:
         # the conditions go on PutObject / CompleteMultipartUpload only, never on Create
         self.put_args, self.conditions = split_conditions(put_args)
         self.store = store
+        self.resolve_store = resolve_store  # probes an unknown store (Engine._store_for)
         self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self.upload_id: str | None = None
         self.checkpoint = checkpoint
@@ -134,6 +136,8 @@ class UploadPipeline:
     async def run(self) -> UploadResult:
         readahead = self._readahead()
         try:
+            if self.resolve_store is not None:  # before the source is read
+                self.store = await self.resolve_store()
             if readahead is None:
                 return await self._run()
             async with task_group() as tg:
@@ -258,9 +262,19 @@ class UploadPipeline:
                 raise
             response = await self.s3.head_object(self.bucket, self.key, ChecksumMode="ENABLED")
         sent = self.algorithm if self.send_checksums else None  # else the store has none
-        checksum = verify_checksum(
-            response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
-        )
+        if self.s3.checksums_untrusted:  # caught reporting wrong values: ours stand
+            response = {k: v for k, v in response.items() if not k.startswith("Checksum")}
+        try:
+            checksum = verify_checksum(
+                response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
+            )
+        except ChecksumError as exc:  # corrupt bytes, or a store computing wrong: read back
+            assert sent is not None
+            part = CompletedPart(1, str(response.get("ETag", "")), len(body), checksums[0])
+            context = {"bucket": self.bucket, "key": self.key, "upload_id": None}
+            checksum = await settle_mismatch(
+                self.s3, response, [part], sent, exc, self.config.abort_timeout, context
+            )
         await self.progress.advance(len(body), parts=1)
         return UploadResult(
             bucket=self.bucket,
