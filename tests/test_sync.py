@@ -254,3 +254,25 @@ async def test_a_lost_race_is_reported_never_clobbered(
         "y": b"racer's y",
         "z": b"racer's z",
     }
+
+
+async def test_delete_only_what_the_source_still_lacks(
+    moto_engine: streamx.Engine, tmp_path: Path
+) -> None:
+    """A key the source listing did not show is deleted only after the source is asked."""
+    engine = moto_engine
+    bucket = await new_bucket(engine)
+    write_tree(tmp_path, {"a": b"1", "b": b"2", "c": b"3"})  # the queue holds one: "a" is done
+    await engine.upload(bucket, "y", b"only at the destination")  # before the deletes are sent
+    await engine.upload(bucket, "z", b"appears at the source meanwhile")
+
+    def appear(event: SyncEvent) -> None:
+        if event.key == "a":
+            (tmp_path / "z").write_bytes(b"new z")  # after the source was listed
+
+    result = await sync(
+        tmp_path, f"s3://{bucket}", engine=engine, delete=True, concurrency=1, on_event=appear
+    )
+    assert (result.copied, result.deleted, result.failed) == (3, 1, 1)
+    assert result.failures[0].key == "z" and "not deleted" in (result.failures[0].error or "")
+    assert sorted([i.key async for i in engine.list(bucket)]) == ["a", "b", "c", "z"]

@@ -143,7 +143,7 @@ class BatchWorker:
         if deletes:
             assert isinstance(runner.dst, S3Side)
             try:
-                errors = await delete_keys(runner.dst, [a.key for a in deletes])
+                errors = await delete_keys(runner.src, runner.dst, [a.key for a in deletes])
             except Exception as exc:
                 errors = {a.key: describe(exc) for a in deletes}
             for a in deletes:

@@ -137,6 +137,8 @@ class Runner:
             kind = "update"
         if kind == "delete":
             if not self.dry_run and isinstance(self.dst, LocalSide):
+                if await self.src.stat(action.key) is not None:
+                    return SyncEvent("fail", action.key, 0, STILL_AT_SOURCE)
                 os.remove(self.dst.path(action.key))
             # an S3 delete is batched by the caller (see delete_keys)
             return SyncEvent(
@@ -226,7 +228,33 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
-async def delete_keys(side: S3Side, keys: list[str]) -> dict[str, str]:
-    """Delete relative ``keys`` in one DeleteObjects batch; ``{key: error}`` of those that failed."""
-    result = await side.engine.delete_many(side.bucket, [side.key(k) for k in keys])
-    return {e.key[len(side.prefix) :]: f"{e.code}: {e.message}" for e in result.errors}
+STILL_AT_SOURCE = "the source has this key after all (a listing out of order?); not deleted"
+
+
+async def confirm_absent(src: Side, keys: list[str], concurrency: int = 16) -> set[str]:
+    """The ``keys`` the source does have (one HEAD or stat each): never delete on a listing's
+    word alone."""
+    present: set[str] = set()
+    limiter = anyio.Semaphore(concurrency)
+
+    async def one(key: str) -> None:
+        async with limiter:
+            if await src.stat(key) is not None:
+                present.add(key)
+
+    async with anyio.create_task_group() as tg:
+        for key in keys:
+            tg.start_soon(one, key)
+    return present
+
+
+async def delete_keys(src: Side, side: S3Side, keys: list[str]) -> dict[str, str]:
+    """Delete relative ``keys`` the source lacks in one DeleteObjects batch;
+    ``{key: error}`` of those not deleted."""
+    present = await confirm_absent(src, keys)
+    doomed = [k for k in keys if k not in present]
+    errors = dict.fromkeys(present, STILL_AT_SOURCE)
+    if doomed:
+        result = await side.engine.delete_many(side.bucket, [side.key(k) for k in doomed])
+        errors |= {e.key[len(side.prefix) :]: f"{e.code}: {e.message}" for e in result.errors}
+    return errors

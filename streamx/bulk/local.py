@@ -181,7 +181,7 @@ class LocalExecutor:
     async def _delete(self, keys: list[str], mark: Watermark) -> None:
         assert isinstance(self.dst, S3Side)
         try:
-            errors = await delete_keys(self.dst, keys)
+            errors = await delete_keys(self.src, self.dst, keys)
         except Exception as exc:
             errors = dict.fromkeys(keys, describe(exc))
         for key in keys:
