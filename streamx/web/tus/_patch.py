@@ -217,7 +217,7 @@ class PatchWriter:
             with anyio.CancelScope(shield=True):
                 await s3.complete_multipart_upload(bucket, info.key, info.upload_id, parts)
         info.pieces = []
-        self.completed = True
+        info.completed = self.completed = True
         log.info("tus.completed", upload=info.id, key=info.key, size=info.length)
         with anyio.CancelScope(shield=True):
             await self.store.remove(info, abort=False)

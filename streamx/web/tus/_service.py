@@ -212,8 +212,8 @@ class TusService:
         headers = {"Location": f"{request.collection.rstrip('/')}/{upload}"}
         if body is not None or length == 0:
             headers.update(await self._write(request, info, body))
-        elif info.expires is not None:
-            headers["Upload-Expires"] = http_date(info.expires)
+        else:  # tus-js-client reads the offset of every creation it sent data with
+            headers.update(self._state_headers(info))
         return TusResponse(201, headers)
 
     def _content_type(self, metadata: dict[str, str]) -> str:

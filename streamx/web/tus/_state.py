@@ -35,6 +35,7 @@ import structlog
 from ..._concurrency import task_group
 from ..._errors import NotFoundError, S3Error, StreamxError
 from ..._limits import PartPlan
+from ..._retry import RetryPolicy
 from ..._s3 import S3
 from ._protocol import TusError, now
 
@@ -58,6 +59,7 @@ class UploadInfo:
     upload_id: str | None = None  # S3's, once the first part is sent
     parts: list[list[Any]] = field(default_factory=list)  # [number, etag, size]
     pieces: list[list[int]] = field(default_factory=list)  # [offset, size]
+    completed: bool = False  # the object exists (the info is about to be deleted)
 
     @property
     def plan(self) -> PartPlan:
@@ -69,6 +71,8 @@ class UploadInfo:
 
     @property
     def offset(self) -> int:
+        if self.completed and self.length is not None:
+            return self.length
         return self.parts_size + sum(p[1] for p in self.pieces)
 
     def expired(self, at: float | None = None) -> bool:
@@ -96,6 +100,9 @@ class TusStore:
         self.state_prefix = state_prefix
         self.lock_timeout = lock_timeout
         self._held: set[str] = set()  # ids locked by this process
+        # small requests, retried on 5xx and dropped connections (rclone answers a GET
+        # racing a PUT of the same key with a 5xx now and then)
+        self.retry = RetryPolicy(max_attempts=5)
 
     @property
     def s3(self) -> S3:
@@ -111,11 +118,18 @@ class TusStore:
         return f"{self.state_prefix}{upload}.lock"
 
     async def _get(self, key: str) -> bytes | None:
-        try:
-            async with self.s3.get_object(self.bucket, key) as response:
-                return bytes(await response["Body"].read())
-        except NotFoundError:
-            return None
+        async def attempt() -> bytes | None:
+            try:
+                async with self.s3.get_object(self.bucket, key) as response:
+                    return bytes(await response["Body"].read())
+            except NotFoundError:
+                return None
+
+        return await self.retry.call(attempt)
+
+    async def _put(self, key: str, data: bytes, **params: Any) -> None:
+        with anyio.CancelScope(shield=True):  # a half-done commit must still land
+            await self.retry.call(lambda: self.s3.put_object(self.bucket, key, data, **params))
 
     async def load(self, upload: str) -> UploadInfo | None:
         data = await self._get(self.info_key(upload))
@@ -127,17 +141,10 @@ class TusStore:
             raise TusError(500, f"the state of upload {upload} is unreadable") from exc
 
     async def save(self, info: UploadInfo) -> None:
-        with anyio.CancelScope(shield=True):  # a half-done commit must still land
-            await self.s3.put_object(
-                self.bucket,
-                self.info_key(info.id),
-                info.to_json(),
-                ContentType="application/json",
-            )
+        await self._put(self.info_key(info.id), info.to_json(), ContentType="application/json")
 
     async def put_piece(self, info: UploadInfo, offset: int, data: bytes) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.s3.put_object(self.bucket, self.piece_key(info.id, offset), data)
+        await self._put(self.piece_key(info.id, offset), data)
 
     async def read_pieces(self, info: UploadInfo) -> bytes:
         out = bytearray()
