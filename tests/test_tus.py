@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ import anyio
 import httpx
 import pytest
 from tus_helpers import (
+    ROOT,
     MiB,
     TusServer,
     bucket_keys,
@@ -327,14 +330,31 @@ def test_expiry_and_sweep(s3server: Any, framework: str) -> None:
         tus.stop()
     assert helpers_of(s3server, bucket, forgotten) != []
 
-    async def sweep() -> list[Any]:
+    async def dry_run() -> list[Any]:
         async with streamx.Engine(**s3server.engine_args()) as engine:
-            dry = await sweep_expired(engine, bucket, dry_run=True)
-            assert [e.upload for e in dry] == [forgotten.rsplit("/", 1)[1]]
-            return await sweep_expired(engine, bucket)
+            return await sweep_expired(engine, bucket, dry_run=True)
 
-    removed = anyio.run(sweep)
-    assert len(removed) == 1
+    assert [e.upload for e in anyio.run(dry_run)] == [forgotten.rsplit("/", 1)[1]]
+    assert helpers_of(s3server, bucket, forgotten) != []
+    env = {**os.environ, **s3server.env(), "PYTHONPATH": ROOT}
+    swept = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamx",
+            "sweep",
+            f"s3://{bucket}/",
+            "--older-than",
+            "1h",
+            "--tus",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert swept.returncode == 0, swept.stderr
+    assert f"removed: tus upload {forgotten.rsplit('/', 1)[1]}" in swept.stdout
     assert bucket_keys(s3server, bucket) == []
     assert multipart_uploads(s3server, bucket) == []
 
