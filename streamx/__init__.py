@@ -34,6 +34,7 @@ from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
+from .upload.resume import ResumeToken
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "PartLimitError",
     "PartPlan",
     "ProgressEvent",
+    "ResumeToken",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",
