@@ -228,8 +228,10 @@ class TusService:
     def _body(self, request: TusRequest, *, creation: bool = False) -> Any:
         kind = (request.header("content-type") or "").split(";")[0].strip().lower()
         if kind != OFFSET_OCTET_STREAM:
-            if creation and not kind and request.header("content-length") in (None, "0"):
-                return None  # creation without a body
+            length = request.header("content-length")
+            chunked = "chunked" in (request.header("transfer-encoding") or "").lower()
+            if creation and (length == "0" or (length is None and not chunked)):
+                return None  # creation without a body (whatever Content-Type a client sets)
             raise TusError(415, f"the body's Content-Type must be {OFFSET_OCTET_STREAM}")
         return request.body
 
