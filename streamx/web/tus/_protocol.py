@@ -67,11 +67,12 @@ class TusOptions:
             ``<state_prefix><id>.info`` (JSON), ``.part.<offset>`` (bytes received
             that do not fill an S3 part yet) and ``.lock``. Must end with ``/``.
         part_size: the S3 part size (5 MiB - 5 GiB; larger for uploads that would
-            need more than 10,000 parts). A PATCH holds at most about three parts
-            in memory: the one being cut, one queued, one being sent.
+            need more than 10,000 parts).
         expiration: seconds an upload may stay idle before it expires (``Upload-Expires``);
             ``None``: never. Expired uploads answer 410 and are removed, by the next
             request that touches them or by :func:`~streamx.web.tus.sweep_expired`.
+        concurrency: parts sent to S3 at once by one PATCH; its memory is at most
+            ``(concurrency + 2) x part_size``.
         lock_timeout: a PATCH refreshes its lock object every third of this; a lock
             left by a crashed server is taken over once it is this old.
         allow_origins: origins answered with CORS headers (``("*",)`` for any).
@@ -84,6 +85,7 @@ class TusOptions:
     part_size: int = 8 * 1024 * 1024
     expiration: float | None = 24 * 3600.0
     lock_timeout: float = 30.0
+    concurrency: int = 4
     allow_origins: tuple[str, ...] = ()
     make_key: TusKeyMaker | None = None
 
@@ -107,6 +109,9 @@ class TusOptions:
         lock = self.lock_timeout
         if isinstance(lock, bool) or not isinstance(lock, int | float) or lock <= 0:
             raise ConfigError(f"lock_timeout must be a positive number of seconds, not {lock!r}")
+        conc = self.concurrency
+        if isinstance(conc, bool) or not isinstance(conc, int) or not 1 <= conc <= 64:
+            raise ConfigError(f"concurrency must be an int from 1 to 64, not {conc!r}")
         if not isinstance(self.allow_origins, tuple) or not all(
             isinstance(o, str) and o for o in self.allow_origins
         ):

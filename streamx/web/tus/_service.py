@@ -211,7 +211,8 @@ class TusService:
         log.info("tus.created", upload=upload, key=key, length=length)
         headers = {"Location": f"{request.collection.rstrip('/')}/{upload}"}
         if body is not None or length == 0:
-            headers.update(await self._write(request, info, body))
+            async with self.store.lock(upload):  # nobody else knows the id yet: no reload
+                headers.update(await self._write(request, info, body))
         else:  # tus-js-client reads the offset of every creation it sent data with
             headers.update(self._state_headers(info))
         return TusResponse(201, headers)
@@ -251,44 +252,46 @@ class TusService:
         body = self._body(request)
         offset = parse_int("Upload-Offset", request.header("upload-offset"))
         parse_checksum(request.header("upload-checksum"))  # 400 before any read
-        info = await self._owned(request, "tus.patch")
-        return TusResponse(204, await self._write(request, info, body, offset))
+        upload = check_upload_id(request.upload_id)
+        await self.uploads.prefix_for(request.native)  # 401 before anything is stored
+        # lock, then read the info once: another replica may have just moved it
+        async with self.store.lock(upload):
+            info = await self._owned(request, "tus.patch")
+            headers = await self._write(request, info, body, offset)
+        return TusResponse(204, headers)
 
     async def _write(
         self, request: TusRequest, info: UploadInfo, body: Any, offset: int = 0
     ) -> dict[str, str]:
-        async with self.store.lock(info.id):
-            fresh = await self.store.load(info.id)  # another replica may have moved it
-            if fresh is None:
-                raise TusError(404, "no such upload")
-            info = fresh
-            raw_length = request.header("upload-length")
-            if raw_length is not None:
-                length = self._length(raw_length)
-                if info.length is None:
-                    if length < info.offset:
-                        raise TusError(400, "Upload-Length is below the bytes already received")
-                    info.length = length
-                elif length != info.length:
-                    raise TusError(400, "Upload-Length cannot change once set")
-            if offset != info.offset:
-                raise TusError(
-                    409, f"Upload-Offset {offset} does not match the upload's {info.offset}"
-                )
-            declared = request.header("content-length")
-            if info.length is not None and declared and declared.isdigit():
-                if info.offset + int(declared) > info.length:
-                    raise TusError(413, "the body goes past Upload-Length")
-            writer = PatchWriter(
-                self.store,
-                info,
-                self.config,
-                expiration=self.options.expiration,
-                checksum=parse_checksum(request.header("upload-checksum")),
-                disconnect=request.disconnect,
-                put_args={"ContentType": info.content_type},
-            )
-            await writer.run(body)
+        """Append ``body`` at ``offset`` (the caller holds the upload's lock)."""
+        changed = False
+        raw_length = request.header("upload-length")
+        if raw_length is not None:
+            length = self._length(raw_length)
+            if info.length is None:
+                if length < info.offset:
+                    raise TusError(400, "Upload-Length is below the bytes already received")
+                info.length, changed = length, True
+            elif length != info.length:
+                raise TusError(400, "Upload-Length cannot change once set")
+        if offset != info.offset:
+            raise TusError(409, f"Upload-Offset {offset} does not match the upload's {info.offset}")
+        declared = request.header("content-length")
+        if info.length is not None and declared and declared.isdigit():
+            if info.offset + int(declared) > info.length:
+                raise TusError(413, "the body goes past Upload-Length")
+        writer = PatchWriter(
+            self.store,
+            info,
+            self.config,
+            expiration=self.options.expiration,
+            checksum=parse_checksum(request.header("upload-checksum")),
+            disconnect=request.disconnect,
+            put_args={"ContentType": info.content_type},
+            concurrency=self.options.concurrency,
+        )
+        writer.saved = not changed
+        await writer.run(body)
         return self._state_headers(info)
 
     async def terminate(self, request: TusRequest) -> TusResponse:

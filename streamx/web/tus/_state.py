@@ -128,8 +128,17 @@ class TusStore:
         return await self.retry.call(attempt)
 
     async def _put(self, key: str, data: bytes, **params: Any) -> None:
+        s3 = self.s3
+
+        async def attempt() -> dict[str, Any]:
+            if s3.direct is not None and s3.direct.can_put(params):  # cheaper than botocore's
+                return await s3.put_object_direct(
+                    self.bucket, key, data, stall_timeout=None, **params
+                )
+            return await s3.put_object(self.bucket, key, data, **params)
+
         with anyio.CancelScope(shield=True):  # a half-done commit must still land
-            await self.retry.call(lambda: self.s3.put_object(self.bucket, key, data, **params))
+            await self.retry.call(attempt)
 
     async def load(self, upload: str) -> UploadInfo | None:
         data = await self._get(self.info_key(upload))
