@@ -93,11 +93,12 @@ class PatchWriter:
         """Append ``body``; the info in the store reflects what was kept when this returns."""
         start = self.info.offset
         pending = sum(p[1] for p in self.info.pieces)  # bytes already waiting in pieces
-        buffer = bytearray()
+        chunks: list[bytes] = []  # joined once per part: one copy of each byte
+        have = 0
         number = len(self.info.parts) + 1
         target = self.info.plan.size_of(number) - pending
         limit = self._limit()
-        send, receive = anyio.create_memory_object_stream[tuple[int, bytes]](0)
+        send, receive = anyio.create_memory_object_stream[tuple[int, bytes | memoryview]](0)
         async with task_group() as tg:
             with receive:
                 for _ in range(self.concurrency):
@@ -109,17 +110,24 @@ class PatchWriter:
                     if self.hasher is not None:
                         self.hasher.update(chunk)
                     self.received += len(chunk)
-                    buffer += chunk
-                    while len(buffer) >= target:
-                        data = bytes(buffer[:target])
-                        del buffer[:target]
+                    chunks.append(chunk)
+                    have += len(chunk)
+                    while have >= target:
+                        joined = b"".join(chunks)
+                        data: bytes | memoryview = joined
+                        chunks = []
+                        if have > target:
+                            data = memoryview(joined)[:target]
+                            chunks.append(joined[target:])
+                        have -= target
                         if not self.pieces_consumed and pending:
                             data = await self.store.read_pieces(self.info) + data
                         self.pieces_consumed = True
                         await send.send((number, data))
+                        del data, joined
                         number += 1
                         target = self.info.plan.size_of(number)
-        await self._finish(start, bytes(buffer))
+        await self._finish(start, b"".join(chunks))
 
     async def _chunks(self, body: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
         if body is None:
@@ -131,7 +139,9 @@ class PatchWriter:
         except self.disconnect:
             self.truncated = True  # keep what arrived; the client resumes from HEAD
 
-    async def _send_parts(self, receive: MemoryObjectReceiveStream[tuple[int, bytes]]) -> None:
+    async def _send_parts(
+        self, receive: MemoryObjectReceiveStream[tuple[int, bytes | memoryview]]
+    ) -> None:
         async with receive:
             async for number, data in receive:
                 part = await self._upload_part(number, data)
@@ -149,7 +159,7 @@ class PatchWriter:
                     else:
                         await self._commit(ready, consumed=True)
 
-    async def _upload_part(self, number: int, data: bytes) -> list[Any]:
+    async def _upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
         info = self.info
         async with self.create_lock:
             if info.upload_id is None:
