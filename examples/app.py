@@ -12,7 +12,9 @@ or against any S3 endpoint: set ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 * ``/api/uploads/...`` and ``/api/s3/...`` — the presigned and Uppy (Companion) routes;
 * ``PUT /api/uploads/stream/{key}`` — streams the request body to S3, e.g.
   ``curl -T big.iso http://127.0.0.1:8000/api/uploads/stream/uploads/big.iso``;
-* ``ws://127.0.0.1:8000/api/uploads/ws`` — WebSocket uploads.
+* ``ws://127.0.0.1:8000/api/uploads/ws`` — WebSocket uploads;
+* ``/api/tus/`` — tus 1.0.0 resumable uploads (the page's second form uses the bundled
+  tus-js-client); they survive a dropped connection or a restart of this server.
 
 Every route goes through :func:`authorize`: keys must live under ``uploads/``.
 """
@@ -38,7 +40,8 @@ from fastapi.responses import FileResponse
 import streamx
 from streamx.testing import ACCESS_KEY, SECRET_KEY, find_rclone, free_port
 from streamx.web import AccessRequest, UploadSettings
-from streamx.web.fastapi import create_router
+from streamx.web.fastapi import create_router, tus_router
+from streamx.web.tus import TusOptions
 
 STATIC = Path(streamx.__file__).parent / "web" / "static"
 PREFIX = "uploads/"
@@ -70,10 +73,15 @@ def build_app(*, bucket: str, engine_args: dict[str, Any], max_size: int) -> Fas
         url_lifetime=3600,
     )
     app.include_router(create_router(settings), prefix="/api")
+    app.include_router(tus_router(settings, TusOptions()), prefix="/api/tus")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/static/tus.min.js", include_in_schema=False)
+    async def tus_client() -> FileResponse:  # tus-js-client, bundled (MIT)
+        return FileResponse(STATIC / "tus.min.js", media_type="text/javascript")
 
     return app
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from tus_helpers import (
+    ROOT,
     MiB,
     TusServer,
     bucket_keys,
@@ -278,3 +279,40 @@ class SlowPatch:
     def finish(self) -> None:
         self.go.set()
         self.thread.join(60)
+
+
+def test_example_app_serves_tus(rclone_server: Any, tmp_path: Any) -> None:
+    """examples/app.py: /api/tus/ under the same authorization, and the page loads the bundled
+    tus-js-client; the same library under Node uploads through it."""
+    import sys
+    import threading
+
+    import uvicorn
+
+    from streamx.testing import free_port
+
+    sys.path.insert(0, ROOT)  # examples/ is not a package of the distribution
+    from examples.app import build_app
+
+    bucket = new_bucket(rclone_server)
+    app = build_app(bucket=bucket, engine_args=rclone_server.engine_args(), max_size=1 << 30)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        assert "/static/tus.min.js" in httpx.get(base + "/").text
+        bundled = httpx.get(base + "/static/tus.min.js")
+        assert bundled.status_code == 200 and "tus-js-client" in bundled.text[:300]
+        path = random_file(str(tmp_path / "g.bin"), 9 * MiB + 1)
+        events = run_js({"endpoint": base + "/api/tus/", "path": path, "chunkSize": 8 * MiB})
+        assert events[-1]["event"] == "success", events[-1]
+    finally:
+        server.should_exit = True
+        thread.join(15)
+    only_the_object(rclone_server, bucket, f"uploads/{upload_id(events[-1]['url'])}", path)
