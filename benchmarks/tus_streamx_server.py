@@ -7,13 +7,10 @@ kwargs}, "part_size": N}. No authorization (a benchmark), tus at /api/tus/.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
-import structlog
 
 import streamx
 from streamx.web import UploadSettings, allow_all
@@ -22,8 +19,6 @@ from streamx.web.tus import TusOptions
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    # the peer logs nothing either: keep streamx's info lines out of the measurement
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     holder: dict[str, Any] = {}
     settings = UploadSettings(
         bucket=cfg["bucket"], engine=lambda: holder["engine"], authorize=allow_all

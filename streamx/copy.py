@@ -24,7 +24,6 @@ from functools import lru_cache
 from typing import Any
 
 import anyio
-import structlog
 
 from ._abort import abort_upload
 from ._concurrency import FirstFailure
@@ -32,11 +31,10 @@ from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
 from ._limits import MAX_PARTS, PartPlan
+from ._log import log
 from ._objects import CopyResult
 from ._retry import RetryPolicy
 from ._s3 import S3, _service_model, check_put_args
-
-log = structlog.get_logger("streamx")
 
 #: The headers CopyObject carries over unless told otherwise.
 METADATA_FIELDS = (

@@ -15,17 +15,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
 from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
 from ._limits import MAX_KEY_BYTES
+from ._log import log
 from ._objects import DeleteError, DeleteResult
 from ._retry import RetryPolicy
 from ._s3 import S3
-
-log = structlog.get_logger("streamx")
 
 BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
 

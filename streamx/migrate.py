@@ -21,20 +21,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
 from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
+from ._log import log
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
 from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
     from ._engine import Engine
-
-log = structlog.get_logger("streamx")
 
 
 def _carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:

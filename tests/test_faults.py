@@ -18,11 +18,11 @@ import anyio
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy, Sleeps
-from structlog.testing import capture_logs
 
 import streamx
 import streamx.upload.pipeline as pipeline_module
 from streamx._retry import RetryPolicy
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 PART = 5 * MiB

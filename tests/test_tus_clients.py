@@ -282,8 +282,8 @@ class SlowPatch:
 
 
 def test_example_app_serves_tus(rclone_server: Any, tmp_path: Any) -> None:
-    """examples/app.py: /api/tus/ under the same authorization, and the page loads the bundled
-    tus-js-client; the same library under Node uploads through it."""
+    """examples/app.py: /api/tus/ under the session authorization of its other routes, its page
+    offers the bundled tus-js-client; the same library under Node uploads through it."""
     import sys
     import threading
 
@@ -295,8 +295,11 @@ def test_example_app_serves_tus(rclone_server: Any, tmp_path: Any) -> None:
     from examples.app import build_app
 
     bucket = new_bucket(rclone_server)
-    app = build_app(bucket=bucket, engine_args=rclone_server.engine_args(), max_size=1 << 30)
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = build_app(
+        bucket=bucket, engine_args=rclone_server.engine_args(), max_size=1 << 30, origins=[base]
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -305,14 +308,23 @@ def test_example_app_serves_tus(rclone_server: Any, tmp_path: Any) -> None:
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
             time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        assert "/static/tus.min.js" in httpx.get(base + "/").text
+        page = httpx.get(base + "/").text
+        assert "/static/tus.min.js" in page and 'value="tus"' in page
+        assert "uploadTus" in httpx.get(base + "/static/app.js").text
         bundled = httpx.get(base + "/static/tus.min.js")
         assert bundled.status_code == 200 and "tus-js-client" in bundled.text[:300]
+        session = httpx.get(base + "/api/session")
+        prefix = session.json()["prefix"]
+        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
         path = random_file(str(tmp_path / "g.bin"), 9 * MiB + 1)
-        events = run_js({"endpoint": base + "/api/tus/", "path": path, "chunkSize": 8 * MiB})
+        opts = {"endpoint": base + "/api/tus/", "path": path, "chunkSize": 8 * MiB}
+        refused = run_js(opts)  # no session cookie: the example's prefix hook answers 401
+        assert refused[-1]["event"] == "error" and refused[-1]["status"] == 401
+        outside = run_js({**opts, "headers": {"Cookie": cookie}, "metadata": {"key": "x/g.bin"}})
+        assert outside[-1]["event"] == "error" and outside[-1]["status"] == 403
+        events = run_js({**opts, "headers": {"Cookie": cookie}, "metadata": {"key": prefix + "g"}})
         assert events[-1]["event"] == "success", events[-1]
     finally:
         server.should_exit = True
         thread.join(15)
-    only_the_object(rclone_server, bucket, f"uploads/{upload_id(events[-1]['url'])}", path)
+    only_the_object(rclone_server, bucket, prefix + "g", path)

@@ -209,6 +209,10 @@ async def test_refusals(web: Callable[..., str], engine: streamx.Engine, bucket:
             r = await anonymous.post(init, json={"key": key})
             assert r.status_code == 401 and r.json()["error"] == "send an X-User header"
         r = await client.post(init, content=b"{not json")
+        assert r.status_code == 415  # not declared as JSON: a cross-site form could send it
+        r = await client.post(
+            init, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
 
         r = await client.post(init, json={"key": key})
@@ -542,4 +546,4 @@ def test_import_without_fastapi_gives_an_install_hint() -> None:
         "except ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'streamx[fastapi]'" in out.stdout
+    assert "pip install 'streamx-s3[fastapi]'" in out.stdout

@@ -55,7 +55,7 @@ async def _sweep(
     return EXIT_OK
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url")
 @click.option(
     "--older-than",

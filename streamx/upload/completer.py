@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import structlog
 
 from .._checksum import (
     PartChecksum,
@@ -31,11 +30,10 @@ from .._checksum import (
     supports_full_object,
 )
 from .._errors import ChecksumError, StreamxError
+from .._log import log
 from .._results import UploadResult
 from .._s3 import S3, map_errors
 from .uploader import CompletedPart
-
-log = structlog.get_logger("streamx")
 
 
 class CompletedChecksumError(ChecksumError):

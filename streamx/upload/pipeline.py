@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import structlog
 
 from .._abort import abort_upload
 from .._budget import MemoryBudget
@@ -31,6 +30,7 @@ from .._config import TransferConfig
 from .._errors import CheckpointError, SourceError, StreamxError
 from .._events import Progress
 from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from .._log import log
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3
@@ -48,8 +48,6 @@ from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, send_watched
-
-log = structlog.get_logger("streamx")
 
 
 def plan_parts(config: TransferConfig, size: int | None) -> PartPlan:

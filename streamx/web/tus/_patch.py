@@ -28,16 +28,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ..._concurrency import task_group
 from ..._config import TransferConfig
+from ..._log import log
 from ..._retry import RetryPolicy
 from ._protocol import TusError, now
 from ._state import TusStore, UploadInfo
 
-log = structlog.get_logger("streamx")
 MAX_PIECES = 32  # more pieces than this are merged into one
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import structlog
-
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from ..._log import log
 from .._core import UploadSettings, WebError, check_content_type, check_key, web_error_for
 from .._service import UploadService
 from ._patch import PatchWriter
@@ -42,8 +41,6 @@ from ._protocol import (
     parse_metadata,
 )
 from ._state import TusStore, UploadInfo
-
-log = structlog.get_logger("streamx")
 
 
 class TusService:

@@ -30,17 +30,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
-import structlog
 
 from ..._concurrency import task_group
 from ..._errors import NotFoundError, S3Error, StreamxError
 from ..._limits import PartPlan
+from ..._log import log
 from ..._retry import RetryPolicy
 from ..._s3 import S3
 from ._protocol import TusError, now
 
 FORMAT = "streamx-tus/1"
-log = structlog.get_logger("streamx")
 
 
 @dataclass
