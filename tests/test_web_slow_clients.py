@@ -31,14 +31,22 @@ def host_port(base: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def open_body(base: str, key: str, length: int) -> tuple[Any, Any]:
-    """A raw PUT of ``length`` bytes to the stream route; only the head is sent."""
+async def open_body(
+    base: str,
+    key: str,
+    length: int,
+    *,
+    route: str = "PUT /uploads/stream/",
+    kind: str = "application/octet-stream",
+) -> tuple[Any, Any]:
+    """A raw PUT of ``length`` bytes to the stream route (or ``route``); only the head is sent."""
     host, port = host_port(base)
     reader, writer = await asyncio.open_connection(host, port)
-    path = base.split(f":{port}", 1)[1] + f"/uploads/stream/{key}"
+    method, path = route.split(" ", 1)
+    path = base.split(f":{port}", 1)[1] + path + key
     head = (
-        f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: user=alice\r\n"
-        f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: user=alice\r\n"
+        f"Content-Type: {kind}\r\nContent-Length: {length}\r\n\r\n"
     )
     writer.write(head.encode())
     await writer.drain()
@@ -82,11 +90,18 @@ async def test_idle_and_trickling_bodies_are_cut_off(
         idle[1].write(b"0123456789")
         trickler = await open_body(base, "users/alice/trickle.bin", 60 * MiB)
         trickler[1].write(os.urandom(1024))
-        (status, answer), (slow_status, slow_answer) = await asyncio.gather(
-            answer_and_close(*idle, trickle=False), answer_and_close(*trickler, trickle=True)
+        json_body = await open_body(
+            base, "", 1000, route="POST /uploads/multipart/init", kind="application/json"
+        )
+        json_body[1].write(b'{"key": ')
+        (status, answer), (slow_status, slow_answer), (json_status, _) = await asyncio.gather(
+            answer_and_close(*idle, trickle=False),
+            answer_and_close(*trickler, trickle=True),
+            answer_and_close(*json_body, trickle=False),
         )
         assert status == 408 and b'"body_timeout"' in answer, answer
         assert slow_status == 408 and b'"body_too_slow"' in slow_answer, slow_answer
+        assert json_status == 408  # a JSON body is held to the same limits
         # a client within the limits is served
         async with httpx.AsyncClient(base_url=base, cookies={"user": "alice"}, timeout=60) as c:
             data = os.urandom(9 * MiB)

@@ -38,7 +38,13 @@ from ._core import (
     WebError,
     read_json,
 )
-from ._guard import check_json_request, internal_error, log_refused_origin, origin_allowed
+from ._guard import (
+    check_json_request,
+    guard_body,
+    internal_error,
+    log_refused_origin,
+    origin_allowed,
+)
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
 from .tus.aiohttp import add_tus_routes  # tus 1.0.0 resumable uploads (streamx.web.tus)
@@ -142,7 +148,8 @@ def _handler(service: UploadService, handler: str, json_body: bool) -> Handler:
             if json_body:
                 length = request.content_length
                 check_json_request(request.method, request.headers.get("Content-Type"), length)
-                body = await read_json(request.content.iter_chunked(READ_CHUNK), length)
+                chunks = request.content.iter_chunked(READ_CHUNK)
+                body = await read_json(guard_body(chunks, service.settings.body_limits), length)
             call = Call(request, dict(request.match_info), dict(request.query), body)
             return web.json_response(await service.handle(handler, call))
         except WebError as exc:

@@ -41,7 +41,13 @@ from ._core import (
     WebError,
     read_json,
 )
-from ._guard import check_json_request, internal_error, log_refused_origin, origin_allowed
+from ._guard import (
+    check_json_request,
+    guard_body,
+    internal_error,
+    log_refused_origin,
+    origin_allowed,
+)
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
 from .tus.fastapi import tus_router  # tus 1.0.0 resumable uploads (streamx.web.tus)
@@ -154,7 +160,8 @@ def _endpoint(
             if json_body:
                 length = _content_length(request)
                 check_json_request(request.method, request.headers.get("content-type"), length)
-                body = await read_json(request.stream(), length)
+                chunks = guard_body(request.stream(), service.settings.body_limits)
+                body = await read_json(chunks, length)
             call = Call(request, dict(request.path_params), dict(request.query_params), body)
             return JSONResponse(await service.handle(handler, call))
         except WebError as exc:
