@@ -164,7 +164,9 @@ def build_app(
 
     app.include_router(create_router(settings), prefix="/api")
     # tus: the page names the key in the metadata (checked against the prefix, then authorize)
-    tus = TusOptions(make_key=lambda request, prefix, upload, meta: meta.get("key", prefix + upload))
+    tus = TusOptions(
+        make_key=lambda request, prefix, upload, meta: meta.get("key") or prefix + upload
+    )
     app.include_router(tus_router(settings, tus), prefix="/api/tus")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
