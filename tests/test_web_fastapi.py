@@ -406,7 +406,7 @@ SERVER_SCRIPT = """
 import sys, uvicorn
 sys.path.insert(0, {root!r})
 from examples.app import build_app
-app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40)
+app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40, origins=[])
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
 """
 
@@ -434,7 +434,10 @@ async def test_stream_200mib_memory_stays_bounded(
                     assert proc.poll() is None and time.monotonic() < deadline
                     await asyncio.sleep(0.1)
             page = await client.get("/")  # the example's page is served too
-            assert page.status_code == 200 and "/multipart/part-url" in page.text
+            assert page.status_code == 200 and "/static/app.js" in page.text
+            assert (await client.get("/static/app.js")).status_code == 200
+            r = await client.post("/api/session", json={"user": "alice"})  # a session cookie
+            assert r.status_code == 200, r.text
             baseline = peak_rss_mib(proc.pid)
             chunk = os.urandom(MiB)
             total = 200 * MiB
@@ -444,7 +447,7 @@ async def test_stream_200mib_memory_stays_bounded(
                     yield chunk
 
             r = await client.put(
-                "/api/uploads/stream/uploads/big.bin",
+                "/api/uploads/stream/uploads/alice/big.bin",
                 content=body(),
                 headers={"Content-Type": "application/octet-stream"},
             )
@@ -455,7 +458,7 @@ async def test_stream_200mib_memory_stays_bounded(
         assert peak - baseline < 120, f"the server held {peak - baseline:.0f} MiB for 200 MiB"
     finally:
         proc.terminate()
-    head = await engine.client.head_object(Bucket=bucket, Key="uploads/big.bin")
+    head = await engine.client.head_object(Bucket=bucket, Key="uploads/alice/big.bin")
     assert head["ContentLength"] == total
 
 
