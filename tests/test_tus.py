@@ -370,3 +370,29 @@ def test_options_are_validated() -> None:
     ):
         with pytest.raises(streamx.ConfigError):
             TusOptions(**bad)
+
+
+def test_sweep_and_routes_validate_their_arguments() -> None:
+    from aiohttp import web
+
+    from streamx.web import UploadSettings, allow_all
+    from streamx.web.tus.aiohttp import add_tus_routes
+
+    async def bad_sweeps() -> None:
+        engine = streamx.Engine(endpoint_url="http://127.0.0.1:9")  # never entered: no request
+        for kwargs in ({"state_prefix": "x"}, {"orphan_age": -1}, {"dry_run": "yes"}):
+            with pytest.raises(streamx.ConfigError):
+                await sweep_expired(engine, "bucket", **kwargs)
+        with pytest.raises(streamx.ConfigError):
+            await sweep_expired(engine, "a/b")
+        with pytest.raises(streamx.ConfigError):
+            await sweep_expired("engine", "bucket")  # type: ignore[arg-type]
+
+    anyio.run(bad_sweeps)
+    settings = UploadSettings(
+        bucket="b", engine=streamx.Engine(endpoint_url="http://127.0.0.1:9"), authorize=allow_all
+    )
+    with pytest.raises(streamx.ConfigError):
+        add_tus_routes(web.Application(), settings, path="tus")
+    with pytest.raises(streamx.ConfigError):
+        add_tus_routes(web.Application(), settings, TusOptions(), path=None)  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..._engine import Engine
-from ._protocol import TusError, now
+from ..._errors import ConfigError
+from ._protocol import TusError, TusOptions, now
 from ._state import TusStore
 
 
@@ -34,6 +35,16 @@ async def sweep_expired(
     crashed between deleting them) once the newest is ``orphan_age`` seconds old.
     Returns what was removed (with ``dry_run=True``: what would be).
     """
+    if not isinstance(engine, Engine):
+        raise ConfigError("engine must be a streamx.Engine (entered)")
+    if not isinstance(bucket, str) or not bucket or "/" in bucket:
+        raise ConfigError(f"bucket must be a bucket name, not {bucket!r}")
+    TusOptions(state_prefix=state_prefix)  # the same check as the server's
+    age = orphan_age
+    if isinstance(age, bool) or not isinstance(age, int | float) or age < 0:
+        raise ConfigError(f"orphan_age must be a non-negative number of seconds, not {age!r}")
+    if not isinstance(dry_run, bool):
+        raise ConfigError(f"dry_run must be True or False, not {dry_run!r}")
     store = TusStore(lambda: engine.s3, bucket, state_prefix, lock_timeout=30.0)
     groups: dict[str, list[tuple[str, float]]] = {}
     params: dict[str, object] = {"Prefix": state_prefix}

@@ -14,6 +14,7 @@ except ImportError as exc:  # pragma: no cover - aiohttp is a dependency of aiob
         "pip install 'streamx[aiohttp]'"
     ) from exc
 
+from ..._errors import ConfigError
 from .._core import UploadSettings
 from .._service import UploadService
 from ._protocol import TusOptions, TusRequest
@@ -32,6 +33,8 @@ def add_tus_routes(
     path: str = "/tus",
 ) -> TusService:
     """Serve tus at ``path/`` (creation) and ``path/{upload_id}`` on ``app``."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError(f"path must be a URL path such as '/tus', not {path!r}")
     service = settings if isinstance(settings, TusService) else TusService(settings, options)
     base = path.rstrip("/")
 
