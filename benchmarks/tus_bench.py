@@ -1,7 +1,8 @@
 """tus servers side by side: streamx.web.tus against ``@tus/server`` + ``@tus/s3-store``.
 
 ``python benchmarks/tus_bench.py [--size 1GiB] [--runs 1]``: one file through tus-js-client
-(Node) into ``rclone serve s3``, with 8 MiB chunks and in one PATCH, per server: streamx on
+(Node) into ``rclone serve s3``, with 8 MiB chunks and in one PATCH, then 32 uploads of 32 MiB
+at once from one Node process (8 MiB chunks), per server: streamx on
 aiohttp, streamx on FastAPI/uvicorn, and the Node reference. Each cell starts a fresh server
 process; reported: MiB/s (client wall time), the tus server's CPU seconds per GiB and peak RSS
 (``/proc``), and rclone's CPU per GiB. Writes benchmarks/results/tus.{json,md}.
@@ -104,15 +105,27 @@ def start_server(
 
 
 def one_run(
-    kind: str, chunk: int | None, rclone: RcloneServer, bucket: str, path: str, size: int
+    kind: str,
+    chunk: int | None,
+    rclone: RcloneServer,
+    bucket: str,
+    path: str,
+    size: int,
+    count: int = 1,
 ) -> dict[str, Any]:
     port = free_port()
     server = start_server(kind, rclone, bucket, port)
     try:
         cpu0, rclone0 = cpu_seconds(server.pid), rclone.cpu_seconds()
-        opts = {"endpoint": f"http://127.0.0.1:{port}/api/tus/", "path": path, "chunkSize": chunk}
+        opts = {
+            "endpoint": f"http://127.0.0.1:{port}/api/tus/",
+            "path": path,
+            "chunkSize": chunk,
+            "count": count,
+        }
+        script = "client.mjs" if count == 1 else "client_many.mjs"
         done = subprocess.run(
-            [node_ready(), str(NODE_DIR / "client.mjs"), json.dumps(opts)],
+            [node_ready(), str(NODE_DIR / script), json.dumps(opts)],
             capture_output=True,
             text=True,
             timeout=1800,
@@ -121,11 +134,12 @@ def one_run(
         if "error" in out:
             raise RuntimeError(f"{kind}: {out['error']}")
         time.sleep(0.5)  # let the server finish its bookkeeping after answering
-        gib = size / 1024**3
+        gib = count * size / 1024**3
+        chunks = "one PATCH" if chunk is None else f"{chunk // MiB} MiB"
         row = {
             "server": kind,
-            "chunk": "one PATCH" if chunk is None else f"{chunk // MiB} MiB",
-            "mib_s": size / MiB / out["seconds"],
+            "chunk": chunks if count == 1 else f"{count} x {size // MiB} MiB, {chunks}",
+            "mib_s": count * size / MiB / out["seconds"],
             "server_cpu_s_per_gib": (cpu_seconds(server.pid) - cpu0) / gib,
             "server_peak_rss_mib": peak_rss_mib(server.pid),
             "rclone_cpu_s_per_gib": (rclone.cpu_seconds() - rclone0) / gib,
@@ -135,11 +149,26 @@ def one_run(
         server.wait(30)
     s3 = boto3.client("s3", **rclone.engine_args())
     objects = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-    row["object_ok"] = any(o["Size"] == size for o in objects)
+    row["object_ok"] = sum(o["Size"] == size for o in objects) == count
     row["objects_left"] = len(objects)
     for o in objects:
         s3.delete_object(Bucket=bucket, Key=o["Key"])
     return row
+
+
+def parse_size(text: str) -> int:
+    unit = {"MiB": MiB, "GiB": 1024 * MiB}[text[-3:]]
+    return int(float(text[:-3]) * unit)
+
+
+def random_file(size: int) -> str:
+    path = f"/tmp/streamx-tus-bench-{size}.bin"
+    if not os.path.exists(path) or os.path.getsize(path) != size:
+        with open(path, "wb") as f:
+            for _ in range(size // (8 * MiB)):
+                f.write(os.urandom(8 * MiB))
+            f.write(os.urandom(size % (8 * MiB)))
+    return path
 
 
 def main() -> None:
@@ -147,15 +176,12 @@ def main() -> None:
     parser.add_argument("--size", default="1GiB", help="e.g. 256MiB, 1GiB")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--servers", nargs="+", default=SERVERS, choices=SERVERS)
+    parser.add_argument(
+        "--concurrent", default="32x32MiB", help="COUNTxSIZE uploads at once ('' to skip)"
+    )
     ns = parser.parse_args()
-    unit = {"MiB": MiB, "GiB": 1024 * MiB}[ns.size[-3:]]
-    size = int(float(ns.size[:-3]) * unit)
-    path = f"/tmp/streamx-tus-bench-{size}.bin"
-    if not os.path.exists(path) or os.path.getsize(path) != size:
-        with open(path, "wb") as f:
-            for _ in range(size // (8 * MiB)):
-                f.write(os.urandom(8 * MiB))
-            f.write(os.urandom(size % (8 * MiB)))
+    size = parse_size(ns.size)
+    path = random_file(size)
     rows: list[dict[str, Any]] = []
     with RcloneServer() as rclone:
         rclone.make_bucket("tus-bench")
@@ -172,12 +198,20 @@ def main() -> None:
                 row["objects_left"] = max(r["objects_left"] for r in runs)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        if ns.concurrent:
+            count, each = ns.concurrent.split("x")
+            each_size = parse_size(each)
+            small = random_file(each_size)
+            for kind in ns.servers:
+                row = one_run(kind, 8 * MiB, rclone, "tus-bench", small, each_size, int(count))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"tus, {ns.size} through tus-js-client into rclone serve s3, {PART // MiB} MiB parts, "
         f"{ns.runs} run(s), {stamp} (machine shared with other work)",
         "",
-        "| server | chunks | MiB/s | server CPU-s/GiB | server peak RSS MiB | rclone CPU-s/GiB |"
+        "| server | chunks | MiB/s (all uploads) | server CPU-s/GiB | server peak RSS MiB | rclone CPU-s/GiB |"
         " objects left |",
         "|---|---|---|---|---|---|---|",
     ]
