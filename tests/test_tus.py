@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from tus_helpers import (
@@ -365,6 +366,8 @@ def test_options_are_validated() -> None:
         {"state_prefix": "no-slash"},
         {"expiration": 0},
         {"lock_timeout": -1},
+        {"memory_limit": 1024},
+        {"concurrency": 0},
         {"allow_origins": ["*"]},
         {"make_key": "k"},
     ):
@@ -396,3 +399,63 @@ def test_sweep_and_routes_validate_their_arguments() -> None:
         add_tus_routes(web.Application(), settings, path="tus")
     with pytest.raises(streamx.ConfigError):
         add_tus_routes(web.Application(), settings, TusOptions(), path=None)  # type: ignore[arg-type]
+
+
+def test_many_patches_share_the_memory_limit(s3server: Any) -> None:
+    """12 PATCHes of 7 MiB at once through one endpoint whose memory_limit is two 5 MiB parts:
+    the bodies wait for budget (the service never holds more) and every upload is intact."""
+    from streamx.web import UploadSettings, allow_all
+    from streamx.web.tus import TusRequest, TusService
+
+    bucket = new_bucket(s3server)
+    blobs = [os.urandom(7 * MiB + i) for i in range(12)]
+
+    async def body(data: bytes) -> Any:
+        for i in range(0, len(data), 256 * 1024):
+            yield data[i : i + 256 * 1024]
+            await anyio.lowlevel.checkpoint()
+
+    async def main() -> None:
+        async with streamx.Engine(**s3server.engine_args()) as engine:
+            limit = 10 * MiB
+            service = TusService(
+                UploadSettings(bucket=bucket, engine=engine, authorize=allow_all),
+                TusOptions(part_size=5 * MiB, memory_limit=limit),
+            )
+            ids = []
+            for data in blobs:
+                created = await service.handle(
+                    TusRequest(
+                        "POST", {**lower(H), "upload-length": str(len(data))}, None, "/t", None
+                    )
+                )
+                ids.append(created.headers["Location"].rsplit("/", 1)[1])
+            statuses: list[int] = []
+
+            async def patch_one(upload: str, data: bytes) -> None:
+                headers = {**lower(OCTETS), "upload-offset": "0"}
+                request = TusRequest("PATCH", headers, upload, "/t", None, body(data))
+                statuses.append((await service.handle(request)).status)
+
+            async with anyio.create_task_group() as tg:
+                for upload, data in zip(ids, blobs, strict=True):
+                    tg.start_soon(patch_one, upload, data)
+            assert statuses == [204] * len(blobs)
+            assert 0 < service.budget.peak <= limit
+            assert service.budget.in_use == 0
+            for upload, data in zip(ids, blobs, strict=True):
+                assert await read_async(engine, bucket, upload) == data
+
+    anyio.run(main)
+    assert len(bucket_keys(s3server, bucket)) == len(blobs)  # the objects, no helper
+    assert multipart_uploads(s3server, bucket) == []
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+async def read_async(engine: streamx.Engine, bucket: str, key: str) -> bytes:
+    response = await engine.client.get_object(Bucket=bucket, Key=key)
+    async with response["Body"] as stream:
+        return bytes(await stream.read())

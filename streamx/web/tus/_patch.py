@@ -8,9 +8,9 @@
 
 The part boundaries are absolute offsets of the plan fixed at creation, so a
 client that resends bytes after a drop produces the same parts. Memory: the part
-being filled, one handed over and ``concurrency`` being sent (default 4, so at
-most 6 x part_size per PATCH). While S3 is slower than the client
-the body is not read, and TCP stops the client. The earlier pieces are fetched
+being filled and up to ``concurrency`` (4) being sent, every byte counted against
+the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``). While
+S3 is slower than the client the body is not read, and TCP stops the client. The earlier pieces are fetched
 only when the bytes fill a part; the part that ends the upload is sent, the
 multipart upload completed (or, for an upload that never filled a part, one
 PutObject sent), and every helper object deleted.
@@ -30,10 +30,12 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ..._budget import MemoryBudget
 from ..._concurrency import task_group
 from ..._config import TransferConfig
 from ..._log import log
 from ..._retry import RetryPolicy
+from ._buffer import PartBuffer
 from ._protocol import TusError, now
 from ._state import TusStore, UploadInfo
 
@@ -59,6 +61,7 @@ class PatchWriter:
         disconnect: tuple[type[BaseException], ...],
         put_args: dict[str, Any],
         concurrency: int = 4,
+        budgets: list[MemoryBudget] | None = None,
     ) -> None:
         self.store = store
         self.info = info
@@ -75,6 +78,7 @@ class PatchWriter:
         self.received = 0
         self.truncated = False  # the client went away mid-body
         self.concurrency = concurrency
+        self.budgets = budgets or []  # the endpoint's (and the engine's): see _buffer.py
         self.acked: dict[int, list[Any]] = {}  # sent, waiting for the parts before them
         self.next_commit = len(info.parts) + 1
         self.commit_lock = anyio.Lock()  # info writes in part order, one at a time
@@ -92,41 +96,43 @@ class PatchWriter:
         """Append ``body``; the info in the store reflects what was kept when this returns."""
         start = self.info.offset
         pending = sum(p[1] for p in self.info.pieces)  # bytes already waiting in pieces
-        chunks: list[bytes] = []  # joined once per part: one copy of each byte
-        have = 0
         number = len(self.info.parts) + 1
-        target = self.info.plan.size_of(number) - pending
         limit = self._limit()
-        send, receive = anyio.create_memory_object_stream[tuple[int, bytes | memoryview]](0)
-        async with task_group() as tg:
-            with receive:
-                for _ in range(self.concurrency):
-                    tg.start_soon(self._send_parts, receive.clone())
-            async with send:
-                async for chunk in self._chunks(body):
-                    if limit is not None and self.received + len(chunk) > limit:
-                        raise TusError(413, "the body goes past Upload-Length")
-                    if self.hasher is not None:
-                        self.hasher.update(chunk)
-                    self.received += len(chunk)
-                    chunks.append(chunk)
-                    have += len(chunk)
-                    while have >= target:
-                        joined = b"".join(chunks)
-                        data: bytes | memoryview = joined
-                        chunks = []
-                        if have > target:
-                            data = memoryview(joined)[:target]
-                            chunks.append(joined[target:])
-                        have -= target
-                        if not self.pieces_consumed and pending:
-                            data = await self.store.read_pieces(self.info) + data
-                        self.pieces_consumed = True
-                        await send.send((number, data))
-                        del data, joined
-                        number += 1
-                        target = self.info.plan.size_of(number)
-        await self._finish(start, b"".join(chunks))
+        plan = self.info.plan
+        for budget in self.budgets:
+            budget.join_growers(self, plan.size_of(number))
+        part = PartBuffer(plan.size_of(number), pending, self.budgets, self)
+        send, receive = anyio.create_memory_object_stream[tuple[int, PartBuffer]](0)
+        try:
+            async with task_group() as tg:
+                with receive:
+                    for _ in range(self.concurrency):
+                        tg.start_soon(self._send_parts, receive.clone())
+                async with send:
+                    async for chunk in self._chunks(body):
+                        if limit is not None and self.received + len(chunk) > limit:
+                            raise TusError(413, "the body goes past Upload-Length")
+                        if self.hasher is not None:
+                            self.hasher.update(chunk)
+                        self.received += len(chunk)
+                        view = memoryview(chunk)
+                        while view:
+                            take = min(len(view), part.room)
+                            await part.add(view[:take])
+                            view = view[take:]
+                            if part.room:  # the chunk is used up; the part is not full yet
+                                continue
+                            if part.skip:  # the first part: the stored pieces go in front
+                                await part.put_front(await self.store.read_pieces(self.info))
+                            self.pieces_consumed = True
+                            full, number = part, number + 1
+                            part = PartBuffer(plan.size_of(number), 0, self.budgets, self)
+                            await send.send((number - 1, full))
+            await self._finish(start, part)
+        finally:
+            part.free()
+            for budget in self.budgets:
+                budget.leave_growers(self)
 
     async def _chunks(self, body: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
         if body is None:
@@ -138,13 +144,14 @@ class PatchWriter:
         except self.disconnect:
             self.truncated = True  # keep what arrived; the client resumes from HEAD
 
-    async def _send_parts(
-        self, receive: MemoryObjectReceiveStream[tuple[int, bytes | memoryview]]
-    ) -> None:
+    async def _send_parts(self, receive: MemoryObjectReceiveStream[tuple[int, PartBuffer]]) -> None:
         async with receive:
-            async for number, data in receive:
-                part = await self._upload_part(number, data)
-                del data
+            async for number, full in receive:
+                try:
+                    with full.view() as data:
+                        part = await self._upload_part(number, data)
+                finally:
+                    full.free()
                 async with self.commit_lock:
                     self.acked[number] = part
                     ready: list[list[Any]] = []
@@ -202,7 +209,8 @@ class PatchWriter:
         if self.expiration is not None:
             self.info.expires = now() + self.expiration
 
-    async def _finish(self, start: int, rest: bytes) -> None:
+    async def _finish(self, start: int, part: PartBuffer) -> None:
+        """Save what is left of the body as a piece, or complete the upload with it."""
         info = self.info
         if self.hasher is not None and self.checksum is not None:
             if self.truncated or self.hasher.digest() != self.checksum[1]:
@@ -210,9 +218,14 @@ class PatchWriter:
             if self.staged:
                 await self._commit(self.staged, consumed=True)
                 self.staged = []
-        if info.length is not None and info.offset + len(rest) == info.length:
-            await self._complete(rest)
+        new = part.got - part.skip  # the bytes of this PATCH not in a part yet
+        if info.length is not None and info.offset + new == info.length:
+            if part.skip:
+                await part.put_front(await self.store.read_pieces(info))
+            with part.view() as last:
+                await self._complete(last)
             return
+        rest = bytes(part.view(part.skip)) if new else b""
         if rest:
             offset = info.offset
             await self.store.put_piece(info, offset, rest)
@@ -235,13 +248,13 @@ class PatchWriter:
         await self.store.save(info)
         await self.store.delete(old)
 
-    async def _complete(self, rest: bytes) -> None:
+    async def _complete(self, rest: memoryview) -> None:
+        """``rest``: the last part's bytes (the stored pieces included)."""
         info = self.info
-        if not self.pieces_consumed and info.pieces:
-            rest = await self.store.read_pieces(info) + rest
         s3, bucket = self.s3, self.store.bucket
         if info.upload_id is None:  # never filled a part: one PutObject
-            await self.retry.call(lambda: s3.put_object(bucket, info.key, rest, **self.put_args))
+            body = bytes(rest)
+            await self.retry.call(lambda: s3.put_object(bucket, info.key, body, **self.put_args))
         else:
             if rest or not info.parts:
                 info.parts.append(await self._upload_part(len(info.parts) + 1, rest))

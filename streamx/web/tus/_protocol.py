@@ -71,8 +71,10 @@ class TusOptions:
         expiration: seconds an upload may stay idle before it expires (``Upload-Expires``);
             ``None``: never. Expired uploads answer 410 and are removed, by the next
             request that touches them or by :func:`~streamx.web.tus.sweep_expired`.
-        concurrency: parts sent to S3 at once by one PATCH; its memory is at most
-            ``(concurrency + 2) x part_size``.
+        concurrency: parts sent to S3 at once by one PATCH.
+        memory_limit: bytes of request bodies held at once by all PATCHes of this
+            endpoint together (parts being filled and being sent); when it is spent
+            the bodies are not read, and TCP stops the clients. At least two parts.
         lock_timeout: a PATCH refreshes its lock object every third of this; a lock
             left by a crashed server is taken over once it is this old.
         allow_origins: origins answered with CORS headers (``("*",)`` for any).
@@ -86,6 +88,7 @@ class TusOptions:
     expiration: float | None = 24 * 3600.0
     lock_timeout: float = 30.0
     concurrency: int = 4
+    memory_limit: int = 128 * 1024 * 1024
     allow_origins: tuple[str, ...] = ()
     make_key: TusKeyMaker | None = None
 
@@ -112,6 +115,12 @@ class TusOptions:
         conc = self.concurrency
         if isinstance(conc, bool) or not isinstance(conc, int) or not 1 <= conc <= 64:
             raise ConfigError(f"concurrency must be an int from 1 to 64, not {conc!r}")
+        most = self.memory_limit
+        if isinstance(most, bool) or not isinstance(most, int) or most < 2 * size:
+            raise ConfigError(
+                f"memory_limit must be an int of at least two parts ({format_size(2 * size)}), "
+                f"not {most!r}"
+            )
         if not isinstance(self.allow_origins, tuple) or not all(
             isinstance(o, str) and o for o in self.allow_origins
         ):

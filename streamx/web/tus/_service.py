@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from ..._budget import MemoryBudget
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
@@ -61,6 +62,11 @@ class TusService:
             self.options.state_prefix,
             self.options.lock_timeout,
         )
+        self.budget = MemoryBudget(self.options.memory_limit)  # every PATCH together
+
+    def _budgets(self) -> list[MemoryBudget]:
+        shared = self.uploads.engine.memory_budget
+        return [self.budget] if shared is None else [self.budget, shared]
 
     @property
     def config(self) -> TransferConfig:
@@ -286,6 +292,7 @@ class TusService:
             disconnect=request.disconnect,
             put_args={"ContentType": info.content_type},
             concurrency=self.options.concurrency,
+            budgets=self._budgets(),
         )
         writer.saved = not changed
         await writer.run(body)
