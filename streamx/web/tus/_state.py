@@ -32,7 +32,12 @@ from typing import Any
 import anyio
 
 from ..._concurrency import task_group
-from ..._errors import NotFoundError, S3Error, StreamxError
+from ..._errors import (
+    ConditionalConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    StreamxError,
+)
 from ..._limits import PartPlan
 from ..._log import log
 from ..._retry import RetryPolicy
@@ -166,7 +171,7 @@ class TusStore:
             return
         with anyio.move_on_after(30, shield=True):
             try:
-                await self.s3.delete_objects(self.bucket, keys)
+                await self.s3.delete_objects(self.bucket, list[str | tuple[str, str]](keys))
             except StreamxError as exc:
                 log.warning("tus.cleanup_failed", error=type(exc).__name__, count=len(keys))
 
@@ -212,13 +217,8 @@ class TusStore:
         try:
             await self._put_once(self.lock_key(upload), body, IfNoneMatch="*")
             return True
-        except S3Error as exc:
-            if exc.status in (409, 412) or exc.code in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
-                return False
-            raise
+        except (PreconditionFailedError, ConditionalConflictError):
+            return False  # another request holds it (or is taking it right now)
 
     @asynccontextmanager
     async def lock(self, upload: str) -> AsyncIterator[None]:
