@@ -121,10 +121,10 @@ async def complete_unless_taken(
             service.bucket,
             key,
             upload_id,
+            what="web.multipart",
             config=config,
             retry=RetryPolicy(max_attempts=config.max_attempts),
             log=log.bind(key=key, upload_id=upload_id),
-            what="web.multipart",
             cause=exc,
         )
         error = web_error_for(exc.add_context(key=key))
