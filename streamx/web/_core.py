@@ -113,7 +113,8 @@ class UploadSettings:
             409 ``object_exists``); POST form uploads (``/s3/params``), which cannot carry
             the condition, are refused; on a store that ignores the condition (rclone
             serve s3) every write route answers 500 ``overwrite_unenforceable`` until
-            this is set to ``True``. See ``streamx.web._overwrite``.
+            this is set to ``True``. See ``streamx.web._overwrite``. (Not applied by the
+            tus routes yet, whose keys are random unless a ``make_key`` names them.)
     """
 
     bucket: str
