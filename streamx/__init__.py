@@ -8,6 +8,7 @@ from ._errors import (
     CheckpointError,
     ChecksumError,
     ConfigError,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
@@ -17,6 +18,7 @@ from ._errors import (
     SourceError,
     SourceTypeError,
     StreamxError,
+    UsageError,
 )
 from ._events import ProgressEvent
 from ._limits import PartPlan
@@ -51,6 +53,7 @@ __all__ = [
     "Engine",
     "ListPage",
     "Listing",
+    "LocalFileError",
     "MemoryBudget",
     "MigrationFailure",
     "MigrationResult",
@@ -70,6 +73,7 @@ __all__ = [
     "TransferConfig",
     "UploadResult",
     "UploadWriter",
+    "UsageError",
     "__version__",
     "migrate_prefix",
 ]

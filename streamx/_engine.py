@@ -9,43 +9,80 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
 from ._budget import MemoryBudget
 from ._config import TransferConfig
 from ._direct import DirectParts
-from ._errors import ConfigError
+from ._errors import ConfigError, UsageError
 from ._events import Progress, ProgressCallback
-from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for
+from ._validate import (
+    check_addressing_style,
+    check_bucket_key,
+    check_credentials,
+    check_endpoint,
+    check_local_path,
+    check_region,
+)
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
 from .upload.source import UploadSource, open_source
-from .upload.writer import UploadWriter, open_writer
+from .upload.writer import WriterContext, open_writer
+
+#: Largest connection pool accepted (each connection is a socket and a thread at most).
+MAX_POOL_CONNECTIONS = 10_000
 
 
-def check_bucket_key(bucket: object, key: object) -> None:
-    """Validate a bucket name and key before any request."""
-    if not isinstance(bucket, str) or not bucket:
-        raise ConfigError(f"bucket must be a non-empty str, not {bucket!r}")
-    if "/" in bucket:
-        raise ConfigError(f"bucket {bucket!r} contains '/'; pass the key separately")
-    if not isinstance(key, str) or not key:
-        raise ConfigError(f"key must be a non-empty str, not {key!r}")
-    try:
-        encoded = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ConfigError(f"key {key!r} is not valid UTF-8 (lone surrogate?)") from exc
-    if len(encoded) > MAX_KEY_BYTES:
+def _check_budget(budget: object) -> MemoryBudget | None:
+    from ._config import MAX_MEMORY
+    from ._limits import format_size
+
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        budget = MemoryBudget(budget)
+    if budget is not None and not isinstance(budget, MemoryBudget):
+        raise ConfigError("memory_budget must be a MemoryBudget or a number of bytes")
+    if budget is not None and budget.limit > MAX_MEMORY:
         raise ConfigError(
-            f"key is {len(encoded)} bytes in UTF-8; S3 allows at most {MAX_KEY_BYTES}"
+            f"memory_budget {format_size(budget.limit)} is absurd: it caps the bytes held in "
+            f"memory (at most {format_size(MAX_MEMORY)}; None for no shared cap)"
         )
+    return budget
+
+
+def _check_client_args(client: object, **args: Any) -> None:
+    """Engine(...)'s connection arguments, before any request (see streamx._validate)."""
+    given = sorted(name for name, value in args.items() if value is not None)
+    if client is not None and given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be combined with client=: the client is used as it "
+            "is; configure it when you create it"
+        )
+    endpoint = args["endpoint_url"]
+    if endpoint is None and os.environ.get("AWS_ENDPOINT_URL"):
+        check_endpoint(os.environ["AWS_ENDPOINT_URL"], "the AWS_ENDPOINT_URL variable")
+    check_endpoint(endpoint)
+    check_region(args["region_name"])
+    check_credentials(
+        args["aws_access_key_id"], args["aws_secret_access_key"], args["aws_session_token"]
+    )
+    check_addressing_style(args["addressing_style"])
+    profile = args["profile"]
+    if profile is not None:
+        if not isinstance(profile, str) or not profile:
+            raise ConfigError(f"profile must be a non-empty str, not {profile!r}")
+        known = session_for(None).available_profiles
+        if profile not in known:
+            raise ConfigError(
+                f"profile {profile!r} is not in the AWS config files; known: "
+                f"{', '.join(sorted(known)) or 'none'} (see ~/.aws/config, AWS_CONFIG_FILE)"
+            )
 
 
 class Engine:
@@ -102,11 +139,28 @@ class Engine:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
         self.config = config or TransferConfig()
-        if isinstance(memory_budget, int):
-            memory_budget = MemoryBudget(memory_budget)
-        if memory_budget is not None and not isinstance(memory_budget, MemoryBudget):
-            raise ConfigError("memory_budget must be a MemoryBudget or a number of bytes")
-        self.memory_budget = memory_budget
+        self.memory_budget = _check_budget(memory_budget)
+        _check_client_args(
+            client,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile=profile,
+            addressing_style=addressing_style,
+        )
+        if sign_payload is not None and not isinstance(sign_payload, bool):
+            raise ConfigError(f"sign_payload must be True, False or None, not {sign_payload!r}")
+        if max_pool_connections is not None and (
+            isinstance(max_pool_connections, bool)
+            or not isinstance(max_pool_connections, int)
+            or not 1 <= max_pool_connections <= MAX_POOL_CONNECTIONS
+        ):
+            raise ConfigError(
+                f"max_pool_connections must be an int from 1 to {MAX_POOL_CONNECTIONS:,}, "
+                f"not {max_pool_connections!r}"
+            )
         self._given_client = client
         self._client_args = {
             "endpoint_url": endpoint_url,
@@ -130,6 +184,13 @@ class Engine:
         return f"Engine(endpoint_url={endpoint!r})"
 
     async def __aenter__(self) -> Engine:
+        if self._stack is not None:
+            # entering again would replace the client, and the inner block's exit would
+            # close it under the outer block
+            raise UsageError(
+                "this Engine is already open: 'async with engine:' was entered twice; use the "
+                "engine of the outer block, or create a second Engine(...) for a second block"
+            )
         self._stack = AsyncExitStack()
         if self._given_client is not None:
             self._s3 = S3(self._given_client, self._direct(self._given_client, self._direct_parts))
@@ -165,6 +226,7 @@ class Engine:
             )
         except Exception as exc:
             await self._stack.aclose()
+            self._stack = None
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
@@ -206,7 +268,9 @@ class Engine:
     @property
     def s3(self) -> S3:
         if self._s3 is None:
-            raise RuntimeError("use the Engine inside 'async with Engine(...) as engine:'")
+            raise UsageError(
+                "the Engine is not open: use it inside 'async with Engine(...) as engine:'"
+            )
         return self._s3
 
     @property
@@ -291,8 +355,7 @@ class Engine:
         pipeline.checkpoint, pipeline.restart = file, restart
         return await pipeline.run()
 
-    @asynccontextmanager
-    async def open_writer(
+    def open_writer(
         self,
         bucket: str,
         key: str,
@@ -301,21 +364,23 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         size: int | None = None,
         **put_args: Any,
-    ) -> AsyncIterator[UploadWriter]:
+    ) -> WriterContext:
         """A writer for push-style sources; see :class:`streamx.UploadWriter`.
 
-        ``await writer.write(data)`` waits while the part window is full.
-        Leaving the block normally completes the upload (``writer.result``);
-        leaving it with an exception aborts it.
+        ``async with engine.open_writer(bucket, key) as writer: await writer.write(data)``
+        (it is an async context manager; its ``write`` without ``async with``
+        raises :class:`streamx.UsageError` saying so). ``await
+        writer.write(data)`` waits while the part window is full. Leaving the
+        block normally completes the upload (``writer.result``); leaving it
+        with an exception aborts it. Arguments are checked here, before the
+        block and before any request.
         """
-        # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
 
         def make(chunks: AsyncIterator[bytes]) -> UploadPipeline:
             return self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
 
-        async with open_writer(make) as writer:
-            yield writer
+        return WriterContext(open_writer(make))
 
     async def abort_stale_uploads(
         self,
@@ -433,10 +498,9 @@ class Engine:
         from .download.sink import FileSink
 
         pipeline = self._download_pipeline(bucket, key, config, on_progress)
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        local = check_local_path(path)
         file = open_download_checkpoint(checkpoint, restart)
-        sink = FileSink(path)
+        sink = FileSink(local)
         result: DownloadResult = await pipeline.to_file(sink, file, restart=restart)
         return result
 

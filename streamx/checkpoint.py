@@ -46,7 +46,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 
 from ._checksum import PartChecksum, from_b64
-from ._errors import CheckpointError, NotFoundError
+from ._errors import CheckpointError, NotFoundError, local_file_error
 from ._limits import PartPlan
 from ._s3 import S3
 
@@ -203,7 +203,10 @@ class JsonFile(Generic[R]):
             if self._saved >= wanted or self.current is None:
                 return  # a write that started after our change has covered it
             version, text = self._version, self.current.to_json()
-            await anyio.to_thread.run_sync(atomic_write, self.path, text)
+            try:
+                await anyio.to_thread.run_sync(atomic_write, self.path, text)
+            except OSError as exc:  # a full disk, a directory removed meanwhile
+                raise local_file_error(exc, f"cannot write checkpoint {self.path}") from exc
             self._saved = version
 
     def remove(self) -> None:

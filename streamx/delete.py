@@ -19,11 +19,11 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
-from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
-from ._limits import MAX_KEY_BYTES
+from ._errors import AccessDeniedError, NotFoundError, S3Error, StreamxError
 from ._objects import DeleteError, DeleteResult
 from ._retry import RetryPolicy
 from ._s3 import S3
+from ._validate import check_key as _check_key
 
 log = structlog.get_logger("streamx")
 
@@ -33,11 +33,8 @@ KeySource = Iterable[str] | AsyncIterable[str]
 
 
 def check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise ConfigError(f"every key must be a non-empty str, not {key!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise ConfigError(f"key {key[:40]!r}... is longer than S3's {MAX_KEY_BYTES} bytes")
-    return key
+    """One key of the batch: a non-empty, valid UTF-8 str of at most 1,024 bytes."""
+    return _check_key(key, "every key")
 
 
 def check_keys(keys: object) -> None:

@@ -29,6 +29,7 @@ from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
+from ._validate import check_bucket, check_prefix
 from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
@@ -125,10 +126,20 @@ async def migrate_prefix(
     the migration and is raised; otherwise failures are collected in the
     result. Objects already copied stay copied either way.
     """
+    from ._engine import Engine
+
+    for name, engine in (("src", src), ("dst", dst)):
+        if not isinstance(engine, Engine):
+            raise ConfigError(f"{name} must be an Engine, not {type(engine).__name__}")
+    check_bucket(src_bucket, "src_bucket")
+    check_bucket(dst_bucket, "dst_bucket")
+    check_prefix(prefix)
+    if dst_prefix is not None:
+        check_prefix(dst_prefix, "dst_prefix")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
-    if dst_prefix is not None and not isinstance(dst_prefix, str):
-        raise ConfigError(f"dst_prefix must be a str or None, not {dst_prefix!r}")
+    if not isinstance(fail_fast, bool):
+        raise ConfigError(f"fail_fast must be True or False, not {fail_fast!r}")
     cfg = dst._config(config)
     listing = src.list(src_bucket, prefix)
     aggregate = _Aggregate(on_progress, cfg.progress_interval)

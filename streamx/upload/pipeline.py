@@ -7,9 +7,11 @@
 
 The abort is armed the moment an UploadId exists. Any failure (the source, a
 part, the progress callback) cancels the siblings, the multipart upload is
-aborted shielded from cancellation and time-boxed, and one streamx error is
-raised, chained to its cause. Cancellation of the caller aborts the same way
-and then propagates unchanged.
+aborted shielded from cancellation and time-boxed, and one error is raised: a
+streamx error chained to its cause, or, when the caller's own ``on_progress``
+callback raised, the caller's exception unchanged (the same below and above
+``multipart_threshold``, so ``except MyLimit:`` works for every size).
+Cancellation of the caller aborts the same way and then propagates unchanged.
 
 With a checkpoint (``checkpoint.py``) the upload is recorded after each
 acknowledged part and kept, not aborted, on failure, so the same call can
@@ -28,9 +30,9 @@ from .._budget import MemoryBudget
 from .._checksum import checksum_errors, checksum_type, compute, param_name
 from .._concurrency import FirstFailure, task_group
 from .._config import TransferConfig
-from .._errors import CheckpointError, SourceError, StreamxError
+from .._errors import CheckpointError, ConfigError, StreamxError
 from .._events import Progress
-from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from .._limits import PartPlan
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3
@@ -47,7 +49,7 @@ from .completer import complete, verify_checksum
 from .parts import Part, PartProducer
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
-from .uploader import CompletedPart, PartUploader, send_watched
+from .uploader import CompletedPart, PartUploader, check_not_emptied, send_watched
 
 log = structlog.get_logger("streamx")
 
@@ -90,17 +92,15 @@ class UploadPipeline:
         self.resumed: dict[int, CompletedPart] = {}
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
-        if size is not None and size > MAX_OBJECT_SIZE:
-            raise StreamxError(
-                f"{format_size(size)} is over S3's {format_size(MAX_OBJECT_SIZE)} object limit",
-                bucket=bucket,
-                key=key,
-            )
-        self.plan = plan_parts(config, size)
+        try:
+            # the planner holds the store's object-size limit: a size over it is refused here
+            self.plan = plan_parts(config, size)
+        except ValueError as exc:
+            raise ConfigError(str(exc), bucket=bucket, key=key) from exc
         if source.size is None and size_hint is not None:
-            # a hint sizes the first parts; the stream may still grow past it
+            # size= sizes the parts of a stream; the producer holds the stream to it
             self.plan = PartPlan.for_stream(self.plan.base, equal_parts=config.equal_parts)
-        progress.total = source.size
+        progress.total = size
         budgets = [MemoryBudget(config.window)]
         self.shared_budget = shared_budget
         if shared_budget is not None:
@@ -114,6 +114,7 @@ class UploadPipeline:
             budgets,
             checksum_algorithm=self.algorithm,
             equal_parts=config.equal_parts,
+            size_hint=size_hint,
         )
         self.log = log.bind(bucket=bucket, key=key)
 
@@ -232,6 +233,9 @@ class UploadPipeline:
         response = await self.retry.call(
             attempt, timeout=self.config.part_timeout or None, on_retry=on_retry
         )
+        # not retried: the same request would be emptied the same way; the object the
+        # store now holds is empty, and the error says so
+        check_not_emptied(response, len(body), "PutObject", bucket=self.bucket, key=self.key)
         sent = self.algorithm if self.send_checksums else None  # else the store has none
         checksum = verify_checksum(
             response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
@@ -413,13 +417,9 @@ class UploadPipeline:
             await self._abort(exc)
             if isinstance(exc, StreamxError):
                 exc.add_context(bucket=self.bucket, key=self.key, upload_id=self.upload_id)
-            elif isinstance(exc, Exception):
-                raise SourceError(
-                    f"upload failed: {type(exc).__name__}: {exc}",
-                    bucket=self.bucket,
-                    key=self.key,
-                    upload_id=self.upload_id,
-                ) from exc
+            # anything else is the caller's own exception (an on_progress callback that
+            # raised): it propagates unchanged, as it does below multipart_threshold (the
+            # source's exceptions arrive here already wrapped in SourceError)
             raise
 
     async def _produce(self, send: Any, head: list[Part]) -> None:

@@ -71,6 +71,30 @@ async def send_watched(
     return response
 
 
+#: The ETag S3 gives an empty body (the MD5 of no bytes).
+EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def check_not_emptied(response: dict[str, Any], sent: int, what: str, **context: Any) -> None:
+    """Raise ChecksumError if the store answered the ETag of an empty body for ``sent`` > 0 bytes.
+
+    A plain PutObject's or part's ETag is the MD5 of the bytes the store kept.
+    moto, for one, parses a body sent with ``Content-Type:
+    application/x-www-form-urlencoded`` as a form, keeps 0 bytes and still
+    echoes the checksum header it was sent, so no checksum can catch it; the
+    ETag does. (Encrypted objects' ETags are not MD5s, and cannot equal this
+    one by chance.)
+    """
+    etag = str(response.get("ETag", "")).strip('"').lower()
+    if sent > 0 and etag == EMPTY_ETAG:
+        raise ChecksumError(
+            f"the store answered {what} with the ETag of an empty body although {sent} bytes "
+            "were sent: it did not keep them (a store that parses the body as a form, e.g. "
+            "for Content-Type application/x-www-form-urlencoded, empties it; moto does)",
+            **context,
+        )
+
+
 class PartUploader:
     def __init__(
         self,
@@ -133,6 +157,7 @@ class PartUploader:
                 part_number=part.number,
                 **ctx,
             )
+        check_not_emptied(response, part.size, "UploadPart", part_number=part.number, **ctx)
         if part.checksum is not None:
             echoed = response.get(param_name(part.checksum.algorithm))
             if echoed and echoed != part.checksum.b64:
