@@ -100,9 +100,7 @@ async def test_a_file_truncated_mid_upload_is_a_source_error(
 
 
 @pytest.mark.anyio
-async def test_missing_or_directory_source_path(
-    moto_server: Any, tmp_path: Path
-) -> None:
+async def test_missing_or_directory_source_path(moto_server: Any, tmp_path: Path) -> None:
     async with FaultProxy(moto_server.endpoint_url) as proxy:
         args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
         async with streamx.Engine(**args) as eng:

@@ -199,7 +199,9 @@ ENGINE_CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), ENGINE_CASES, ids=[repr(c[0]) for c in ENGINE_CASES])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), ENGINE_CASES, ids=[repr(c[0]) for c in ENGINE_CASES]
+)
 def test_engine_arguments_are_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(streamx.ConfigError, match=message) as info:
         streamx.Engine(**kwargs)
@@ -210,7 +212,7 @@ def test_engine_arguments_are_validated(kwargs: dict[str, Any], message: str) ->
 
 def test_a_bad_aws_endpoint_url_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "127.0.0.1:9000")
-    with pytest.raises(streamx.ConfigError, match="AWS_ENDPOINT_URL.*add http://"):
+    with pytest.raises(streamx.ConfigError, match=r"AWS_ENDPOINT_URL.*add http://"):
         streamx.Engine()
 
 

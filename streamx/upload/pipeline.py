@@ -42,8 +42,11 @@ from ..checkpoint import (
     PartRecord,
     check_matches,
     committed_prefix,
+    dropped_upload,
     fingerprint,
+    note_cut,
     seek,
+    settle,
 )
 from .completer import complete, verify_checksum
 from .parts import Part, PartProducer
@@ -90,6 +93,10 @@ class UploadPipeline:
         self.restart = restart
         self.size_hint = size_hint
         self.resumed: dict[int, CompletedPart] = {}
+        # on a resume, parts the store lists beyond the recorded ones (ListParts):
+        # adopted when their bytes match, never sent again (see PartUploader.held)
+        self.held: dict[int, tuple[str, int]] = {}
+        self.uploader: PartUploader | None = None
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
         try:
@@ -263,7 +270,8 @@ class UploadPipeline:
         check_matches(cp, file.path, self.bucket, self.key, self.source.size)
         self.upload_id = cp.upload_id
         self.log = self.log.bind(upload_id=cp.upload_id)
-        k = await committed_prefix(self.s3, cp)
+        await settle(cp.upload_id, self.log)
+        k = await committed_prefix(self.s3, cp, self.held)
         self.plan = self.producer.plan = cp.plan
         self.algorithm = cp.algorithm if cp.send_checksums else None
         self.send_checksums = cp.send_checksums
@@ -388,6 +396,8 @@ class UploadPipeline:
             on_done=self._record if self.checkpoint is not None else None,
         )
         uploader.completed.update(self.resumed)
+        uploader.held = self.held
+        self.uploader = uploader
         try:
             await anyio.lowlevel.checkpoint()  # deliver a cancellation that arrived meanwhile
             first = FirstFailure()
@@ -414,6 +424,14 @@ class UploadPipeline:
                 on_completed=self._completed,
             )
         except BaseException as exc:
+            if self.resumed and self.checkpoint is not None and self.checkpoint.current:
+                try:
+                    await dropped_upload(
+                        self.s3, self.checkpoint.current, self.checkpoint.path, exc
+                    )
+                except CheckpointError:
+                    self.checkpoint.remove()
+                    raise
             await self._abort(exc)
             if isinstance(exc, StreamxError):
                 exc.add_context(bucket=self.bucket, key=self.key, upload_id=self.upload_id)
@@ -443,6 +461,8 @@ class UploadPipeline:
                 self.checkpoint.remove()
             return
         if self.config.leave_parts_on_error or self.checkpoint is not None:
+            if self.uploader is not None and self.uploader.cut:
+                note_cut(self.upload_id)
             self.log.warning(
                 "upload.failed.parts_kept",
                 error=type(exc).__name__,

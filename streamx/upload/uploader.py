@@ -21,6 +21,7 @@ connect timeout.)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,10 @@ class PartUploader:
         self.log = log
         self.on_done = on_done
         self.completed: dict[int, CompletedPart] = {}
+        # parts the store already holds (a resume's ListParts): {number: (etag, size)}
+        self.held: dict[int, tuple[str, int]] = {}
+        self.adopted = 0
+        self.cut: set[int] = set()  # parts whose request failed or was cancelled
 
     async def _attempt(self, part: Part, params: dict[str, Any]) -> dict[str, Any]:
         """One UploadPart request, cancelled if it moves no byte for ``stall_timeout``."""
@@ -169,7 +174,30 @@ class PartUploader:
                 )
         return response
 
+    async def _adopt(self, part: Part) -> CompletedPart | None:
+        """The part as the store already holds it, if its ETag is the MD5 of these bytes.
+
+        Sending again a part the store holds is not always harmless: a store
+        that streams parts to its disk in order (rclone) cannot take back one
+        it has streamed, and one sent again while the store still processes
+        the earlier, cut request can fail the whole upload. So a resume asks
+        first (ListParts) and sends only what is missing or different.
+        """
+        etag, size = self.held.pop(part.number, ("", -1))
+        if size != part.size or not etag:
+            return None
+        digest = await anyio.to_thread.run_sync(_md5_hex, part.data)
+        if digest != etag.lower():
+            return None
+        self.adopted += 1
+        self.log.info("upload.part.adopted", part_number=part.number, size=part.size)
+        return CompletedPart(part.number, f'"{digest}"', part.size, part.checksum)
+
     async def upload_one(self, part: Part) -> CompletedPart:
+        if self.held:
+            adopted = await self._adopt(part)
+            if adopted is not None:
+                return adopted
         params: dict[str, Any] = {}
         if self.send_checksums and part.checksum is not None:
             params[param_name(part.checksum.algorithm)] = part.checksum.b64
@@ -205,6 +233,9 @@ class PartUploader:
                 self.progress.parts_in_flight += 1
                 try:
                     done = await self.upload_one(part)
+                except BaseException:
+                    self.cut.add(part.number)  # its request may have been cut mid-body
+                    raise
                 finally:
                     self.progress.parts_in_flight -= 1
                     self.producer.release(part)
@@ -212,3 +243,7 @@ class PartUploader:
                 if self.on_done is not None:
                     await self.on_done(done)
                 await self.progress.advance(done.size, parts=1)
+
+
+def _md5_hex(data: Any) -> str:
+    return hashlib.md5(data).hexdigest()  # an S3 part's ETag, not a security use

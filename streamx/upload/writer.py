@@ -48,7 +48,13 @@ class UploadWriter:
             view = bytes(view)  # the caller may reuse its buffer once write() returns
         if not view:
             return
-        await self._send.send(view)
+        try:
+            await self._send.send(view)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # the upload failed and stopped reading; it cancels this block and its own
+            # error is raised when the block ends: wait here for that cancellation
+            await anyio.sleep(60)
+            raise StreamxError("the upload stopped reading the writer") from None
         self.bytes_written += len(view)
 
 
