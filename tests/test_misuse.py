@@ -39,9 +39,9 @@ async def test_open_writer_without_async_with(moto_server: Any) -> None:
         args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
         async with streamx.Engine(**args) as eng:
             writer = eng.open_writer("b-misuse", "k")
-            with pytest.raises(streamx.UsageError, match="async with engine.open_writer"):
+            with pytest.raises(streamx.UsageError, match=r"async with engine\.open_writer"):
                 await writer.write(b"data")
-            with pytest.raises(streamx.UsageError, match="async with engine.open_writer"):
+            with pytest.raises(streamx.UsageError, match=r"async with engine\.open_writer"):
                 await eng.open_writer("b-misuse", "k")
         assert proxy.requests == []
 
@@ -51,7 +51,7 @@ async def test_write_after_the_block(engine: streamx.Engine, bucket: str) -> Non
     async with engine.open_writer(bucket, "w") as writer:
         await writer.write(b"inside")
     assert writer.result is not None and writer.result.size == 6
-    with pytest.raises(streamx.UsageError, match="after the .* block: the upload has completed"):
+    with pytest.raises(streamx.UsageError, match=r"after the .* block: the upload has completed"):
         await writer.write(b"too late")
     assert await read_object(engine, bucket, "w") == b"inside"
 
