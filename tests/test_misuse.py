@@ -145,9 +145,7 @@ async def test_a_raising_on_progress_propagates_unchanged(
 
 
 @pytest.mark.anyio
-async def test_immediate_resume_after_parts_were_cut(
-    rclone_server: Any, tmp_path: Path
-) -> None:
+async def test_immediate_resume_after_parts_were_cut(rclone_server: Any, tmp_path: Path) -> None:
     """rclone serve s3 writes parts to disk in order; a part sent again while it still
     processes the request cut by the failure can fail the whole upload (measured without
     the settle: 1-5 failures in 10). Each round: an on_progress raises while parts are in
