@@ -79,10 +79,13 @@ def _check_client_args(client: object, **args: Any) -> None:
             raise ConfigError(f"profile must be a non-empty str, not {profile!r}")
         known = session_for(None).available_profiles
         if profile not in known:
+            import botocore.exceptions
+
+            listed = f"profiles {', '.join(sorted(known))}" if known else "no profile"
             raise ConfigError(
-                f"profile {profile!r} is not in the AWS config files; known: "
-                f"{', '.join(sorted(known)) or 'none'} (see ~/.aws/config, AWS_CONFIG_FILE)"
-            )
+                f"the AWS config files (~/.aws/config, AWS_CONFIG_FILE) have {listed}; "
+                f"the config profile {profile!r} could not be found"
+            ) from botocore.exceptions.ProfileNotFound(profile=profile)
 
 
 class Engine:
