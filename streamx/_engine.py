@@ -77,9 +77,12 @@ def _check_client_args(client: object, **args: Any) -> None:
     if profile is not None:
         if not isinstance(profile, str) or not profile:
             raise ConfigError(f"profile must be a non-empty str, not {profile!r}")
-        known = session_for(None).available_profiles
+        import botocore.exceptions
+        import botocore.session
+
+        # a fresh session reads the config files as they are now (a cached one would not)
+        known = botocore.session.Session().available_profiles
         if profile not in known:
-            import botocore.exceptions
 
             listed = f"profiles {', '.join(sorted(known))}" if known else "no profile"
             raise ConfigError(
@@ -120,6 +123,17 @@ class Engine:
     the endpoint; ``True`` also for a ``client=`` passed in (its event hooks
     do not run for part uploads then); ``False`` sends every part through
     aiobotocore.
+
+    Every argument is checked here, before any request, and a bad one is a
+    :class:`ConfigError` naming it: ``endpoint_url`` must be ``http://`` or
+    ``https://`` with a host (``'127.0.0.1:9000'`` is refused with "add
+    http://"; so is a bad ``AWS_ENDPOINT_URL``), ``region_name`` a region
+    name, the keys non-empty strings given together, ``profile`` one in the
+    AWS config files, ``addressing_style`` ``'auto'``, ``'virtual'`` or
+    ``'path'``, ``max_pool_connections`` 1 to 10,000, ``memory_budget`` at
+    most 1 TiB; ``client=`` excludes the connection arguments (configure the
+    client instead). An Engine is entered once at a time: ``async with`` on
+    an open engine raises :class:`UsageError` (create a second Engine).
     """
 
     def __init__(
