@@ -21,14 +21,7 @@ from ._events import Progress, ProgressCallback
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for
-from ._validate import (
-    check_addressing_style,
-    check_bucket_key,
-    check_credentials,
-    check_endpoint,
-    check_local_path,
-    check_region,
-)
+from ._validate import check_bucket_key, check_budget, check_client_args, check_local_path
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
@@ -38,57 +31,6 @@ from .upload.writer import WriterContext, open_writer
 
 #: Largest connection pool accepted (each connection is a socket and a thread at most).
 MAX_POOL_CONNECTIONS = 10_000
-
-
-def _check_budget(budget: object) -> MemoryBudget | None:
-    from ._config import MAX_MEMORY
-    from ._limits import format_size
-
-    if isinstance(budget, int) and not isinstance(budget, bool):
-        budget = MemoryBudget(budget)
-    if budget is not None and not isinstance(budget, MemoryBudget):
-        raise ConfigError("memory_budget must be a MemoryBudget or a number of bytes")
-    if budget is not None and budget.limit > MAX_MEMORY:
-        raise ConfigError(
-            f"memory_budget {format_size(budget.limit)} is absurd: it caps the bytes held in "
-            f"memory (at most {format_size(MAX_MEMORY)}; None for no shared cap)"
-        )
-    return budget
-
-
-def _check_client_args(client: object, **args: Any) -> None:
-    """Engine(...)'s connection arguments, before any request (see streamx._validate)."""
-    given = sorted(name for name, value in args.items() if value is not None)
-    if client is not None and given:
-        raise ConfigError(
-            f"{', '.join(given)} cannot be combined with client=: the client is used as it "
-            "is; configure it when you create it"
-        )
-    endpoint = args["endpoint_url"]
-    if endpoint is None and os.environ.get("AWS_ENDPOINT_URL"):
-        check_endpoint(os.environ["AWS_ENDPOINT_URL"], "the AWS_ENDPOINT_URL variable")
-    check_endpoint(endpoint)
-    check_region(args["region_name"])
-    check_credentials(
-        args["aws_access_key_id"], args["aws_secret_access_key"], args["aws_session_token"]
-    )
-    check_addressing_style(args["addressing_style"])
-    profile = args["profile"]
-    if profile is not None:
-        if not isinstance(profile, str) or not profile:
-            raise ConfigError(f"profile must be a non-empty str, not {profile!r}")
-        import botocore.exceptions
-        import botocore.session
-
-        # a fresh session reads the config files as they are now (a cached one would not)
-        known = botocore.session.Session().available_profiles
-        if profile not in known:
-
-            listed = f"profiles {', '.join(sorted(known))}" if known else "no profile"
-            raise ConfigError(
-                f"the AWS config files (~/.aws/config, AWS_CONFIG_FILE) have {listed}; "
-                f"the config profile {profile!r} could not be found"
-            ) from botocore.exceptions.ProfileNotFound(profile=profile)
 
 
 class Engine:
@@ -156,8 +98,8 @@ class Engine:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
         self.config = config or TransferConfig()
-        self.memory_budget = _check_budget(memory_budget)
-        _check_client_args(
+        self.memory_budget = check_budget(memory_budget)
+        check_client_args(
             client,
             endpoint_url=endpoint_url,
             region_name=region_name,

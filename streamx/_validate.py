@@ -33,10 +33,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
-from ._limits import MAX_KEY_BYTES
+from ._limits import MAX_KEY_BYTES, format_size
+
+if TYPE_CHECKING:
+    from ._budget import MemoryBudget
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -267,3 +270,54 @@ ADDRESSING_STYLES = ("auto", "virtual", "path")
 def check_addressing_style(style: object) -> None:
     if style is not None and style not in ADDRESSING_STYLES:
         raise ConfigError(f"addressing_style must be one of {ADDRESSING_STYLES}, not {style!r}")
+
+
+def check_budget(budget: object) -> MemoryBudget | None:
+    """``Engine(memory_budget=)``: a MemoryBudget or a number of bytes, at most 1 TiB."""
+    from ._budget import MemoryBudget
+    from ._config import MAX_MEMORY
+
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        budget = MemoryBudget(budget)
+    if budget is not None and not isinstance(budget, MemoryBudget):
+        raise ConfigError("memory_budget must be a MemoryBudget or a number of bytes")
+    if budget is not None and budget.limit > MAX_MEMORY:
+        raise ConfigError(
+            f"memory_budget {format_size(budget.limit)} is absurd: it caps the bytes held in "
+            f"memory (at most {format_size(MAX_MEMORY)}; None for no shared cap)"
+        )
+    return budget
+
+
+def check_client_args(client: object, **args: Any) -> None:
+    """Engine(...)'s connection arguments, before any request (see streamx._validate)."""
+    given = sorted(name for name, value in args.items() if value is not None)
+    if client is not None and given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be combined with client=: the client is used as it "
+            "is; configure it when you create it"
+        )
+    endpoint = args["endpoint_url"]
+    if client is None and endpoint is None and os.environ.get("AWS_ENDPOINT_URL"):
+        check_endpoint(os.environ["AWS_ENDPOINT_URL"], "the AWS_ENDPOINT_URL variable")
+    check_endpoint(endpoint)
+    check_region(args["region_name"])
+    check_credentials(
+        args["aws_access_key_id"], args["aws_secret_access_key"], args["aws_session_token"]
+    )
+    check_addressing_style(args["addressing_style"])
+    profile = args["profile"]
+    if profile is not None:
+        if not isinstance(profile, str) or not profile:
+            raise ConfigError(f"profile must be a non-empty str, not {profile!r}")
+        import botocore.exceptions
+        import botocore.session
+
+        # a fresh session reads the config files as they are now (a cached one would not)
+        known = botocore.session.Session().available_profiles
+        if profile not in known:
+            listed = f"profiles {', '.join(sorted(known))}" if known else "no profile"
+            raise ConfigError(
+                f"the AWS config files (~/.aws/config, AWS_CONFIG_FILE) have {listed}; "
+                f"the config profile {profile!r} could not be found"
+            ) from botocore.exceptions.ProfileNotFound(profile=profile)
