@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -55,16 +56,18 @@ def generated_stream(size: int, digest: Any) -> Iterator[bytes]:
 
 
 class Bar:
-    """A tqdm progress bar fed by streamx progress events (a listener, nothing more)."""
+    """A tqdm progress bar fed by streamx progress events (a listener, nothing more).
+
+    The CLI's bar: MiB and MiB/s like the summary, and drawn only when stderr is a
+    terminal (under ``tee`` or in a log file it writes nothing).
+    """
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
         self._bar = None
-        if enabled:
-            from tqdm import tqdm
+        if enabled and sys.stderr.isatty():
+            from streamx.cli._progress import ByteBar
 
-            self._bar = tqdm(
-                total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr
-            )
+            self._bar = ByteBar(total=total, desc=desc)
 
     def __call__(self, event: streamx.ProgressEvent) -> None:
         if self._bar is not None:
@@ -168,8 +171,19 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line, no progress bar")
     args = parser.parse_args()
     args.progress = not args.json
-    # the library never configures logging; a program does: only warnings here
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    # the library logs to the stdlib "streamx" logger and is silent until a program asks:
+    # this one shows warnings and errors on stderr, rendered by structlog
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            ]
+        )
+    )
+    logging.getLogger("streamx").addHandler(handler)
+    logging.getLogger("streamx").setLevel(logging.WARNING)
 
     if args.endpoint == "env":
         report = asyncio.run(run(args, {}))

@@ -7,12 +7,14 @@ from ._errors import (
     AccessDeniedError,
     CheckpointError,
     ChecksumError,
+    ConditionalConflictError,
     ConfigError,
     LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
     PartLimitError,
+    PreconditionFailedError,
     S3Error,
     ServiceUnavailableError,
     SourceError,
@@ -32,6 +34,7 @@ from ._objects import (
     ObjectInfo,
 )
 from ._results import UploadResult
+from ._stores import StoreProfile
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
@@ -44,6 +47,7 @@ __all__ = [
     "AccessDeniedError",
     "CheckpointError",
     "ChecksumError",
+    "ConditionalConflictError",
     "ConfigError",
     "CopyResult",
     "DeleteError",
@@ -63,12 +67,14 @@ __all__ = [
     "ObjectInfo",
     "PartLimitError",
     "PartPlan",
+    "PreconditionFailedError",
     "ProgressEvent",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",
     "SourceTypeError",
     "StaleUpload",
+    "StoreProfile",
     "StreamxError",
     "TransferConfig",
     "UploadResult",

@@ -1,4 +1,4 @@
-"""``python -m streamx``: the command line (needs the ``streamx[cli]`` extra)."""
+"""``python -m streamx``: the command line (needs the ``streamx-s3[cli]`` extra)."""
 
 from streamx.cli import main
 

@@ -18,12 +18,9 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from ._errors import ConfigError, NotFoundError
+from ._log import log
 from ._s3 import S3
-
-log = structlog.get_logger("streamx")
 
 Clock = Callable[[], dt.datetime]
 

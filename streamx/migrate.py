@@ -21,21 +21,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
 from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
+from ._log import log
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
+from ._s3 import check_put_args
 from ._validate import check_bucket, check_prefix
 from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
     from ._engine import Engine
-
-log = structlog.get_logger("streamx")
 
 
 def _carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,6 +117,7 @@ async def migrate_prefix(
     config: TransferConfig | None = None,
     on_progress: ProgressCallback | None = None,
     fail_fast: bool = False,
+    **put_args: Any,
 ) -> MigrationResult:
     """Copy every object under ``prefix`` from ``src`` to ``dst``, ``concurrency`` at a time.
 
@@ -125,6 +125,11 @@ async def migrate_prefix(
     ``dst_prefix`` is ``None``). With ``fail_fast`` the first failure stops
     the migration and is raised; otherwise failures are collected in the
     result. Objects already copied stay copied either way.
+
+    ``put_args`` apply to every object written, conditions included:
+    ``IfNoneMatch="*"`` makes a re-run skip nothing silently and overwrite nothing
+    (an object already at the destination fails with
+    :class:`streamx.PreconditionFailedError`, listed in ``failed``).
     """
     from ._engine import Engine
 
@@ -141,6 +146,7 @@ async def migrate_prefix(
     if not isinstance(fail_fast, bool):
         raise ConfigError(f"fail_fast must be True or False, not {fail_fast!r}")
     cfg = dst._config(config)
+    args = check_put_args(put_args)
     listing = src.list(src_bucket, prefix)
     aggregate = _Aggregate(on_progress, cfg.progress_interval)
     failures: list[MigrationFailure] = []
@@ -170,6 +176,7 @@ async def migrate_prefix(
                         target(info.key),
                         config=cfg,
                         on_progress=aggregate.for_object(),
+                        put_args=args,
                     )
                 except Exception as exc:
                     if aggregate.error is not None and aggregate.error is not exc:

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -543,14 +544,36 @@ async def test_debug_shows_the_traceback(rclone_server: Any) -> None:
     assert "Traceback" in text(result.stderr) and "NotFoundError" in text(result.stderr)
 
 
+def project_metadata() -> dict[str, Any]:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
+    return project
+
+
+def test_the_distribution_has_a_name_of_its_own() -> None:
+    """``streamx`` on PyPI is another project: ours installs as streamx-s3, imports as streamx."""
+    project = project_metadata()
+    assert project["name"] == "streamx-s3"
+    assert project["scripts"] == {"streamx": "streamx.cli:main"}
+    for extra in project["optional-dependencies"].values():  # self-references use the new name
+        assert not any(req.startswith("streamx[") for req in extra)
+
+
 async def test_missing_extra_prints_an_install_hint() -> None:
+    name = project_metadata()["name"]
     code = "import sys; sys.modules['click'] = None; from streamx.cli import main; main(['ls'])"
     result = await anyio.run_process([sys.executable, "-c", code], check=False)
     assert result.returncode == 1
     assert text(result.stderr) == (
         "streamx: the command line needs the 'cli' extra (click is not installed); "
-        "install it with: pip install 'streamx[cli]'\n"
+        f"install it with: pip install '{name}[cli]'\n"
     )
+    code = (  # (aiohttp cannot be missing: aiobotocore needs it)
+        "import sys; sys.modules['fastapi'] = None\n"
+        "try:\n    import streamx.web.fastapi\nexcept ImportError as e:\n    print(e)\n"
+    )
+    result = await anyio.run_process([sys.executable, "-c", code], check=False)
+    assert f"pip install '{name}[fastapi]'" in text(result.stdout)
 
 
 async def test_closed_stdout_exits_141_quietly(rclone_server: Any, rclone_bucket: Any) -> None:
@@ -612,6 +635,8 @@ async def test_signal_mid_upload_leaves_no_multipart_upload(
         await proc.stdin.aclose()
     assert code == (130 if signum == signal.SIGINT else 143), text(err)
     assert text(err).splitlines()[-1].startswith("streamx: interrupted")
+    # no log line of the library without --debug, only the command's own words
+    assert all(line.startswith("streamx:") for line in text(err).splitlines()), text(err)
     assert await list_uploads(engine, bucket) == []
     with pytest.raises(streamx.NotFoundError):
         await engine.head(bucket, "interrupted")
@@ -705,8 +730,8 @@ async def test_progress_bar_on_a_terminal_only(
 
     code, drawn = await anyio.to_thread.run_sync(run_in_pty, ["cp", str(path), url], env)
     assert code == 0, drawn
-    assert "twenty.bin" in drawn and "100%" in drawn and "20.0M/20.0M" in drawn
-    assert "in flight" in drawn and "B/s" in drawn and "\r" in drawn
+    assert "twenty.bin" in drawn and "100%" in drawn and "20 MiB/20 MiB" in drawn
+    assert "in flight" in drawn and "MiB/s" in drawn and "MB/s" not in drawn and "\r" in drawn
     assert f"upload: {path} -> {url}" in drawn
 
     code, drawn = await anyio.to_thread.run_sync(

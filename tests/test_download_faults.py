@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from faultproxy import Fault, FaultProxy, Request, Sleeps
-from structlog.testing import capture_logs
 
 import streamx
 import streamx.download.pipeline as pipeline_module
 from streamx._retry import RetryPolicy
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 PART = 5 * MiB

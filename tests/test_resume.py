@@ -21,9 +21,9 @@ import anyio
 import pytest
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
-from structlog.testing import capture_logs
 
 import streamx
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 PART = 5 * MiB

@@ -7,6 +7,8 @@ signatures to look for.
 
 from __future__ import annotations
 
+import io
+import logging
 import random
 import re
 import uuid
@@ -14,11 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from faultproxy import Fault, FaultProxy
-from structlog.testing import capture_logs
 
 import streamx
+from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -78,10 +79,8 @@ async def test_wrong_secret_is_access_denied_without_secret_or_signature(
 
 
 @pytest.mark.anyio
-async def test_logs_of_whole_uploads_hold_no_secret(
-    rclone_server: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A run with retries, a failure and an abort, logged twice: captured, and printed to stdout."""
+async def test_logs_of_whole_uploads_hold_no_secret(rclone_server: Any) -> None:
+    """A run with retries, a failure and an abort, logged twice: captured, and printed by a handler."""
     secret = rclone_server.secret_key
 
     async def run(proxy: FaultProxy) -> None:
@@ -114,11 +113,19 @@ async def test_logs_of_whole_uploads_hold_no_secret(
     assert sigs and secret not in captured and secret[::-1] not in captured
     assert not any(sig in captured for sig in sigs)
 
-    structlog.reset_defaults()  # the default configuration prints every event to stdout
-    capsys.readouterr()
-    async with FaultProxy(rclone_server.endpoint_url) as proxy:
-        await run(proxy)
-    printed = capsys.readouterr().out
+    # what a user's logging.basicConfig(level=DEBUG) would print, through the stdlib logger
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("streamx")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        async with FaultProxy(rclone_server.endpoint_url) as proxy:
+            await run(proxy)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    printed = stream.getvalue()
     assert "upload.part.retry" in printed and "upload.aborted" in printed
     assert secret not in printed and secret[::-1] not in printed
     assert not any(sig in printed for sig in signatures(proxy))

@@ -422,7 +422,7 @@ async def test_engine_reads_aws_environment(
 
 @pytest.mark.anyio
 async def test_logs_carry_context_and_no_secret(server: Any, bucket: str) -> None:
-    from structlog.testing import capture_logs
+    from streamx.testing import capture_logs
 
     with capture_logs() as logs:
         async with streamx.Engine(**server.engine_args()) as engine:

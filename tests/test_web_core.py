@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import structlog
 from conftest import list_uploads
 
 import streamx
 from streamx._errors import AccessDeniedError, NotFoundError, S3Error, SourceError
+from streamx.testing import capture_logs
 from streamx.web import AccessRequest, UploadService, UploadSettings, WebError, allow_all
 from streamx.web._core import (
     Call,
@@ -109,7 +109,8 @@ def test_sizes_types_metadata() -> None:
     with pytest.raises(WebError):
         check_content_type("text/plain\r\nX-Evil: 1")
     assert check_metadata({"a-b_c": "v"}) == {"a-b_c": "v"}
-    for bad in ({"a b": "v"}, {"a": "é"}, {"a": 1}, ["a"]):
+    assert check_metadata({"a": 1, "b": None}) == {"a": "1"}
+    for bad in ({"a b": "v"}, {"é": "v"}, {"a": "x" * 2048}, ["a"]):
         with pytest.raises(WebError):
             check_metadata(bad)
 
@@ -197,7 +198,7 @@ async def test_presigned_urls_never_reach_the_log(
 ) -> None:
     service = _service(engine, bucket)
     request = {"user": "ann"}
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         init = await service.handle("multipart_init", Call(request, {}, {}, {"key": "u/ann/k"}))
         body = {"key": "u/ann/k", "upload_id": init["upload_id"], "part_number": 2}
         signed = await service.handle("multipart_part_url", Call(request, {}, {}, body))
@@ -227,6 +228,12 @@ async def test_hook_refusal_and_missing_upload(
         await service.handle("multipart_init", Call({"user": "bob"}, {}, {}, {"key": "u/bob/k"}))
     assert err.value.status == 403 and "may not create" in err.value.message
     query = {"key": "u/ann/k", "upload_id": "no-such-upload"}
-    with pytest.raises(WebError) as err:
+    with pytest.raises(WebError) as err:  # not a token this server issued: refused before S3
         await service.handle("multipart_parts", Call({"user": "ann"}, {}, query))
+    assert err.value.status == 403 and err.value.code == "upload_mismatch"
+    token = await service.issue({"user": "ann"}, "u/ann/k", "no-such-upload")
+    with pytest.raises(WebError) as err:  # a genuine token for an upload S3 does not know
+        await service.handle(
+            "multipart_parts", Call({"user": "ann"}, {}, {**query, "upload_id": token})
+        )
     assert err.value.status == 404

@@ -35,7 +35,7 @@ Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 access denied,
 """
 
 
-@click.group(context_settings={"help_option_names": ["--help"]}, epilog=EPILOG)
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="streamx")
 @common_options
 def cli() -> None:
@@ -50,6 +50,10 @@ def _register() -> None:
 
 
 _register()
+
+
+#: what click (8.2+) raises for a group called without a command
+_NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", click.UsageError)
 
 
 def _say(text: str) -> None:
@@ -78,6 +82,10 @@ def run(argv: list[str]) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP) or (not argv and exc.ctx is not None):
+            # a bare ``streamx``: the usage, as click lays it out, not squashed into one line
+            _say(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            return EXIT_USAGE
         where = exc.ctx.command_path if exc.ctx is not None else "streamx"
         message = " ".join(exc.format_message().split())
         _say(f"{where}: error: {message} (see '{where} --help')")

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import structlog
 
 from .._engine import Engine
 from .._limits import format_size, parse_size
+from .._log import LOGGER_NAME
 from ._exit import EXIT_INTERRUPTED, Interrupted, StdoutClosed
 
 T = TypeVar("T")
@@ -137,13 +138,73 @@ DURATION = DurationType()
 
 
 def configure_logging(debug: bool) -> None:
-    """The library logs through structlog; the CLI sends it to stderr (stdout may carry data)."""
-    level = logging.DEBUG if debug else logging.ERROR
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
+    """Show the library's events on stderr (stdout may carry data).
+
+    With ``--debug``: every event, rendered by structlog's console renderer.
+    Without: only errors the user must act on (an upload that could not be
+    aborted), as one plain ``streamx: warning: ...`` line, never a log line.
+    The library logs to the stdlib ``streamx`` logger; structlog's global
+    configuration is left alone.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    for old in [h for h in logger.handlers if getattr(h, "_streamx_cli", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._streamx_cli = True  # type: ignore[attr-defined]
+    if debug:
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    _drop_logger_name,
+                    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+                    structlog.dev.ConsoleRenderer(colors=_isatty(sys.stderr)),
+                ],
+            )
+        )
+    else:
+        handler.setFormatter(_PlainWarnings())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR)
+    logger.propagate = False
+
+
+class _PlainWarnings(logging.Formatter):
+    """A library error event as one line in the command line's words."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = dict(record.msg) if isinstance(record.msg, dict) else {"event": record.getMessage()}
+        name = str(event.pop("event", ""))
+        bucket, key = event.get("bucket"), event.get("key")
+        where = f"s3://{bucket}/{key}" if bucket and key else "the object"
+        if name.endswith((".abort.failed", ".abort.timeout")):
+            why = event.get("error") or f"no answer within {event.get('seconds')} s"
+            tail = f"'streamx sweep s3://{bucket}/' removes it" if bucket else "'streamx sweep' removes it"
+            return (
+                f"streamx: warning: the unfinished multipart upload of {where} could not be "
+                f"aborted ({why}); it is billed until removed: {tail}"
+            )
+        if name == "upload.corrupt_object.delete_failed":
+            return (
+                f"streamx: warning: {where} is corrupt and could not be deleted "
+                f"({event.get('error')}); delete it with 'streamx rm {where}'"
+            )
+        context = ", ".join(
+            f"{k}={v}" for k, v in event.items() if k not in ("level", "logger", "upload_id")
+        )
+        return f"streamx: warning: {name}" + (f" ({context})" if context else "")
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _drop_logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.pop("logger", None)  # every line is streamx's
+    return event
 
 
 def make_engine(opts: Options, *, endpoint_url: str | None = None, **kwargs: Any) -> Engine:

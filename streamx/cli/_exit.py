@@ -24,6 +24,7 @@ presigned signatures; the traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import errno
+import re
 from dataclasses import dataclass
 
 from .._errors import (
@@ -113,9 +114,81 @@ _HINTS: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
+#: the library's advice, said in the command line's words
+_CLI_WORDING = [
+    ("pass restart=True to overwrite it", "add --restart to overwrite it"),
+    ("pass restart=True to start over", "add --restart to start over"),
+    ("pass restart=True", "add --restart"),
+    ("restart=True needs checkpoint=PATH", "--restart needs --checkpoint"),
+    ("or pass them to Engine()", "or pass --profile"),
+    ("pass size= with the expected length", "pass --expected-size"),
+    ("use a larger part_size", "use a larger --part-size"),
+    (
+        "TransferConfig(checksum='when_required') (or checksum='off') for it",
+        "--checksum when_required (or --checksum off) for it",
+    ),
+]
+
+#: S3 error codes that mean the credentials themselves were refused
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "NoCredentials",
+        "InvalidClientTokenId",
+    }
+)
+
+
+#: TransferConfig fields that the command line sets with a flag
+_FIELD_FLAGS = {"part_size": "--part-size", "queue_size": "--concurrency"}
+
+
+def cli_wording(message: str) -> str:
+    """A library message in the command line's terms (flags instead of keyword arguments)."""
+    for library, cli in _CLI_WORDING:
+        message = message.replace(library, cli)
+    return re.sub(
+        r"(?<![-\w])(part_size|queue_size)\b", lambda m: _FIELD_FLAGS[m.group(1)], message
+    )
+
+
 def _with_hint(message: str, hint: str) -> str:
-    message = " ".join(message.split())  # one line, whatever the server answered
+    message = " ".join(cli_wording(message).split())  # one line, whatever the server answered
+    if any(flag in message for flag in re.findall(r"--[a-z-]+", hint)):
+        hint = ""  # the message already gives that advice
     return f"{message}; {hint}" if hint else message
+
+
+def _s3_message(exc: StreamxError) -> str | None:
+    """Plain words for the S3 errors a user meets first, naming the code for a search."""
+    code = getattr(exc, "code", "")
+    if code == "NoSuchBucket" and exc.bucket:
+        return (
+            f"bucket {exc.bucket!r} does not exist (NoSuchBucket); check its name "
+            "('streamx ls' lists your buckets)"
+        )
+    if code in ("NoSuchKey", "NotFound", "404") and exc.bucket and exc.key is not None:
+        folder = exc.key.rsplit("/", 1)[0] + "/" if "/" in exc.key else ""
+        return (
+            f"s3://{exc.bucket}/{exc.key} does not exist ({code}); "
+            f"'streamx ls s3://{exc.bucket}/{folder}' shows what is there"
+        )
+    if code in CREDENTIAL_CODES:
+        return (
+            f"the server refused the credentials ({code}); check AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or --profile"
+        )
+    return None
+
+
+def stops_everything(exc: BaseException) -> bool:
+    """A failure no other file of a recursive copy can escape: a missing bucket, bad credentials."""
+    code = getattr(exc, "code", "")
+    return isinstance(exc, StreamxError) and (code == "NoSuchBucket" or code in CREDENTIAL_CODES)
 
 
 def classify(exc: BaseException) -> Failure:
@@ -129,6 +202,9 @@ def classify(exc: BaseException) -> Failure:
             return Failure(EXIT_USAGE, _with_hint(str(exc), "check --profile / AWS_PROFILE"))
         for cls, code, hint in _HINTS:
             if isinstance(exc, cls):
+                plain = _s3_message(exc)
+                if plain is not None:
+                    return Failure(code, plain)
                 return Failure(code, _with_hint(str(exc), hint))
     if isinstance(exc, StdoutClosed):
         return Failure(EXIT_BROKEN_PIPE, "")
@@ -145,7 +221,7 @@ def classify(exc: BaseException) -> Failure:
         return Failure(EXIT_TRANSFER, f"{what}{where}{hint}")
     if isinstance(exc, TypeError | ValueError):
         # raised by streamx's own argument checks before any request
-        return Failure(EXIT_USAGE, str(exc))
+        return Failure(EXIT_USAGE, cli_wording(str(exc)))
     return Failure(
         EXIT_ERROR,
         f"internal error: {type(exc).__name__}: {exc}; rerun with --debug and report it",

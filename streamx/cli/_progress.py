@@ -14,8 +14,39 @@ from typing import Any
 from tqdm import tqdm
 
 from .._events import ProgressEvent
+from .._limits import format_size
 
 _LABEL_WIDTH = 32
+_KNOWN = "{desc}: {percentage:3.0f}%|{bar}| {sizes} [{elapsed}<{remaining}, {speed}{postfix}]"
+_UNKNOWN = "{desc}: {sizes} [{elapsed}, {speed}{postfix}]"
+
+
+class ByteBar(tqdm):  # type: ignore[misc]
+    """A tqdm bar of bytes in binary units with their "i" (``20 MiB/20 MiB``, ``MiB/s``).
+
+    tqdm's own ``unit_scale`` prints ``MB/s`` and divides the rate by 1000, where
+    streamx's summaries say MiB/s: one set of units everywhere. Drawn only on a
+    terminal (``disable=None``): into a pipe or a file it writes nothing at all.
+    """
+
+    def __init__(self, *, total: int | None, **kwargs: Any) -> None:
+        kwargs.setdefault("file", sys.stderr)
+        kwargs.setdefault("disable", None)  # None: only when the file is a terminal
+        super().__init__(
+            total=total,
+            unit="B",
+            bar_format=_KNOWN if total is not None else _UNKNOWN,
+            **kwargs,
+        )
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = super().format_dict
+        n, total, elapsed = int(d["n"]), d["total"], d["elapsed"]
+        rate = d["rate"] or (n / elapsed if elapsed else 0)
+        d["sizes"] = f"{format_size(n)}/{format_size(int(total))}" if total else format_size(n)
+        d["speed"] = f"{format_size(int(rate))}/s" if rate else "- MiB/s"
+        return d
 
 
 def _label(text: str) -> str:
@@ -30,13 +61,9 @@ class FileBar:
         self._done = 0
         self._bar: Any = None
         if display.enabled:
-            self._bar = tqdm(
+            self._bar = ByteBar(
                 total=total,
                 desc=_label(label),
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=sys.stderr,
                 dynamic_ncols=True,
                 leave=not display.multi,
                 position=None,
@@ -74,13 +101,9 @@ class Display:
     def start_total(self, files: int, total_bytes: int) -> None:
         """A total line for a recursive copy of ``files`` files."""
         if self.enabled:
-            self._total = tqdm(
+            self._total = ByteBar(
                 total=total_bytes,
                 desc=f"total ({files} files)",
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=sys.stderr,
                 dynamic_ncols=True,
                 position=0,
                 mininterval=0.1,

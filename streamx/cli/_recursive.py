@@ -2,8 +2,10 @@
 
 Every job shares the engine's :class:`~streamx.MemoryBudget` (``--memory-limit``),
 so memory stays bounded however many files are in flight. One file's failure
-is reported and the others go on; Ctrl-C cancels them all, and each upload in
-flight is aborted.
+is reported and the others go on, unless every file would fail the same way (a
+missing bucket, refused credentials): then the copy stops with one line. Ctrl-C
+cancels them all, and each upload in flight is aborted. What is not copied
+(dangling symlinks, sockets) is reported.
 
 A prefix is read as a directory: ``s3://b/photos`` copies the keys under
 ``photos/``, and keys that cannot be mapped safely onto a local tree
@@ -20,7 +22,7 @@ from typing import Any
 import anyio
 
 from .._engine import Engine
-from ._exit import Failure, UsageError, classify
+from ._exit import Failure, UsageError, classify, stops_everything
 from ._location import LocalLocation, Location, S3Location, StdioLocation, safe_relative_path
 
 
@@ -37,22 +39,27 @@ class Skipped:
     reason: str
 
 
-def _walk(root: str) -> list[tuple[str, str, int]]:
-    """(path, relative key, size) of the regular files under ``root``, in a stable order."""
+def _walk(root: str) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+    """(path, relative key, size) of the regular files under ``root``, in a stable order,
+    and (path, reason) of what is not copied: dangling symlinks, sockets, devices."""
     found = []
+    passed = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             try:
                 st = os.stat(path)
-            except FileNotFoundError:  # a dangling symlink
+            except FileNotFoundError:
+                target = os.readlink(path) if os.path.islink(path) else "?"
+                passed.append((path, f"a symbolic link to {target}, which does not exist; skipped"))
                 continue
             if not os.path.isfile(path):
+                passed.append((path, "not a regular file; skipped"))
                 continue
             rel = os.path.relpath(path, root).replace(os.sep, "/")
             found.append((path, rel, st.st_size))
-    return found
+    return found, passed
 
 
 def _raise(exc: OSError) -> None:
@@ -80,10 +87,11 @@ async def plan(
     skipped: list[Skipped] = []
     if isinstance(src, LocalLocation):
         assert isinstance(dst, S3Location)
-        files = await anyio.to_thread.run_sync(_walk, src.path)
+        files, passed = await anyio.to_thread.run_sync(_walk, src.path)
         base = dst.dir_prefix
         for path, rel, size in files:
             jobs.append(Job(LocalLocation(path), S3Location(dst.bucket, base + rel), size))
+        skipped.extend(Skipped(LocalLocation(path), reason) for path, reason in passed)
         return jobs, skipped
     assert isinstance(src, S3Location)
     prefix = src.dir_prefix
@@ -104,34 +112,56 @@ async def plan(
     return jobs, skipped
 
 
+@dataclass
+class Outcome:
+    """What :func:`run_jobs` saw: per-file failures, or the one failure that stopped them all."""
+
+    failures: list[Failure]
+    stopped_by: Failure | None = None
+    done: int = 0
+
+
 async def run_jobs(
     jobs: list[Job],
     workers: int,
     one: Callable[[Job], Awaitable[dict[str, Any]]],
     on_done: Callable[[Job, dict[str, Any]], None],
     on_failed: Callable[[Job, BaseException, Failure], None],
-) -> list[Failure]:
-    """Run ``one(job)`` for every job, ``workers`` at a time; failures are collected."""
-    failures: list[Failure] = []
+) -> Outcome:
+    """Run ``one(job)`` for every job, ``workers`` at a time; failures are collected.
+
+    A failure that every other file would meet too (a missing bucket, refused
+    credentials: :func:`stops_everything`) cancels the jobs in flight (their
+    uploads are aborted) and stops the copy; it is reported once, by the caller.
+    """
+    outcome = Outcome([])
     send, receive = anyio.create_memory_object_stream[Job](max(1, workers))
 
-    async def worker(inbox: Any) -> None:
-        async with inbox:
-            async for job in inbox:
-                try:
-                    record = await one(job)
-                except Exception as exc:
-                    failure = classify(exc)
-                    failures.append(failure)
-                    on_failed(job, exc, failure)
-                else:
-                    on_done(job, record)
-
     async with anyio.create_task_group() as tg:
+
+        async def worker(inbox: Any) -> None:
+            async with inbox:
+                async for job in inbox:
+                    try:
+                        record = await one(job)
+                    except Exception as exc:
+                        if outcome.stopped_by is not None:
+                            continue  # the same cause, already reported
+                        failure = classify(exc)
+                        if stops_everything(exc):
+                            outcome.stopped_by = failure
+                            tg.cancel_scope.cancel()
+                            return
+                        outcome.failures.append(failure)
+                        on_failed(job, exc, failure)
+                    else:
+                        outcome.done += 1
+                        on_done(job, record)
+
         async with receive:
             for _ in range(workers):
                 tg.start_soon(worker, receive.clone())
         async with send:
             for job in jobs:
                 await send.send(job)
-    return failures
+    return outcome

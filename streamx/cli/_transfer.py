@@ -38,10 +38,36 @@ class TransferContext:
     restart: bool = False
     expected_size: int | None = None
     byte_range: tuple[int, int | None] | None = None
+    range_text: str = ""  # the user's --range, for messages
 
     @property
     def cross_endpoint(self) -> bool:
         return self.source_engine is not self.engine
+
+
+def clamp_range(
+    spec: tuple[int, int | None], size: int, text: str, url: str
+) -> tuple[int, int] | None:
+    """A parsed ``--range`` fitted to an object of ``size`` bytes, as HTTP ranges and ``tail -c`` do.
+
+    ``0-1023`` of a 6-byte object is its 6 bytes, ``-500`` the whole object;
+    ``None`` means nothing to read (an empty object). A range that starts past
+    the end is an error, said in the user's own syntax.
+    """
+    start, end = spec
+    if start < 0:  # the last -start bytes
+        start = max(0, size + start)
+        end = size
+    elif end is None or end > size:
+        end = size
+    if start >= size:
+        if size == 0:
+            return None
+        raise UsageError(
+            f"--range {text} starts past the end of {url}, which has {size} "
+            f"byte{'s' if size != 1 else ''} (the last byte is {size - 1})"
+        )
+    return start, end
 
 
 def supports(fn: Callable[..., Any], name: str) -> bool:
@@ -172,15 +198,20 @@ async def download(
         )
         await sink.flush()
         return _record("download", src, dst, result, started)
+    info = await engine.head(src.bucket, src.key)
+    wanted = clamp_range(tc.byte_range, info.size, tc.range_text, str(src))
     size = 0
-    async with engine.download(src.bucket, src.key, range=tc.byte_range) as stream:
-        async for chunk in stream:
-            await sink.write(chunk)
-            bar.advance(len(chunk))
-            size += len(chunk)
+    etag = info.etag
+    if wanted is not None:
+        async with engine.download(src.bucket, src.key, range=wanted) as stream:
+            async for chunk in stream:
+                await sink.write(chunk)
+                bar.advance(len(chunk))
+                size += len(chunk)
+        etag = stream.etag
     await sink.flush()
     record = _record("download", src, dst, None, started)
-    record.update(size=size, etag=stream.etag)
+    record.update(size=size, etag=etag)
     return record
 
 

@@ -31,7 +31,7 @@ from ._common import (
     rate,
     run_async,
 )
-from ._exit import EXIT_OK, Failure, UsageError
+from ._exit import EXIT_OK, EXIT_TRANSFER, Failure, UsageError, cli_wording
 from ._location import LocalLocation, Location, S3Location, StdioLocation, key_basename, parse
 from ._progress import Display
 from ._recursive import Job, check, plan, run_jobs
@@ -113,7 +113,7 @@ class CopyCommand:
                 kw.get("part_size"), kw.get("concurrency"), kw.get("checksum")
             )
         except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(cli_wording(str(exc))) from exc
         memory_limit = kw.get("memory_limit")
         if memory_limit is not None and memory_limit < self.config.part_size:
             raise UsageError(
@@ -130,6 +130,7 @@ class CopyCommand:
         self.restart: bool = kw.get("restart", False)
         self.expected_size: int | None = kw.get("expected_size")
         self.byte_range: tuple[int, int | None] | None = kw.get("byte_range")
+        self.range_text: str = kw.get("range_text", "")
         self.size: int | None = None
         self._check()
 
@@ -206,6 +207,7 @@ class CopyCommand:
                     restart=self.restart,
                     expected_size=self.expected_size,
                     byte_range=self.byte_range,
+                    range_text=self.range_text,
                 )
                 if self.recursive:
                     return await self._run_recursive(tc, display, out)
@@ -245,13 +247,21 @@ class CopyCommand:
             record = {"source": str(job.src), "destination": str(job.dst)}
             out.record({**record, "error": failure.message, "exit_code": failure.code})
 
-        failures = await run_jobs(jobs, self.jobs, one, done, failed)
-        if skipped and not failures:
-            failures.append(Failure(5, "skipped"))
+        outcome = await run_jobs(jobs, self.jobs, one, done, failed)
+        failures = outcome.failures
         total = len(jobs) + len(skipped)
+        if outcome.stopped_by is not None:
+            stop = outcome.stopped_by
+            out.error(f"{stop.message}; stopped after {outcome.done} of {total} files")
+            out.record({"error": stop.message, "exit_code": stop.code, "copied": outcome.done})
+            return stop.code
         if failures:
-            out.error(f"{len(failures)} of {total} files failed")
+            also = f" ({len(skipped)} skipped)" if skipped else ""
+            out.error(f"{len(failures)} of {total} files failed{also}")
             return failures[0].code
+        if skipped:  # reported above, one line each; the copy is not complete
+            out.error(f"copied {len(jobs)} of {total} files; {len(skipped)} skipped")
+            return EXIT_TRANSFER
         out.info(f"copied {len(jobs)} files")
         return EXIT_OK
 
@@ -265,7 +275,7 @@ def _human(record: dict[str, Any]) -> str:
     return f"{record['action']}: {record['source']} -> {record['destination']}{detail}"
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src")
 @click.argument("dst")
 @click.option("-r", "--recursive", is_flag=True, help="Copy a directory or a prefix.")
@@ -346,10 +356,14 @@ def parse_range(text: str) -> tuple[int, int | None]:
     return start, end + 1
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url")
 @click.option(
-    "--range", "byte_range", metavar="START-END", help="Bytes START..END (inclusive); START- or -N."
+    "--range",
+    "byte_range",
+    metavar="START-END",
+    help="Bytes START..END (inclusive); START- or -N (the last N). Clamped to the object, "
+    "as HTTP ranges and tail -c are.",
 )
 @common_options
 def cat(url: str, byte_range: str | None) -> int:
@@ -358,5 +372,5 @@ def cat(url: str, byte_range: str | None) -> int:
     if not isinstance(location, S3Location):
         raise UsageError(f"cat reads s3://BUCKET/KEY, not {url!r}")
     spec = parse_range(byte_range) if byte_range is not None else None
-    command = CopyCommand(options(), url, "-", byte_range=spec)
+    command = CopyCommand(options(), url, "-", byte_range=spec, range_text=byte_range or "")
     return run_async(command.run)

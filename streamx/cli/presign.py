@@ -60,13 +60,19 @@ async def _presign(
             "key": location.key,
             "expires_in": expires,
             "expires_at": expires_at.isoformat(timespec="seconds"),
+            **({"required_headers": {"Content-Type": content_type}} if content_type else {}),
         }
     )
     out.line(url)
+    if content_type:  # signed into the URL: S3 refuses a PUT without exactly this header
+        out.info(
+            f"the uploader must send the header 'Content-Type: {content_type}' with the PUT "
+            f"(it is signed into the URL), e.g. curl -T FILE -H 'Content-Type: {content_type}' URL"
+        )
     return EXIT_OK
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url")
 @click.option(
     "--method",
@@ -85,7 +91,7 @@ async def _presign(
 @click.option(
     "--content-type",
     metavar="TYPE",
-    help="For PUT: the Content-Type the uploader must send.",
+    help="For PUT: sign this Content-Type in; the uploader must then send exactly this header.",
 )
 @common_options
 def presign(url: str, method: str, expires_in: float, content_type: str | None) -> int:

@@ -50,7 +50,7 @@ async def _sweep(opts: Options, location: S3Location, older_than: float, dry_run
     return EXIT_OK
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url")
 @click.option(
     "--older-than",

@@ -22,14 +22,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import structlog
-
 from .._errors import NetworkError, ObjectChangedError, S3Error, StreamxError
+from .._log import log
 from .._retry import ProgressDeadline, RetryPolicy
 from .._s3 import S3, map_errors
 from .planner import ByteRange
-
-log = structlog.get_logger("streamx")
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._budget import MemoryBudget, Reservation
@@ -38,6 +37,7 @@ from .._concurrency import FirstFailure
 from .._config import TransferConfig
 from .._errors import CheckpointError, ChecksumError, ObjectChangedError
 from .._events import Progress
+from .._log import log
 from .._objects import DownloadResult
 from .._retry import RetryPolicy
 from .._s3 import S3
@@ -56,8 +56,6 @@ from .verify import (
     stored_checksum,
     unverified,
 )
-
-log = structlog.get_logger("streamx")
 
 _Work = tuple[int, ByteRange, Reservation]
 

@@ -16,18 +16,16 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-import structlog
 
 from .._checksum import Running
 from .._errors import NetworkError, S3Error, StreamxError
+from .._log import log
 from .._objects import ObjectInfo
 from .._retry import RetryPolicy, is_retryable
 from .._s3 import S3, map_errors
 from .fetcher import _changed, _translate_get, parse_content_range
 from .planner import ByteRange, RangeSpec, header_for, resolve
 from .verify import StoredChecksum, check, stored_checksum, unverified
-
-log = structlog.get_logger("streamx")
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
 

@@ -54,14 +54,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 
 from .._checksum import PartChecksum, combine, compute, param_name, supports_full_object
 from .._errors import ChecksumError, StreamxError
+from .._log import log
 from .._retry import RetryPolicy
 from .._s3 import S3
-
-log = structlog.get_logger("streamx")
 
 #: Algorithms a download can check, most preferred first when a store reports several.
 ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256")

@@ -3,17 +3,31 @@
 A part's buffer counts against the budget from the moment the producer starts
 filling it until S3 acknowledges it (the uploader releases it). Its checksum is
 computed here, once, from the bytes just read.
+
+A source that delivers at its sender's pace (``source.grows``: an HTTP request
+body) gets parts that grow with the bytes that arrived: the budget is taken in
+steps of :data:`GROW_STEP` just before the bytes are read, not a whole part up
+front (see ``_budget.py`` for why that cannot deadlock).
 """
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from .._budget import MemoryBudget, Reservation
 from .._checksum import PartChecksum, compute
 from .._errors import PartLimitError, SourceError, StreamxError
 from .._limits import MAX_PARTS, PartPlan, format_size
-from .source import Buffer, Source
+from .source import Buffer, ChunkSource, Source
+
+GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
+_MAP_FLAGS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    if hasattr(mmap, "MAP_ANONYMOUS")
+    else 0  # Windows: mmap(-1, size) is anonymous already
+)
 
 
 @dataclass(eq=False, slots=True)
@@ -64,10 +78,17 @@ class PartProducer:
             1 if len(budgets) > 1 else max(1, budgets[0].limit // max(1, plan.size_of(1)))
         )
         self._waiting = False  # the producer waits for budget: don't hold any back
+        self.grows = isinstance(source, ChunkSource) and source.grows
+        if self.grows:
+            self._max_spares = 0  # a growing part never reuses a whole-part buffer
 
     async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
+        return await self._call(self.source.read, n, into)
+
+    async def _call(self, read: Any, *args: Any) -> Buffer:
         try:
-            return await self.source.read(n, into)
+            result: Buffer = await read(*args)
+            return result
         except StreamxError:
             raise
         except Exception as exc:
@@ -98,6 +119,9 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
+        if self.grows:
+            data, reservation = await self._grow(size)
+            return self._finish(number, size, data, reservation)
         buffer, reservation = self._take_spare(size)
         try:
             if buffer is None:
@@ -111,6 +135,47 @@ class PartProducer:
         except BaseException:
             reservation.release()
             raise
+        return self._finish(number, size, data, reservation)
+
+    async def _grow(self, size: int) -> tuple[Buffer, Reservation]:
+        """Fill a part as its bytes arrive, taking budget one step ahead of them."""
+        reservation = Reservation()
+        # An anonymous mapping: its pages cost memory only once bytes land in them, so
+        # the part's footprint follows the bytes that arrived, without the reallocation
+        # copies (and heap fragmentation) of a growing bytearray; freeing it unmaps it.
+        buffer = mmap.mmap(-1, size, flags=_MAP_FLAGS) if _MAP_FLAGS else mmap.mmap(-1, size)
+        got = 0
+        read_some = cast(ChunkSource, self.source).read_some
+        for budget in self.budgets:  # the largest part so far sets the reserve
+            budget.join_growers(self, size)
+        try:
+            while got < size:
+                step = min(GROW_STEP, size - got)
+                self._waiting = True
+                try:
+                    for budget in self.budgets:
+                        await reservation.grow(budget, self, step)
+                finally:
+                    self._waiting = False
+                target = got + step
+                while got < target:
+                    piece = await self._call(read_some, target - got)
+                    if not piece:
+                        break
+                    buffer[got : got + len(piece)] = piece
+                    got += len(piece)
+                if got < target:  # the end of the stream
+                    reservation.give_back(target - got)
+                    break
+        except BaseException:
+            reservation.release()
+            buffer.close()
+            raise
+        return memoryview(buffer)[:got], reservation
+
+    def _finish(
+        self, number: int, size: int, data: Buffer, reservation: Reservation
+    ) -> Part | None:
         self.bytes_read += len(data)
         if len(data) < size or (
             self.source.size is not None and self.bytes_read >= self.source.size
@@ -193,6 +258,9 @@ class PartProducer:
 
     def release_all(self) -> None:
         self.eof = True  # the transfer is over: nothing is held back for a next part
+        if self.grows:
+            for budget in self.budgets:
+                budget.leave_growers(self)
         spares, self._spares = self._spares, []
         for _, reservation in spares:
             reservation.release()

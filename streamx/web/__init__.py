@@ -1,8 +1,8 @@
 """Embedding streamx in web apps: FastAPI and aiohttp adapters over one framework-neutral core.
 
-* ``streamx.web.fastapi`` (``pip install 'streamx[fastapi]'``): ``create_router``,
+* ``streamx.web.fastapi`` (``pip install 'streamx-s3[fastapi]'``): ``create_router``,
   ``stream_request``, ``websocket_upload``.
-* ``streamx.web.aiohttp`` (``pip install 'streamx[aiohttp]'``): ``add_routes``,
+* ``streamx.web.aiohttp`` (``pip install 'streamx-s3[aiohttp]'``): ``add_routes``,
   ``stream_request``, ``websocket_upload``.
 
 Both serve the same routes, configured by one :class:`UploadSettings`: the presigned
@@ -20,6 +20,7 @@ from ._core import (
     allow_all,
     check_key,
 )
+from ._guard import UploadTokens
 from ._service import UploadService
 from ._websocket import UploadSession
 
@@ -30,6 +31,7 @@ __all__ = [
     "UploadService",
     "UploadSession",
     "UploadSettings",
+    "UploadTokens",
     "WebError",
     "allow_all",
     "check_key",
