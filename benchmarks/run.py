@@ -140,9 +140,7 @@ def ensure_peers(log: Any) -> str:
         [str(py), "-c", "import aioboto3, boto3, s3fs, obstore"], capture_output=True
     )
     if missing.returncode:
-        subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True
-        )
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
     return str(py)
 
 
@@ -353,7 +351,9 @@ def summarize(cell: Cell) -> dict[str, Any]:
     if signals:
         status += f" (process died with {', '.join(signals)} after finishing the transfer)"
     if failed:
-        status = (status if good else "failed") + f"; {len(failed)} failed: {failed[0].get('error', '')}"
+        status = (
+            status if good else "failed"
+        ) + f"; {len(failed)} failed: {failed[0].get('error', '')}"
     out["status"] = status
     out["notes"] = notes
     if not good:
@@ -405,7 +405,9 @@ def mm(s: dict[str, float] | None, fmt: str = "{:.0f}") -> str:
     return f"{med} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
-def get(summary: list[dict[str, Any]], server: str, scenario: str, client: str, size: int | None = None) -> dict[str, Any] | None:
+def get(
+    summary: list[dict[str, Any]], server: str, scenario: str, client: str, size: int | None = None
+) -> dict[str, Any] | None:
     for s in summary:
         if (s["server"], s["scenario"], s["client"]) == (server, scenario, client) and (
             size is None or s["size"] == size
@@ -430,39 +432,82 @@ def targets(summary: list[dict[str, Any]], size: int) -> list[tuple[str, str]]:
         return "–" if ok is None else ("met" if ok else "NOT met")
 
     for scen in ("upload_file", "upload_stream"):
-        sx, ab, ob, c = tp("sink", scen, "streamx"), tp("sink", scen, "aioboto3"), tp("sink", scen, "obstore"), cpu("sink", scen, "streamx")
+        sx, ab, ob, c = (
+            tp("sink", scen, "streamx"),
+            tp("sink", scen, "aioboto3"),
+            tp("sink", scen, "obstore"),
+            cpu("sink", scen, "streamx"),
+        )
         if sx and ab and ob and c is not None:
             ok = sx >= 3 * ab and sx >= ob and c <= 1.0
-            rows.append((f"sink {scen}: ≥3× aioboto3, ≥ obstore, ≤1.0 CPU-s/GiB",
-                         f"{verdict(ok)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; aioboto3 {ab:.0f} (×{sx / ab:.1f}); obstore {ob:.0f}"))
+            rows.append(
+                (
+                    f"sink {scen}: ≥3× aioboto3, ≥ obstore, ≤1.0 CPU-s/GiB",
+                    f"{verdict(ok)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; aioboto3 {ab:.0f} (×{sx / ab:.1f}); obstore {ob:.0f}",
+                )
+            )
         if sx:
-            rows.append((f"sink {scen}: stretch 1.5 GiB/s", f"{verdict(sx >= 1536)}: {sx:.0f} MiB/s"))
-        sx, ab, ob = tp("rclone", scen, "streamx"), tp("rclone", scen, "aioboto3"), tp("rclone", scen, "obstore")
+            rows.append(
+                (f"sink {scen}: stretch 1.5 GiB/s", f"{verdict(sx >= 1536)}: {sx:.0f} MiB/s")
+            )
+        sx, ab, ob = (
+            tp("rclone", scen, "streamx"),
+            tp("rclone", scen, "aioboto3"),
+            tp("rclone", scen, "obstore"),
+        )
         if sx and ab and ob:
-            rows.append((f"rclone {scen}: ≥1.2× aioboto3, ≥ obstore",
-                         f"{verdict(sx >= 1.2 * ab and sx >= ob)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f}); obstore {ob:.0f}"))
+            rows.append(
+                (
+                    f"rclone {scen}: ≥1.2× aioboto3, ≥ obstore",
+                    f"{verdict(sx >= 1.2 * ab and sx >= ob)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f}); obstore {ob:.0f}",
+                )
+            )
     sx, b3 = tp("rclone", "download_file", "streamx"), tp("rclone", "download_file", "boto3")
     c, oc = cpu("rclone", "download_file", "streamx"), cpu("rclone", "download_stream", "obstore")
     if sx and b3 and c is not None and oc is not None:
-        rows.append(("rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET",
-                     f"{verdict(sx >= b3 and c <= oc)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; boto3 {b3:.0f}; obstore GET {oc:.2f} CPU-s/GiB"))
+        rows.append(
+            (
+                "rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET",
+                f"{verdict(sx >= b3 and c <= oc)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; boto3 {b3:.0f}; obstore GET {oc:.2f} CPU-s/GiB",
+            )
+        )
     else:
-        rows.append(("rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET", "not measured (streamx download not available)" if not sx else "–"))
+        rows.append(
+            (
+                "rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET",
+                "not measured (streamx download not available)" if not sx else "–",
+            )
+        )
     sx, ab = tp("sink", "many_small", "streamx"), tp("sink", "many_small", "aioboto3")
     if sx and ab:
-        rows.append(("sink 200 × 1 MiB: ≥1.5× aioboto3", f"{verdict(sx >= 1.5 * ab)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f})"))
+        rows.append(
+            (
+                "sink 200 × 1 MiB: ≥1.5× aioboto3",
+                f"{verdict(sx >= 1.5 * ab)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f})",
+            )
+        )
     base = get(summary, "sink", "baseline", "streamx")
     scans = sorted(
-        (s for s in summary if s["scenario"] == "memscan" and s["client"] == "streamx" and "peak_rss_mib" in s),
+        (
+            s
+            for s in summary
+            if s["scenario"] == "memscan" and s["client"] == "streamx" and "peak_rss_mib" in s
+        ),
         key=lambda s: s["size"],
     )
     if base and scans and "peak_rss_mib" in base:
         bound = (1 * MiB + PART_SIZE * CONCURRENCY) / MiB + base["peak_rss_mib"]["max"] + 48
         peaks = [s["peak_rss_mib"]["max"] for s in scans]
         flat = max(peaks) - min(peaks) <= 16
-        rows.append(("peak RSS ≤ hwm + part_size × queue_size + baseline + 48 MiB, flat",
-                     f"{verdict(max(peaks) <= bound and flat)}: bound {bound:.0f} MiB (baseline {base['peak_rss_mib']['max']:.0f}); "
-                     + ", ".join(f"{fmt_size(s['size'])}: {p:.0f} MiB" for s, p in zip(scans, peaks, strict=True))))
+        rows.append(
+            (
+                "peak RSS ≤ hwm + part_size × queue_size + baseline + 48 MiB, flat",
+                f"{verdict(max(peaks) <= bound and flat)}: bound {bound:.0f} MiB (baseline {base['peak_rss_mib']['max']:.0f}); "
+                + ", ".join(
+                    f"{fmt_size(s['size'])}: {p:.0f} MiB" for s, p in zip(scans, peaks, strict=True)
+                ),
+            )
+        )
     return rows
 
 
@@ -477,7 +522,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"for every client; {report['runs']} measured runs per cell, each its own process"
         f"{', after a warm-up run' if report['warmup'] else ''}; medians with (min–max).",
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in {**report["versions"]["main"], **report["versions"]["peers"]}.items()),
+        "Versions: "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in {**report["versions"]["main"], **report["versions"]["peers"]}.items()
+        ),
         "",
         "Columns: *MiB/s* of the transfer (timed in the client process, start-up excluded); "
         "*CPU-s/GiB*: the client process's CPU during the transfer, all threads; "
@@ -496,8 +545,11 @@ def markdown(report: dict[str, Any]) -> str:
     for (server, scen), cells in groups.items():
         first = cells[0]
         title = SCENARIO_TITLES[scen].format(
-            size=fmt_size(first["size"]), count=first["count"], obj=fmt_size(first["size"]),
-            conc=first["concurrency"], budget=fmt_size(first["budget"] or BUDGET),
+            size=fmt_size(first["size"]),
+            count=first["count"],
+            obj=fmt_size(first["size"]),
+            conc=first["concurrency"],
+            budget=fmt_size(first["budget"] or BUDGET),
         )
         lines += ["", f"## {server}: {title}", ""]
         lines += [
@@ -505,14 +557,20 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for s in cells:
-            size = fmt_size(s["size"]) if s["count"] == 1 else f"{s['count']} × {fmt_size(s['size'])}"
+            size = (
+                fmt_size(s["size"]) if s["count"] == 1 else f"{s['count']} × {fmt_size(s['size'])}"
+            )
             status = s.get("status", "")
             notes = "; ".join(s.get("notes", []))
             if notes:
                 status = f"{status}; {notes}"
             status = " ".join(status.replace("|", "/").split())[:300]
             if s["scenario"] == "baseline":  # only its memory means anything
-                s = {k: v for k, v in s.items() if k not in ("mib_s", "cpu_s_per_gib", "server_cpu_s_per_gib")}
+                s = {
+                    k: v
+                    for k, v in s.items()
+                    if k not in ("mib_s", "cpu_s_per_gib", "server_cpu_s_per_gib")
+                }
             lines.append(
                 f"| {s['client']} | {size} | {mm(s.get('mib_s'))} | {mm(s.get('cpu_s_per_gib'), '{:.2f}')} | "
                 f"{mm(s.get('process_cpu_s'), '{:.1f}')} | {mm(s.get('peak_rss_mib'))} | "
@@ -530,7 +588,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     cells = [s for s in report["summary"] if "mib_s" in s and s["scenario"] not in ("baseline",)]
     if not cells:
         return
-    groups = sorted({(s["server"], s["scenario"], s["size"]) for s in cells}, key=lambda g: (g[0], g[1], g[2]))
+    groups = sorted(
+        {(s["server"], s["scenario"], s["size"]) for s in cells}, key=lambda g: (g[0], g[1], g[2])
+    )
     clients = list(dict.fromkeys(s["client"] for s in cells))
     fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.1 * len(groups)), 9))
     width = 0.8 / len(clients)
@@ -541,7 +601,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for i, client in enumerate(clients):
             xs, ys, lo, hi = [], [], [], []
             for gi, (server, scen, size) in enumerate(groups):
-                s = next((c for c in cells if (c["server"], c["scenario"], c["size"], c["client"]) == (server, scen, size, client)), None)
+                s = next(
+                    (
+                        c
+                        for c in cells
+                        if (c["server"], c["scenario"], c["size"], c["client"])
+                        == (server, scen, size, client)
+                    ),
+                    None,
+                )
                 if s is None or metric not in s:
                     continue
                 v = s[metric]
@@ -557,7 +625,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(ncol=min(len(clients), 7), fontsize=8)
     m = report["machine"]
-    fig.suptitle(f"streamx vs peers — {report['date']} — {m['nproc']} × {m['cpu']}, Python {m['python']}")
+    fig.suptitle(
+        f"streamx vs peers — {report['date']} — {m['nproc']} × {m['cpu']}, Python {m['python']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -573,10 +643,22 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
             if client not in args.clients:
                 continue
             if scen == "many_small":
-                cells.append(Cell(server, scen, client, args.small_size, args.small_count, SMALL_CONCURRENCY))
+                cells.append(
+                    Cell(server, scen, client, args.small_size, args.small_count, SMALL_CONCURRENCY)
+                )
             elif scen in ("concurrent", "budget"):
                 budget = BUDGET if scen == "budget" else 0
-                cells.append(Cell(server, scen, client, CONCURRENT_SIZE, args.concurrent_count, CONCURRENCY, budget))
+                cells.append(
+                    Cell(
+                        server,
+                        scen,
+                        client,
+                        CONCURRENT_SIZE,
+                        args.concurrent_count,
+                        CONCURRENCY,
+                        budget,
+                    )
+                )
             elif scen == "memscan":
                 cells += [Cell(server, scen, client, size) for size in args.memscan_sizes]
             elif scen == "baseline":
@@ -609,12 +691,16 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=None)
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--servers", nargs="+", default=["sink", "rclone"], choices=["sink", "rclone"])
-    p.add_argument("--scenarios", nargs="+", default=list(SCENARIO_TITLES), choices=list(SCENARIO_TITLES))
+    p.add_argument(
+        "--scenarios", nargs="+", default=list(SCENARIO_TITLES), choices=list(SCENARIO_TITLES)
+    )
     p.add_argument("--clients", nargs="+", default=list(CLIENT_DEFS), choices=list(CLIENT_DEFS))
     p.add_argument("--memscan-sizes", nargs="+", type=parse_size, default=None)
     p.add_argument("--small-count", type=int, default=None)
     p.add_argument("--concurrent-count", type=int, default=None)
-    p.add_argument("--output", default=str(RESULTS / "latest"), help="path prefix of .json/.md/.png")
+    p.add_argument(
+        "--output", default=str(RESULTS / "latest"), help="path prefix of .json/.md/.png"
+    )
     p.add_argument("--render", metavar="JSON", help="only re-render .md/.png from a results JSON")
     args = p.parse_args()
     if args.render:
@@ -629,7 +715,9 @@ def main() -> int:
     args.size = args.size or (64 * MiB if quick else SIZE)
     args.runs = args.runs or (1 if quick else RUNS)
     warmup = not (args.no_warmup or quick)
-    args.memscan_sizes = args.memscan_sizes or ([64 * MiB, 256 * MiB] if quick else list(MEMSCAN_SIZES))
+    args.memscan_sizes = args.memscan_sizes or (
+        [64 * MiB, 256 * MiB] if quick else list(MEMSCAN_SIZES)
+    )
     args.small_count = args.small_count or (40 if quick else SMALL_COUNT)
     args.small_size = SMALL_SIZE
     args.concurrent_count = args.concurrent_count or (16 if quick else CONCURRENT_COUNT)
@@ -641,7 +729,9 @@ def main() -> int:
     if any(CLIENT_DEFS[c][0] == "peers" for c in args.clients):
         py["peers"] = ensure_peers(log)
     cells = build_cells(args)
-    for size in {c.size for c in cells if c.scenario in ("upload_file", "download_file", "download_stream")}:
+    for size in {
+        c.size for c in cells if c.scenario in ("upload_file", "download_file", "download_stream")
+    }:
         prepare_file(size, log)
     servers: dict[str, Any] = {}
     try:
@@ -658,8 +748,10 @@ def main() -> int:
                 target = rc.data_dir / "bench-dl" / f"obj-{size}"
                 if not target.exists():
                     shutil.copyfile(DATA / f"file-{size}.bin", target)
-        log(f"{len(cells)} cells × ({args.runs} runs{' + warm-up' if warmup else ''}); "
-            + ", ".join(f"{k} at {v.endpoint_url}" for k, v in servers.items()))
+        log(
+            f"{len(cells)} cells × ({args.runs} runs{' + warm-up' if warmup else ''}); "
+            + ", ".join(f"{k} at {v.endpoint_url}" for k, v in servers.items())
+        )
         for n, cell in enumerate(cells, 1):
             server = servers[cell.server]
             bucket = "bench-dl" if cell.scenario.startswith("download") else "bench"
@@ -669,7 +761,9 @@ def main() -> int:
                 server.clear("bench")
                 if "unsupported" in cell.warmup:
                     cell.runs = [cell.warmup]
-                    log(f"[{n}/{len(cells)}] {cell.label}: not available: {cell.warmup['unsupported']}")
+                    log(
+                        f"[{n}/{len(cells)}] {cell.label}: not available: {cell.warmup['unsupported']}"
+                    )
                     continue
             for _ in range(args.runs):
                 record = run_once(cell, server, py, bucket, key)
@@ -679,19 +773,31 @@ def main() -> int:
                 if "unsupported" in record:
                     break
             s = summarize(cell)
-            log(f"[{n}/{len(cells)}] {cell.label}: {mm(s.get('mib_s'))} MiB/s, "
+            log(
+                f"[{n}/{len(cells)}] {cell.label}: {mm(s.get('mib_s'))} MiB/s, "
                 f"{mm(s.get('cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB, RSS {mm(s.get('peak_rss_mib'))} MiB, "
-                f"server {mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB — {s['status']}")
+                f"server {mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB — {s['status']}"
+            )
     finally:
         for server in servers.values():
             server.stop()
     summary = [summarize(c) for c in cells]
     report = {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else "make bench",
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:])
+        if sys.argv[1:]
+        else "make bench",
         "machine": machine(),
-        "versions": {"main": main_versions(), "peers": peer_versions(py["peers"]) if "peers" in py else {}},
-        "settings": {"part_size": PART_SIZE, "concurrency": CONCURRENCY, "size": args.size, "budget": BUDGET},
+        "versions": {
+            "main": main_versions(),
+            "peers": peer_versions(py["peers"]) if "peers" in py else {},
+        },
+        "settings": {
+            "part_size": PART_SIZE,
+            "concurrency": CONCURRENCY,
+            "size": args.size,
+            "budget": BUDGET,
+        },
         "runs": args.runs,
         "warmup": warmup,
         "summary": summary,

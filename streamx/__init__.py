@@ -39,6 +39,7 @@ from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
+from .upload.resume import ResumeToken
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ __all__ = [
     "PartPlan",
     "PreconditionFailedError",
     "ProgressEvent",
+    "ResumeToken",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",

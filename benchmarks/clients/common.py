@@ -180,6 +180,8 @@ def measure(run: Callable[[], int], note: str = "") -> None:
         report({"unsupported": str(exc)})
     except BaseException as exc:  # the harness records every failure as such
         tb = traceback.format_exc(limit=6)
-        report({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500], "traceback": tb[-2000:]})
+        report(
+            {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500], "traceback": tb[-2000:]}
+        )
         sys.stdout.flush()
         os._exit(3)
