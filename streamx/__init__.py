@@ -9,6 +9,7 @@ from ._errors import (
     ChecksumError,
     ConditionalConflictError,
     ConfigError,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
@@ -19,6 +20,7 @@ from ._errors import (
     SourceError,
     SourceTypeError,
     StreamxError,
+    UsageError,
 )
 from ._events import ProgressEvent
 from ._limits import PartPlan
@@ -58,6 +60,7 @@ __all__ = [
     "Engine",
     "ListPage",
     "Listing",
+    "LocalFileError",
     "MemoryBudget",
     "MigrationFailure",
     "MigrationResult",
@@ -85,6 +88,7 @@ __all__ = [
     "TransferConfig",
     "UploadResult",
     "UploadWriter",
+    "UsageError",
     "__version__",
     "migrate_prefix",
     "sync",
