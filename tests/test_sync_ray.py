@@ -22,7 +22,9 @@ except ImportError as exc:  # fail loudly, with the command
 
 from streamx.bulk.ray import sync_on_ray
 
-pytestmark = pytest.mark.anyio
+# Ray's start-up and its worker processes share the 2 cores with the servers: a loaded machine
+# needs more than the suite's 180 s per test
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(420)]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,7 @@ async def test_mirror_through_actors_then_nothing(
 async def test_killed_actor_still_ends_exact(
     local_ray: None, moto_server: MotoServer, tmp_path: Path
 ) -> None:
-    files = make_tree(tmp_path, 200, big=4)
+    files = make_tree(tmp_path, 150, big=2)
     name = f"kill-{uuid.uuid4().hex[:6]}"
     seen: list[str] = []
     killed: list[int] = []
