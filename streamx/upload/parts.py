@@ -3,6 +3,12 @@
 A part's buffer counts against the budget from the moment the producer starts
 filling it until S3 acknowledges it (the uploader releases it). Its checksum is
 computed here, once, from the bytes just read.
+
+A stream of unknown length is probed before its first part is reserved: up
+to ``probe`` bytes (the transfer's ``high_water_mark``, already part of its
+memory bound) are read ahead, and a stream that ends within them reserves
+and holds only what arrived, not a whole part. So 1,000 small uploads from
+request bodies under a shared budget do not each take 8 MiB of it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ class Part:
         self.size = len(self.data)
 
 
+class WouldWait(Exception):
+    """``next_part(wait=False)``: the budget cannot give the next part without waiting."""
+
+
 class PartProducer:
     """Reads parts from ``source`` in order; ``eof`` turns true after the last one."""
 
@@ -39,12 +49,14 @@ class PartProducer:
         *,
         checksum_algorithm: str | None,
         equal_parts: bool,
+        probe: int = 0,
     ) -> None:
         self.source = source
         self.plan = plan
         self.budgets = budgets
         self.checksum_algorithm = checksum_algorithm
         self.equal_parts = equal_parts
+        self.probe = probe
         self.next_number = 1
         self.bytes_read = 0
         self.eof = False
@@ -73,8 +85,13 @@ class PartProducer:
                 part_number=self.next_number,
             ) from exc
 
-    async def next_part(self) -> Part | None:
-        """The next part, or ``None`` when the source is exhausted."""
+    async def next_part(self, *, wait: bool = True) -> Part | None:
+        """The next part, or ``None`` when the source is exhausted.
+
+        With ``wait=False`` it raises :class:`WouldWait` (having read nothing)
+        instead of waiting for budget: a caller that already holds parts must
+        not wait for more (hold and wait).
+        """
         if self.eof:
             return None
         number = self.next_number
@@ -94,9 +111,19 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
+        if number == 1 and self.probe and self.source.size is None:
+            peek = getattr(self.source, "peek", None)
+            if peek is not None:
+                await peek(min(size, self.probe))
+                if self.source.size is not None:  # it ended within the probe
+                    size = min(size, self.source.size)
         buffer, reservation = self._take_spare(size)
         try:
-            if buffer is None:
+            if buffer is None and not wait:
+                if not all(reservation.try_take(b, size) for b in self.budgets):
+                    reservation.release()
+                    raise WouldWait
+            elif buffer is None:
                 self._waiting = True
                 try:
                     for budget in self.budgets:

@@ -44,7 +44,7 @@ from ..checkpoint import (
     seek,
 )
 from .completer import complete, verify_checksum
-from .parts import Part, PartProducer
+from .parts import Part, PartProducer, WouldWait
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, send_watched
@@ -112,6 +112,7 @@ class UploadPipeline:
             budgets,
             checksum_algorithm=self.algorithm,
             equal_parts=config.equal_parts,
+            probe=config.high_water_mark,
         )
         self.log = log.bind(bucket=bucket, key=key)
 
@@ -126,6 +127,8 @@ class UploadPipeline:
                 tg.cancel_scope.cancel()
             return result
         finally:
+            if readahead is not None:
+                readahead.release()
             self.producer.release_all()
             await self.source.aclose()
 
@@ -137,7 +140,9 @@ class UploadPipeline:
             or self.config.high_water_mark <= 0
         ):
             return None
-        readahead = ReadAhead(self.source._next_chunk, self.config.high_water_mark)
+        readahead = ReadAhead(
+            self.source._next_chunk, self.config.high_water_mark, budget=self.shared_budget
+        )
         self.source._next_chunk = readahead.next_chunk  # type: ignore[method-assign]
         return readahead
 
@@ -170,15 +175,22 @@ class UploadPipeline:
     async def _read_head(self) -> list[Part]:
         """Parts up to the multipart threshold, or the whole source if it is smaller.
 
-        With a budget shared between transfers the head is one part: a transfer
-        that held part 1 while waiting for room for part 2 could wait forever,
-        every other transfer holding its own part 1 (hold and wait). A source
-        between ``part_size`` and ``multipart_threshold`` then goes multipart.
+        With a budget shared between transfers only the first part may wait
+        for budget: a transfer that held part 1 while waiting for room for part 2
+        could wait forever, every other transfer holding its own part 1 (hold and
+        wait). Further head parts are taken only if the budget has room now;
+        otherwise a source between ``part_size`` and ``multipart_threshold``
+        goes multipart with what it has.
         """
         head: list[Part] = []
         total = 0
-        while not self.producer.eof and not (head and self.shared_budget is not None):
-            part = await self.producer.next_part()
+        while not self.producer.eof:
+            try:
+                part = await self.producer.next_part(
+                    wait=not head or self.shared_budget is None
+                )
+            except WouldWait:
+                break
             if part is None:
                 break
             head.append(part)

@@ -6,6 +6,15 @@ queue until ``high_water_mark`` bytes are staged (plus at most one chunk),
 so a slow or bursty source (an HTTP body, a pipe) keeps flowing and the next
 part fills at memory speed when the window frees. When the staging queue is
 full, the pump stops reading, and backpressure reaches the source.
+
+Under a budget shared between transfers (an :class:`~streamx.Engine`'s),
+staged bytes are charged to it too, but only when it has room right now
+(:meth:`MemoryBudget.try_acquire`: parts waiting for budget go first). When it
+has none, the pump stages one uncharged chunk and parks until the producer
+has taken it (the producer then needs it for a part it holds budget for).
+Nothing here ever waits for budget, so read-ahead cannot deadlock the
+transfers that share it, and 1,000 waiting uploads hold at most a chunk each
+beyond it.
 """
 
 from __future__ import annotations
@@ -15,15 +24,26 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from .._budget import MemoryBudget
+
 Chunk = bytes | memoryview
 
 
 class ReadAhead:
-    def __init__(self, fetch: Callable[[], Awaitable[Chunk | None]], limit: int) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[Chunk | None]],
+        limit: int,
+        *,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self._fetch = fetch
         self._limit = limit
-        self._chunks: deque[bytes] = deque()
+        self._budget = budget
+        self._chunks: deque[tuple[bytes, int]] = deque()  # (chunk, bytes charged for it)
         self._staged = 0
+        self._charged = 0
+        self._parked = False  # the budget had no room: stage no more until drained
         self._done = False
         self._error: BaseException | None = None
         self._data = anyio.Event()
@@ -36,7 +56,7 @@ class ReadAhead:
     async def pump(self) -> None:
         try:
             while True:
-                while self._staged >= self._limit:
+                while self._staged >= self._limit or self._parked:
                     self._space = anyio.Event()
                     await self._space.wait()
                 chunk = await self._fetch()
@@ -44,7 +64,14 @@ class ReadAhead:
                     return
                 # staged chunks outlive the read: own them (the source may reuse buffers)
                 owned = chunk if isinstance(chunk, bytes) else bytes(chunk)
-                self._chunks.append(owned)
+                charged = 0
+                if self._budget is not None:
+                    if self._budget.try_acquire(len(owned)):
+                        charged = len(owned)
+                        self._charged += charged
+                    else:
+                        self._parked = True
+                self._chunks.append((owned, charged))
                 self._staged += len(owned)
                 self._data.set()
         except Exception as exc:
@@ -61,7 +88,22 @@ class ReadAhead:
                 return None
             self._data = anyio.Event()
             await self._data.wait()
-        chunk = self._chunks.popleft()
+        chunk, charged = self._chunks.popleft()
         self._staged -= len(chunk)
+        self._uncharge(charged)
+        if not self._chunks:
+            self._parked = False  # drained: the pump may try the budget again
         self._space.set()
         return chunk
+
+    def _uncharge(self, n: int) -> None:
+        if n and self._budget is not None:
+            self._charged -= n
+            self._budget.release(n)
+
+    def release(self) -> None:
+        """Give back what staged chunks hold of the budget (the transfer is over)."""
+        chunks, self._chunks = self._chunks, deque()
+        self._staged = 0
+        for _, charged in chunks:
+            self._uncharge(charged)

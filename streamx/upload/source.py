@@ -213,6 +213,34 @@ class ChunkSource:
         except StopIteration as done:
             return cast(Buffer, done.value)
 
+    async def peek(self, limit: int) -> None:
+        """Read up to ``limit`` bytes ahead (before the first part); a stream that ends
+        within them gets its ``size``, so its part is sized to what arrived."""
+        steps = self._peeking(limit)
+        try:
+            steps.send(None)
+            while True:
+                steps.send(await self._next_chunk())
+        except StopIteration:
+            pass
+
+    def _peeking(self, limit: int) -> Generator[None, memoryview | bytes | None, None]:
+        pieces = [self._carry] if self._carry else []
+        have = len(self._carry)
+        while have < limit and not self._eof:
+            chunk = yield
+            if chunk is None:
+                self._eof = True
+            else:
+                pieces.append(chunk)
+                have += len(chunk)
+        if len(pieces) > 1:
+            self._carry = b"".join(pieces)
+        elif pieces:
+            self._carry = pieces[0]
+        if self._eof:
+            self.size = have
+
     def _assemble(
         self, n: int, into: bytearray | None
     ) -> Generator[None, memoryview | bytes | None, Buffer]:
@@ -302,6 +330,18 @@ class SyncIterSource(ChunkSource):
             if data:
                 return data
         return None
+
+    def _peek_blocking(self, limit: int) -> None:
+        steps = self._peeking(limit)
+        try:
+            steps.send(None)
+            while True:
+                steps.send(self._next())
+        except StopIteration:
+            pass
+
+    async def peek(self, limit: int) -> None:
+        await anyio.to_thread.run_sync(self._peek_blocking, limit)
 
     def _fill(self, n: int, into: bytearray | None) -> Buffer:
         steps = self._assemble(n, into)
