@@ -52,10 +52,25 @@ class MemoryBudget:
         self._in_use = 0
         self._peak = 0
         self._waiters: deque[tuple[int, anyio.Event]] = deque()
+        self._heads: MemoryBudget | None = None
 
     @property
     def limit(self) -> int:
         return self._limit
+
+    @property
+    def heads(self) -> MemoryBudget:
+        """Half the budget, for stream heads and read-ahead (see upload/parts.py, readahead.py).
+
+        Bytes a transfer may hold while it waits for a part (a probed stream
+        head, staged read-ahead) are charged here and to this budget. They
+        never hold more than half, so parts (which finish without waiting on
+        anything) always have the other half, and no set of transfers can
+        wait on each other for ever.
+        """
+        if self._heads is None:
+            self._heads = MemoryBudget(max(1, self._limit // 2))
+        return self._heads
 
     @property
     def in_use(self) -> int:
@@ -144,6 +159,19 @@ class Reservation:
             return False
         self._held.append((budget, n))
         return True
+
+    @property
+    def held(self) -> bool:
+        return bool(self._held)
+
+    def shrink_to(self, n: int) -> None:
+        """Hold at most ``n`` bytes of each budget (a probed stream turned out small)."""
+        kept = []
+        for budget, granted in self._held:
+            if granted > n:
+                budget.release(granted - n)
+            kept.append((budget, min(granted, n)))
+        self._held = kept
 
     def release(self) -> None:
         held, self._held = self._held, []

@@ -111,29 +111,21 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
+        head = Reservation()
         if number == 1 and self.probe and self.source.size is None:
-            peek = getattr(self.source, "peek", None)
-            if peek is not None:
-                await peek(min(size, self.probe))
-                if self.source.size is not None:  # it ended within the probe
-                    size = min(size, self.source.size)
-        buffer, reservation = self._take_spare(size)
+            size = await self._probe(size, head)
+        ended = head.held and self.source.size is not None  # its head is its whole part
+        buffer, reservation = (None, head) if ended else self._take_spare(size)
         try:
-            if buffer is None and not wait:
-                if not all(reservation.try_take(b, size) for b in self.budgets):
-                    reservation.release()
-                    raise WouldWait
-            elif buffer is None:
-                self._waiting = True
-                try:
-                    for budget in self.budgets:
-                        await reservation.take(budget, size)
-                finally:
-                    self._waiting = False
+            if buffer is None and not ended:
+                await self._reserve(reservation, size, wait=wait)
             data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
             raise
+        finally:
+            if not ended:
+                head.release()  # the part's own reservation now covers the probed bytes
         self.bytes_read += len(data)
         if len(data) < size or (
             self.source.size is not None and self.bytes_read >= self.source.size
@@ -147,6 +139,47 @@ class PartProducer:
         self.live.add(part)
         self.next_number += 1
         return part
+
+    async def _reserve(self, reservation: Reservation, size: int, *, wait: bool) -> None:
+        if not wait:
+            if not all(reservation.try_take(b, size) for b in self.budgets):
+                reservation.release()
+                raise WouldWait
+            return
+        self._waiting = True
+        try:
+            for budget in self.budgets:
+                await reservation.take(budget, size)
+        finally:
+            self._waiting = False
+
+    async def _probe(self, size: int, head: Reservation) -> int:
+        """Peek at a stream's head; its part size if it ended there (``head`` then holds it).
+
+        Under a shared budget the probed bytes are charged to its ``heads``
+        half and to it; alone they are the bound's ``high_water_mark``.
+        """
+        peek = getattr(self.source, "peek", None)
+        limit = min(size, self.probe)
+        if peek is None:
+            return size
+        shared = self.budgets[1:]
+        if any(size > b.limit - b.heads.limit for b in shared):
+            return size  # a budget too small to split: no probe (parts must always fit)
+        try:
+            for budget in shared:
+                await head.take(budget.heads, limit)
+                await head.take(budget, limit)
+            await peek(limit)
+        except BaseException:
+            head.release()
+            raise
+        if self.source.size is None:
+            return size  # longer than the probe: a whole part it is
+        head.shrink_to(self.source.size)
+        if not shared:
+            head.release()
+        return min(size, self.source.size)
 
     def resume_at(self, number: int, offset: int) -> None:
         """Continue with part ``number``; the source has been moved to byte ``offset``."""

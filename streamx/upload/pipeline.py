@@ -115,9 +115,10 @@ class UploadPipeline:
             probe=config.high_water_mark,
         )
         self.log = log.bind(bucket=bucket, key=key)
+        self.readahead: ReadAhead | None = None
 
     async def run(self) -> UploadResult:
-        readahead = self._readahead()
+        readahead = self.readahead = self._readahead()
         try:
             if readahead is None:
                 return await self._run()
@@ -191,6 +192,8 @@ class UploadPipeline:
                 )
             except WouldWait:
                 break
+            if self.readahead is not None:
+                self.readahead.go()
             if part is None:
                 break
             head.append(part)

@@ -8,13 +8,15 @@ part fills at memory speed when the window frees. When the staging queue is
 full, the pump stops reading, and backpressure reaches the source.
 
 Under a budget shared between transfers (an :class:`~streamx.Engine`'s),
-staged bytes are charged to it too, but only when it has room right now
-(:meth:`MemoryBudget.try_acquire`: parts waiting for budget go first). When it
-has none, the pump stages one uncharged chunk and parks until the producer
-has taken it (the producer then needs it for a part it holds budget for).
-Nothing here ever waits for budget, so read-ahead cannot deadlock the
-transfers that share it, and 1,000 waiting uploads hold at most a chunk each
-beyond it.
+staged bytes are charged to its ``heads`` half and to it, but only when
+they have room right now (:meth:`MemoryBudget.try_acquire`: waiters go first);
+when they have none, the pump stages one uncharged chunk and parks until the
+producer has taken it. The pump starts only once the transfer has its first
+part (:meth:`go`; before, the producer reads the source itself): staged bytes
+are then only ever held by a transfer waiting for a part, parts always have
+the other half of the budget and finish without waiting on anything, so
+read-ahead cannot deadlock the transfers that share the budget, and 1,000
+waiting uploads hold at most a chunk each beyond it.
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ class ReadAhead:
         self._error: BaseException | None = None
         self._data = anyio.Event()
         self._space = anyio.Event()
+        self._go = anyio.Event()
+        if budget is None:
+            self._go.set()
+
+    def go(self) -> None:
+        """The transfer holds its first part: start reading ahead."""
+        self._go.set()
 
     @property
     def staged(self) -> int:
         return self._staged
 
     async def pump(self) -> None:
+        await self._go.wait()
         try:
             while True:
                 while self._staged >= self._limit or self._parked:
@@ -66,9 +76,8 @@ class ReadAhead:
                 owned = chunk if isinstance(chunk, bytes) else bytes(chunk)
                 charged = 0
                 if self._budget is not None:
-                    if self._budget.try_acquire(len(owned)):
+                    if self._charge(len(owned)):
                         charged = len(owned)
-                        self._charged += charged
                     else:
                         self._parked = True
                 self._chunks.append((owned, charged))
@@ -81,6 +90,8 @@ class ReadAhead:
             self._data.set()
 
     async def next_chunk(self) -> Chunk | None:
+        if not self._go.is_set():  # no pump yet: read directly
+            return await self._fetch()
         while not self._chunks:
             if self._done:
                 if self._error is not None:
@@ -96,10 +107,22 @@ class ReadAhead:
         self._space.set()
         return chunk
 
+    def _charge(self, n: int) -> bool:
+        assert self._budget is not None
+        heads = self._budget.heads
+        if not heads.try_acquire(n):
+            return False
+        if not self._budget.try_acquire(n):
+            heads.release(n)
+            return False
+        self._charged += n
+        return True
+
     def _uncharge(self, n: int) -> None:
         if n and self._budget is not None:
             self._charged -= n
             self._budget.release(n)
+            self._budget.heads.release(n)
 
     def release(self) -> None:
         """Give back what staged chunks hold of the budget (the transfer is over)."""

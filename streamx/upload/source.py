@@ -227,7 +227,7 @@ class ChunkSource:
     def _peeking(self, limit: int) -> Generator[None, memoryview | bytes | None, None]:
         pieces = [self._carry] if self._carry else []
         have = len(self._carry)
-        while have < limit and not self._eof:
+        while have <= limit and not self._eof:  # one chunk past it: an end at the limit shows
             chunk = yield
             if chunk is None:
                 self._eof = True
