@@ -64,13 +64,11 @@ class PartProducer:
         # Acknowledged parts' buffers, kept with their reservations for the next parts:
         # a recycled buffer skips the allocation, zero-fill and page faults of a new
         # one (about an eighth of the CPU of a file upload), and stays inside the
-        # budget. Alone, a transfer keeps as many as its window holds (its window is
-        # its own); under a shared budget only one, so that idle buffers never keep
-        # another transfer waiting.
+        # budget. A transfer keeps as many as its own window holds, but none while
+        # another transfer waits for the shared budget, so that idle buffers never
+        # keep it waiting.
         self._spares: list[tuple[bytearray, Reservation]] = []
-        self._max_spares = (
-            1 if len(budgets) > 1 else max(1, budgets[0].limit // max(1, plan.size_of(1)))
-        )
+        self._max_spares = max(1, budgets[0].limit // max(1, plan.size_of(1)))
         self._waiting = False  # the producer waits for budget: don't hold any back
 
     async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
@@ -199,6 +197,7 @@ class PartProducer:
         if (
             len(self._spares) < self._max_spares
             and not self._waiting
+            and not any(b.waiting or b.heads.waiting for b in self.budgets[1:])
             and not self.eof
             and isinstance(data, bytearray)
             and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
