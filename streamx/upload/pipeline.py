@@ -156,8 +156,13 @@ class UploadPipeline:
         if self.checkpoint is not None and await self._resume(self.checkpoint):
             result = await self._multipart([])
         else:
-            head = await self._read_head()
-            if self.producer.eof and sum(p.size for p in head) < self.config.multipart_threshold:
+            size = self.source.size
+            if self.checkpoint is None and size is not None and size >= self.config.multipart_threshold:
+                head = await self._read_head_during_create()
+            else:
+                head = await self._read_head()
+            small = sum(p.size for p in head) < self.config.multipart_threshold
+            if self.upload_id is None and self.producer.eof and small:
                 result = await self._put_object(head)
             else:
                 result = await self._multipart(head)
@@ -200,6 +205,23 @@ class UploadPipeline:
             total += part.size
             if total >= self.config.multipart_threshold:
                 break
+        return head
+
+    async def _read_head_during_create(self) -> list[Part]:
+        """A source known to go multipart: CreateMultipartUpload's round trip overlaps
+        reading (and checksumming) the first part, so the first request leaves at once."""
+
+        async def create() -> None:
+            self.upload_id = await self._create()
+
+        try:
+            async with task_group() as tg:
+                tg.start_soon(create)
+                head = await self._read_head()
+        except BaseException as exc:
+            if self.upload_id is not None:  # created, then the source failed: abort it
+                await self._abort(exc)
+            raise
         return head
 
     async def _put_object(self, head: list[Part]) -> UploadResult:
