@@ -243,3 +243,23 @@ async def test_1000_slow_producers_under_the_default_budget_all_complete(
         assert uploads == []
         assert (budget.in_use, budget.heads.in_use) == (0, 0)
         assert budget.peak <= budget.limit
+
+
+def test_a_small_object_of_known_size_reserves_its_size_not_a_part() -> None:
+    from streamx.upload.source import BytesSource
+
+    async def main() -> None:
+        shared = streamx.MemoryBudget(64 * MiB)
+        source = BytesSource(b"x" * 4096)
+        plan = PartPlan.for_known_size(4096, PART)
+        prod = PartProducer(
+            source, plan, [streamx.MemoryBudget(4 * PART), shared], checksum_algorithm=None,
+            equal_parts=False, probe=MiB,
+        )
+        part = await prod.next_part()
+        assert part is not None and part.size == 4096 and prod.eof
+        assert shared.in_use == 4096
+        prod.release_all()
+        assert shared.in_use == 0
+
+    anyio.run(main)

@@ -109,6 +109,8 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
+        if self.source.size is not None:  # a small object or the last part: no more than is left
+            size = max(0, min(size, self.source.size - self.bytes_read))
         head = Reservation()
         if number == 1 and self.probe and self.source.size is None:
             size = await self._probe(size, head)
