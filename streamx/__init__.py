@@ -7,11 +7,13 @@ from ._errors import (
     AccessDeniedError,
     CheckpointError,
     ChecksumError,
+    ConditionalConflictError,
     ConfigError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
     PartLimitError,
+    PreconditionFailedError,
     S3Error,
     ServiceUnavailableError,
     SourceError,
@@ -30,6 +32,7 @@ from ._objects import (
     ObjectInfo,
 )
 from ._results import UploadResult
+from ._stores import StoreProfile
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
@@ -42,6 +45,7 @@ __all__ = [
     "AccessDeniedError",
     "CheckpointError",
     "ChecksumError",
+    "ConditionalConflictError",
     "ConfigError",
     "CopyResult",
     "DeleteError",
@@ -60,12 +64,14 @@ __all__ = [
     "ObjectInfo",
     "PartLimitError",
     "PartPlan",
+    "PreconditionFailedError",
     "ProgressEvent",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",
     "SourceTypeError",
     "StaleUpload",
+    "StoreProfile",
     "StreamxError",
     "TransferConfig",
     "UploadResult",

@@ -10,8 +10,11 @@ import datetime
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any
+
+import anyio
 
 from ._budget import MemoryBudget, default_memory_budget
 from ._config import TransferConfig
@@ -21,7 +24,16 @@ from ._events import Progress, ProgressCallback
 from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._results import UploadResult
-from ._s3 import S3, check_put_args, session_for
+from ._s3 import S3, check_put_args, session_for, split_conditions
+from ._stores import (
+    StoreProfile,
+    adapt,
+    check_conditions,
+    condition_points,
+    detect,
+    unknown_points,
+)
+from ._stores import profile as store_profile
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
@@ -85,6 +97,13 @@ class Engine:
     the endpoint; ``True`` also for a ``client=`` passed in (its event hooks
     do not run for part uploads then); ``False`` sends every part through
     aiobotocore.
+
+    ``store``: the kind of store (``"aws"``, ``"minio"``, ``"r2"``, ``"b2"``, ``"gcs"``,
+    ``"wasabi"``, ``"ceph"``, ``"seaweedfs"``, ``"rclone"``, ``"moto"``, or a
+    :class:`streamx.StoreProfile`); by default detected from the endpoint's host name
+    (no endpoint: AWS). Its profile sets the size limit, the checksum algorithm and
+    headers, equal parts, and which conditional writes are honoured; see
+    :meth:`probe` for an unknown endpoint.
     """
 
     def __init__(
@@ -103,6 +122,7 @@ class Engine:
         max_pool_connections: int | None = None,
         addressing_style: str | None = None,
         direct_parts: bool | None = None,
+        store: str | StoreProfile | None = None,
     ) -> None:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
@@ -129,6 +149,12 @@ class Engine:
         if direct_parts is not None and not isinstance(direct_parts, bool):
             raise ConfigError("direct_parts must be True, False or None")
         self._direct_parts = direct_parts
+        self._store_given = store is not None
+        self._probe_lock = anyio.Lock()
+        if store is None:
+            self.store = detect(endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+        else:
+            self.store = store if isinstance(store, StoreProfile) else store_profile(store)
         self._stack: AsyncExitStack | None = None
         self._s3: S3 | None = None
 
@@ -139,6 +165,8 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._stack = AsyncExitStack()
         if self._given_client is not None:
+            if not self._store_given:
+                self.store = detect(getattr(self._given_client.meta, "endpoint_url", None))
             self._s3 = S3(self._given_client, self._direct(self._given_client, self._direct_parts))
             return self
         from aiobotocore.config import AioConfig
@@ -175,6 +203,8 @@ class Engine:
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
+        if not self._store_given:  # the endpoint botocore resolved (AWS_ENDPOINT_URL_S3, config)
+            self.store = detect(getattr(client.meta, "endpoint_url", None))
         use_direct = self._direct_parts is not False
         self._s3 = S3(client, self._direct(client, use_direct, sign_payload=sign, pool=pool))
         return self
@@ -221,6 +251,34 @@ class Engine:
         """The aiobotocore S3 client (for calls streamx does not wrap)."""
         return self.s3.client
 
+    async def probe(self, bucket: str) -> StoreProfile:
+        """Find out which conditional writes this store honours and whether it takes
+        checksum headers, with one scratch key (``.streamx-probe-…``, deleted again).
+
+        About 15 small requests, once per engine: the result becomes ``engine.store``.
+        A conditional write (``IfNoneMatch``/``IfMatch``) on a store whose answer is not
+        known runs it first, so that a store that ignores conditions is refused before
+        any byte is sent instead of silently overwriting.
+        """
+        from ._probe import probe
+
+        check_bucket_key(bucket, "x")
+        async with self._probe_lock:  # concurrent conditional writes probe once
+            if not self.store.probed:
+                self.store = await probe(self.s3, bucket, self.store)
+        return self.store
+
+    async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:
+        """The store, probed first if a condition in ``args`` may be ignored there
+        (see :meth:`probe`); a condition ignored on every path is refused here."""
+        _, conditions = split_conditions(args)
+        if unknown_points(self.store, condition_points(operation, conditions)):
+            await self.probe(bucket)
+        paths = [condition_points(operation, conditions, multipart=m) for m in (False, True)]
+        if all(any(self.store.honours(p) is False for p in path) for path in paths):
+            check_conditions(self.store, [p for path in paths for p in path])  # refused either way
+        return self.store
+
     def _config(self, config: TransferConfig | None) -> TransferConfig:
         if config is None:
             return self.config
@@ -239,7 +297,7 @@ class Engine:
         size: int | None,
     ) -> UploadPipeline:
         check_bucket_key(bucket, key)
-        cfg = self._config(config)
+        cfg = adapt(self._config(config), self.store)
         args = check_put_args(put_args)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise ConfigError(f"size must be a non-negative int, not {size!r}")
@@ -255,6 +313,11 @@ class Engine:
             put_args=args,
             shared_budget=self.memory_budget,
             size_hint=size,
+            store=self.store,
+            # conditions: the store must be known to honour them (probed when the run starts)
+            resolve_store=partial(self._store_for, bucket, "upload", args)
+            if split_conditions(args)[1]
+            else None,
         )
 
     async def upload(
@@ -277,7 +340,11 @@ class Engine:
         iterable of bytes-like chunks. ``size`` is the expected length of a
         stream whose length is not known up front (it sizes the parts).
         ``put_args`` pass through to S3 (``ContentType``, ``Metadata``,
-        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...).
+        ``ServerSideEncryption``, ``StorageClass``, ``Tagging`` ...), and so do
+        the write conditions ``IfNoneMatch="*"`` and ``IfMatch=etag``: sent on
+        the PutObject or the CompleteMultipartUpload; a failed one raises
+        :class:`streamx.PreconditionFailedError` and writes nothing (see
+        :meth:`probe` for stores that ignore conditions).
 
         Below ``multipart_threshold`` one PutObject is sent; above it a
         multipart upload. On any failure or cancellation the multipart upload
@@ -528,6 +595,10 @@ class Engine:
 
         Returns every key deleted (S3 counts a missing key as deleted) and
         every per-key error; one key's failure does not stop the others.
+        An item may be a ``(key, etag)`` pair: that key is deleted only if it
+        still has that ETag (else its error has code ``PreconditionFailed``);
+        on a store that ignores the condition this raises :class:`ConfigError`
+        before the first conditional batch is sent.
         """
         from ._retry import RetryPolicy
         from .delete import check_keys, delete_many
@@ -537,12 +608,19 @@ class Engine:
         n = self.config.queue_size if concurrency is None else concurrency
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+        async def on_conditional() -> None:
+            points = ["DeleteObjects:ETag"]
+            if unknown_points(self.store, points):
+                await self.probe(bucket)
+            check_conditions(self.store, points)
+
         return await delete_many(
             self.s3,
             bucket,
             keys,
             concurrency=n,
             retry=RetryPolicy(max_attempts=self.config.max_attempts),
+            on_conditional=on_conditional,
         )
 
     async def copy(
@@ -563,6 +641,8 @@ class Engine:
         billed as storage). ``put_args`` (``ContentType``, ``Metadata``,
         ``StorageClass`` ...) apply to the copy; metadata and content headers
         are carried over from the source unless one of them is given.
+        ``IfNoneMatch="*"`` / ``IfMatch=etag`` apply to the destination (on
+        CopyObject, or on CompleteMultipartUpload after a pre-flight HEAD).
         """
         from .copy import Copier, check_copy_args
 
@@ -571,8 +651,17 @@ class Engine:
         cfg = self._config(config)
         args = check_copy_args(put_args)
         progress = Progress(on_progress, interval=cfg.progress_interval)
+        await self._store_for(dst_bucket, "copy", args)
         copier = Copier(
-            self.s3, src_bucket, src_key, dst_bucket, dst_key, cfg, put_args=args, progress=progress
+            self.s3,
+            src_bucket,
+            src_key,
+            dst_bucket,
+            dst_key,
+            cfg,
+            put_args=args,
+            progress=progress,
+            store=self.store,
         )
         return await copier.run()
 

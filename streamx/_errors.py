@@ -14,6 +14,8 @@
     └── S3Error                      the server answered with an error; has ``code``, ``status``
         ├── NotFoundError (FileNotFoundError)   NoSuchKey, NoSuchBucket, NoSuchUpload, 404
         ├── AccessDeniedError (PermissionError) 403, bad credentials or signature
+        ├── PreconditionFailedError             412: IfNoneMatch / IfMatch did not hold
+        ├── ConditionalConflictError            409: a concurrent conditional write won
         └── ServiceUnavailableError             500/502/503/504, SlowDown
 
 Messages never contain credentials or presigned signatures: errors are built
@@ -114,6 +116,23 @@ class NotFoundError(S3Error, FileNotFoundError):
 
 class AccessDeniedError(S3Error, PermissionError):
     """The credentials are missing, wrong, or not allowed to do this."""
+
+
+class PreconditionFailedError(S3Error):
+    """A conditional write's condition did not hold (412, or 404 for ``IfMatch`` on a missing key).
+
+    ``IfNoneMatch="*"``: the key already exists; ``IfMatch=etag``: the object is no
+    longer that version. Nothing was written: the existing object is unchanged and
+    the multipart upload (if any) was aborted. Never retried.
+    """
+
+
+class ConditionalConflictError(S3Error):
+    """409 ConditionalRequestConflict: another conditional write to the key won the race.
+
+    Nothing was written by this call. Read the object again (its new ETag) and decide
+    whether to retry with ``IfMatch`` set to it.
+    """
 
 
 class ServiceUnavailableError(S3Error):

@@ -4,7 +4,8 @@ S3 multipart rules (identical on AWS, MinIO, R2, rclone and moto):
 
 * every part but the last is at least 5 MiB; no part exceeds 5 GiB;
 * part numbers run from 1 to 10,000;
-* an object is at most 5 TiB; a single PutObject at most 5 GiB.
+* an object is at most 5 TiB (AWS since 2025: 48.8 TiB, 10,000 parts of 5 GiB; the
+  store profiles in ``_stores.py`` say which); a single PutObject at most 5 GiB.
 
 A :class:`PartPlan` answers "how large is part *n*?". For a source of known
 length it is one size, grown if needed so the object fits in 10,000 parts.
@@ -118,12 +119,17 @@ class PartPlan:
         return self._bytes_before(part_number)
 
     @classmethod
-    def for_known_size(cls, size: int, part_size: int) -> PartPlan:
-        """Equal parts of at least ``part_size`` so that ``size`` fits in 10,000 parts."""
-        if size > MAX_OBJECT_SIZE:
-            raise ValueError(
-                f"{format_size(size)} is over S3's {format_size(MAX_OBJECT_SIZE)} object limit"
-            )
+    def for_known_size(
+        cls, size: int, part_size: int, *, max_object_size: int = MAX_OBJECT_SIZE
+    ) -> PartPlan:
+        """Equal parts of at least ``part_size`` so that ``size`` fits in 10,000 parts.
+
+        ``max_object_size``: the store's limit (AWS: 48.8 TiB, 10,000 parts of 5 GiB;
+        most others 5 TiB; see ``streamx/_stores.py``).
+        """
+        limit = min(max_object_size, MAX_PARTS * MAX_PART_SIZE)
+        if size > limit:
+            raise ValueError(f"{format_size(size)} is over the {format_size(limit)} object limit")
         needed = _ceil_div(size, MAX_PARTS)
         base = max(part_size, needed)
         if needed > part_size:

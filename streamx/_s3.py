@@ -20,9 +20,11 @@ import botocore.exceptions as bexc
 from ._direct import DirectParts
 from ._errors import (
     AccessDeniedError,
+    ConditionalConflictError,
     ConfigError,
     NetworkError,
     NotFoundError,
+    PreconditionFailedError,
     S3Error,
     ServiceUnavailableError,
     StreamxError,
@@ -76,7 +78,11 @@ def translate(exc: BaseException, operation: str, **context: Any) -> StreamxErro
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         text = f"{operation} failed: {code or status}" + (f": {message}" if message else "")
         cls: type[S3Error]
-        if code in _NOT_FOUND or status == 404:
+        if code == "PreconditionFailed" or status == 412:
+            cls = PreconditionFailedError
+        elif code == "ConditionalRequestConflict":
+            cls = ConditionalConflictError
+        elif code in _NOT_FOUND or status == 404:
             cls = NotFoundError
         elif code in _DENIED or status == 403:
             cls = AccessDeniedError
@@ -154,13 +160,43 @@ _MANAGED = {
 }
 
 
+#: S3's write conditions. They go on PutObject, CompleteMultipartUpload and CopyObject,
+#: never on CreateMultipartUpload or UploadPart (S3 takes them only where the object appears).
+CONDITIONS = ("IfMatch", "IfNoneMatch")
+
+
 @lru_cache(maxsize=1)
 def upload_param_names() -> frozenset[str]:
-    """Parameters valid for both PutObject and CreateMultipartUpload."""
+    """Parameters valid for both PutObject and CreateMultipartUpload, plus the conditions."""
     model = _service_model()
     put = set(model.operation_model("PutObject").input_shape.members)
     create = set(model.operation_model("CreateMultipartUpload").input_shape.members)
-    return frozenset((put & create) - _MANAGED)
+    return frozenset((put & create) - _MANAGED) | frozenset(CONDITIONS)
+
+
+def check_conditions(args: Mapping[str, Any]) -> None:
+    """``IfNoneMatch`` takes only ``"*"``; ``IfMatch`` an ETag; not both at once."""
+    if_none, if_match = args.get("IfNoneMatch"), args.get("IfMatch")
+    if "IfNoneMatch" in args and if_none != "*":
+        raise ConfigError(
+            f"IfNoneMatch must be '*' (write only if the key does not exist), not {if_none!r}; "
+            "S3 takes no other value on a write"
+        )
+    if "IfMatch" in args and (not isinstance(if_match, str) or not if_match.strip('" ')):
+        raise ConfigError(
+            f"IfMatch must be the ETag of the object to replace (a non-empty str), not {if_match!r}"
+        )
+    if "IfNoneMatch" in args and "IfMatch" in args:
+        raise ConfigError(
+            "IfNoneMatch='*' (key must not exist) and IfMatch (key must exist) exclude each "
+            "other; pass one"
+        )
+
+
+def split_conditions(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(args without the conditions, the conditions)``."""
+    rest = {k: v for k, v in args.items() if k not in CONDITIONS}
+    return rest, {k: args[k] for k in CONDITIONS if k in args}
 
 
 def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,8 +208,10 @@ def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{', '.join(managed)} is set by streamx and cannot be passed")
         raise ConfigError(
             f"unknown S3 upload argument(s) {', '.join(unknown)}; "
-            f"valid ones include ContentType, Metadata, StorageClass, Tagging, ServerSideEncryption"
+            f"valid ones include ContentType, Metadata, StorageClass, Tagging, ServerSideEncryption, "
+            "IfNoneMatch, IfMatch"
         )
+    check_conditions(put_args)
     return dict(put_args)
 
 
@@ -252,6 +290,9 @@ class S3:
         self.client = client
         # UploadPart over streamx's own connections (streamx/_direct.py), when enabled
         self.direct = direct
+        # set once a store is caught reporting checksums its own bytes do not have
+        # (upload/completer.py): its values are no longer compared with ours
+        self.checksums_untrusted = False
 
     async def put_object(self, bucket: str, key: str, body: Any, **params: Any) -> dict[str, Any]:
         with map_errors("PutObject", bucket=bucket, key=key):
@@ -455,13 +496,14 @@ class S3:
             return dict(await self.client.list_objects_v2(Bucket=bucket, **params))
 
     async def delete_objects(
-        self, bucket: str, keys: list[str], *, quiet: bool = True
+        self, bucket: str, keys: list[str | tuple[str, str]], *, quiet: bool = True
     ) -> dict[str, Any]:
+        """Delete ``keys``; a ``(key, etag)`` pair is deleted only if it still has that ETag."""
+        objects = [{"Key": k} if isinstance(k, str) else {"Key": k[0], "ETag": k[1]} for k in keys]
         with map_errors("DeleteObjects", bucket=bucket):
             return dict(
                 await self.client.delete_objects(
-                    Bucket=bucket,
-                    Delete={"Objects": [{"Key": k} for k in keys], "Quiet": quiet},
+                    Bucket=bucket, Delete={"Objects": objects, "Quiet": quiet}
                 )
             )
 

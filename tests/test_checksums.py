@@ -15,7 +15,7 @@ import random
 from typing import Any
 
 import pytest
-from conftest import list_uploads, read_object
+from conftest import list_uploads, profile_of, read_object
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
@@ -110,11 +110,12 @@ async def test_each_algorithm_end_to_end(
     sent = [r.headers.get(header) for r in proxy.sent("UploadPart")]
     head = await engine.client.head_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
     stored = head.get(f"Checksum{algorithm}")
-    if server.name == "moto":
-        # moto names the algorithm back: every part carries its checksum, and the
-        # check after completion asked the store, which keeps its own value
+    if profile_of(server).checksums:
+        # moto and SeaweedFS name the algorithm back: every part carries its checksum,
+        # and the check after completion used the store's own value (from the Complete
+        # answer, or one HEAD where the store leaves it out: moto)
         assert sorted(v for v in sent if v) == sorted(c.b64 for c in parts_of(DATA, algorithm))
-        assert len(proxy.sent("HeadObject")) == 1
+        assert len(proxy.sent("HeadObject")) <= 1
         assert stored is not None
         assert stored.split("-")[0] == result.checksum.split("-")[0]
     else:

@@ -150,7 +150,9 @@ async def test_a_single_put_is_retried_too(
     small = DATA[: PART - 1]
     proxy.add(Fault("status", op="PutObject", code="SlowDown"))
     proxy.add(Fault("stall", op="PutObject", at=1000))
-    cfg = streamx.TransferConfig(part_size=PART, stall_timeout=0.3)
+    # long enough for a disk-backed server to store 5 MiB and answer on a busy machine
+    # (SeaweedFS took over 0.3 s here); the stalled attempt waits this long
+    cfg = streamx.TransferConfig(part_size=PART, stall_timeout=1.5)
 
     result = await pengine.upload(bucket, "put", small, config=cfg)
 
@@ -256,7 +258,9 @@ async def test_stall_detector_retries_a_part_that_stops_moving(
     part_timeout is far away (60 s), so only the stall detector can end the attempt.
     """
     proxy.add(Fault("stall", phase=phase, op="UploadPart", query={"partNumber": "2"}, at=MiB))
-    cfg = streamx.TransferConfig(part_size=PART, queue_size=3, part_timeout=60, stall_timeout=0.5)
+    # long enough for a disk-backed server (SeaweedFS) to store a 5 MiB part and answer on
+    # a busy machine: only the stalled attempt may be cut
+    cfg = streamx.TransferConfig(part_size=PART, queue_size=3, part_timeout=60, stall_timeout=1.5)
 
     with anyio.fail_after(30):  # a hang would otherwise only end at the suite's timeout
         await pengine.upload(bucket, "stall-" + phase, DATA, config=cfg)

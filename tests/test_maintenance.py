@@ -93,7 +93,9 @@ async def test_age_is_measured_against_the_clock(engine: streamx.Engine, bucket:
         await _cleanup(engine, bucket)
 
 
-async def test_an_upload_gone_meanwhile_is_skipped(engine: streamx.Engine, bucket: str) -> None:
+async def test_an_upload_gone_meanwhile_is_skipped(
+    server: Any, engine: streamx.Engine, bucket: str
+) -> None:
     """An upload aborted by someone else between listing and abort is not an error."""
     ids = await _start(engine, bucket, ["gone", "there"])
 
@@ -105,7 +107,12 @@ async def test_an_upload_gone_meanwhile_is_skipped(engine: streamx.Engine, bucke
 
     try:
         aborted = await abort_stale_uploads(RacingS3(engine.client), bucket, older_than=0)
-        assert [s.upload_id for s in aborted] == [ids["there"]]
+        if server.name == "seaweedfs":
+            # SeaweedFS answers 204 to aborting an aborted upload (AWS: 404 NoSuchUpload),
+            # so the one gone meanwhile cannot be told from one aborted now
+            assert ids["there"] in [s.upload_id for s in aborted]
+        else:
+            assert [s.upload_id for s in aborted] == [ids["there"]]
         assert await list_uploads(engine, bucket) == []
     finally:
         await _cleanup(engine, bucket)

@@ -13,7 +13,7 @@ from conftest import list_uploads, read_object
 from web_harness import FRAMEWORKS, serve
 
 import streamx
-from streamx.web._core import check_metadata, metadata_text
+from streamx.web._metadata import check_metadata, metadata_text
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.anyio

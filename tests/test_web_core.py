@@ -228,6 +228,12 @@ async def test_hook_refusal_and_missing_upload(
         await service.handle("multipart_init", Call({"user": "bob"}, {}, {}, {"key": "u/bob/k"}))
     assert err.value.status == 403 and "may not create" in err.value.message
     query = {"key": "u/ann/k", "upload_id": "no-such-upload"}
-    with pytest.raises(WebError) as err:
+    with pytest.raises(WebError) as err:  # not a token this server issued: refused before S3
         await service.handle("multipart_parts", Call({"user": "ann"}, {}, query))
+    assert err.value.status == 403 and err.value.code == "upload_mismatch"
+    token = await service.issue({"user": "ann"}, "u/ann/k", "no-such-upload")
+    with pytest.raises(WebError) as err:  # a genuine token for an upload S3 does not know
+        await service.handle(
+            "multipart_parts", Call({"user": "ann"}, {}, {**query, "upload_id": token})
+        )
     assert err.value.status == 404

@@ -209,6 +209,10 @@ async def test_refusals(web: Callable[..., str], engine: streamx.Engine, bucket:
             r = await anonymous.post(init, json={"key": key})
             assert r.status_code == 401 and r.json()["error"] == "send an X-User header"
         r = await client.post(init, content=b"{not json")
+        assert r.status_code == 415  # not declared as JSON: a cross-site form could send it
+        r = await client.post(
+            init, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
 
         r = await client.post(init, json={"key": key})
@@ -402,7 +406,7 @@ SERVER_SCRIPT = """
 import sys, uvicorn
 sys.path.insert(0, {root!r})
 from examples.app import build_app
-app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40)
+app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40, origins=[])
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
 """
 
@@ -430,7 +434,10 @@ async def test_stream_200mib_memory_stays_bounded(
                     assert proc.poll() is None and time.monotonic() < deadline
                     await asyncio.sleep(0.1)
             page = await client.get("/")  # the example's page is served too
-            assert page.status_code == 200 and "/multipart/part-url" in page.text
+            assert page.status_code == 200 and "/static/app.js" in page.text
+            assert (await client.get("/static/app.js")).status_code == 200
+            r = await client.post("/api/session", json={"user": "alice"})  # a session cookie
+            assert r.status_code == 200, r.text
             baseline = peak_rss_mib(proc.pid)
             chunk = os.urandom(MiB)
             total = 200 * MiB
@@ -440,7 +447,7 @@ async def test_stream_200mib_memory_stays_bounded(
                     yield chunk
 
             r = await client.put(
-                "/api/uploads/stream/uploads/big.bin",
+                "/api/uploads/stream/uploads/alice/big.bin",
                 content=body(),
                 headers={"Content-Type": "application/octet-stream"},
             )
@@ -451,7 +458,7 @@ async def test_stream_200mib_memory_stays_bounded(
         assert peak - baseline < 120, f"the server held {peak - baseline:.0f} MiB for 200 MiB"
     finally:
         proc.terminate()
-    head = await engine.client.head_object(Bucket=bucket, Key="uploads/big.bin")
+    head = await engine.client.head_object(Bucket=bucket, Key="uploads/alice/big.bin")
     assert head["ContentLength"] == total
 
 

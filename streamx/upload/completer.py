@@ -7,28 +7,41 @@ computed from the bytes it holds. AWS returns it in the completion response
 (and, given the FULL_OBJECT value in the request, refuses to complete on a
 mismatch); stores that do not echo it there (moto) are asked with one
 ``HeadObject(ChecksumMode=ENABLED)``. So a byte changed anywhere between the
-producer and the store's disk is caught. When the check fails, the object
-that was just stored is corrupt: it is deleted (shielded from cancellation)
-and :class:`~streamx.ChecksumError` is raised. A store that reports no
+producer and the store's disk is caught.
+
+**Delete only on proof.** A mismatch means either the bytes are corrupt or the
+store computes its checksum wrong (moto without the optional ``crc32c`` package
+computes CRC32 where CRC32C was asked, and echoes the CRC32C algorithm with that
+value). So before anything is deleted the object is read back (one streamed GET
+pinned to its ETag) and its bytes checked against the part checksums the
+producer computed. Bytes that differ are proof: the object is deleted (shielded
+from cancellation) and :class:`CompletedChecksumError` is raised. Bytes that
+match mean the store's checksum is wrong: the object is kept, its right value
+returned, ``upload.checksum.store_wrong`` logged once per store, and that
+store's checksums are not compared again (``S3.checksums_untrusted``). A
+read-back that fails decides nothing: the object is kept and a
+:class:`~streamx.ChecksumError` says so. A store that reports no
 checksum at all (rclone) cannot be checked; the value streamx computed is
 returned and ``upload.checksum.unverified`` is logged at debug level.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
 from .._checksum import (
     PartChecksum,
+    Running,
     checksum_errors,
     combine,
     composite,
     param_name,
     supports_full_object,
 )
+from .._conditions import precondition_errors
 from .._errors import ChecksumError, StreamxError
 from .._log import log
 from .._results import UploadResult
@@ -61,6 +74,7 @@ async def complete(
     send_checksums: bool = True,
     abort_timeout: float = 30.0,
     on_completed: Callable[[], None] | None = None,
+    conditions: Mapping[str, Any] | None = None,
 ) -> UploadResult:
     """Complete the upload and check the stored object's checksum.
 
@@ -72,6 +86,10 @@ async def complete(
     ``send_checksums=False`` (the store took no note of the algorithm): the
     request carries no checksums, the store is not asked for one, and the
     result reports the value computed from the bytes read.
+
+    ``conditions`` (``IfNoneMatch``/``IfMatch``) go on the request: S3 evaluates them
+    here, and a failed one raises :class:`~streamx.PreconditionFailedError` (the caller
+    aborts the upload; nothing was written).
     """
     numbers = sorted(completed)
     if numbers != list(range(1, expected_parts + 1)):
@@ -86,7 +104,12 @@ async def complete(
     params: dict[str, Any] = {}
     if send_checksums and algorithm and sums and supports_full_object(algorithm):
         params = {param_name(algorithm): combine(sums).b64, "ChecksumType": "FULL_OBJECT"}
-    with anyio.CancelScope(shield=True), checksum_errors(bool(params)):
+    params.update(conditions or {})
+    with (
+        anyio.CancelScope(shield=True),
+        checksum_errors(bool(params)),
+        precondition_errors(conditions or {}),
+    ):
         response = await s3.complete_multipart_upload(
             bucket,
             key,
@@ -97,15 +120,16 @@ async def complete(
     if on_completed is not None:
         on_completed()
     context: dict[str, Any] = {"bucket": bucket, "key": key, "upload_id": upload_id}
+    untrusted = s3.checksums_untrusted
     try:
-        if send_checksums and algorithm and sums and not response.get(param_name(algorithm)):
+        if untrusted:  # this store was caught computing wrong checksums: ours stand
+            response = {k: v for k, v in response.items() if k != param_name(algorithm or "")}
+        elif send_checksums and algorithm and sums and not response.get(param_name(algorithm)):
             response = {**response, **await _stored_checksum(s3, response, algorithm, **context)}
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:
-        await _delete_corrupt(s3, bucket, key, response.get("VersionId"), abort_timeout)
-        raise CompletedChecksumError(
-            f"{exc.message}; the corrupt object was deleted", **context
-        ) from exc
+        assert algorithm is not None
+        checksum = await settle_mismatch(s3, response, ordered, algorithm, exc, abort_timeout, context)
     return UploadResult(
         bucket=bucket,
         key=key,
@@ -143,6 +167,87 @@ async def _stored_checksum(
         log.warning("upload.checksum.unverified", reason="the object was replaced", **context)
         return {}
     return found
+
+
+async def settle_mismatch(
+    s3: S3,
+    response: dict[str, Any],
+    parts: list[CompletedPart],
+    algorithm: str,
+    exc: ChecksumError,
+    seconds: float,
+    context: dict[str, Any],
+) -> str:
+    """The store's checksum differs from ours: read the object back and decide (see above).
+
+    Returns our value when the bytes are intact; raises otherwise. Used after a
+    CompleteMultipartUpload and after a single PutObject alike.
+    """
+    if any(p.checksum is None for p in parts):  # nothing to compare a read-back with
+        raise ChecksumError(f"{exc.message}; the object was kept: check it", **context) from exc
+    try:
+        intact = await _read_back_matches(s3, response, parts, algorithm, **context)
+    except StreamxError as read_exc:
+        raise ChecksumError(
+            f"{exc.message}. Reading the object back to tell corrupt bytes from a wrong "
+            f"store checksum failed ({type(read_exc).__name__}); the object was kept: "
+            "check it before relying on it",
+            **context,
+        ) from read_exc
+    if not intact:
+        await _delete_corrupt(
+            s3, context["bucket"], context["key"], response.get("VersionId"), seconds
+        )
+        raise CompletedChecksumError(
+            f"{exc.message}; reading it back confirmed it: the corrupt object was deleted",
+            **context,
+        ) from exc
+    if not s3.checksums_untrusted:
+        log.warning(
+            "upload.checksum.store_wrong",
+            algorithm=algorithm,
+            reason="the store reports a checksum its own bytes do not have; the object was "
+            "read back, is intact and was kept; this store's checksums are not compared again",
+            **context,
+        )
+    s3.checksums_untrusted = True
+    sums = [p.checksum for p in parts if p.checksum is not None]
+    return combine(sums).b64 if supports_full_object(algorithm) else composite(sums)
+
+
+async def _read_back_matches(
+    s3: S3, response: dict[str, Any], parts: list[CompletedPart], algorithm: str, **context: Any
+) -> bool:
+    """Stream the object (pinned to its ETag) and check each part's bytes against ours."""
+    params: dict[str, Any] = {}
+    if response.get("ETag"):
+        params["IfMatch"] = response["ETag"]
+    version = response.get("VersionId")
+    if version and version != "null":
+        params["VersionId"] = version
+    index, running, intact = 0, Running(algorithm), True
+
+    def part_done() -> None:
+        nonlocal index, running, intact
+        ours = parts[index].checksum
+        intact = intact and ours is not None and running.result().raw == ours.raw
+        index, running = index + 1, Running(algorithm)
+
+    async with s3.get_object(context["bucket"], context["key"], **params) as got:
+        body = got["Body"]
+        while intact and (chunk := await body.read(1024 * 1024)):
+            view = memoryview(chunk)
+            while view and intact:
+                if index >= len(parts):
+                    return False  # longer than what was sent
+                take = min(len(view), parts[index].size - running.length)
+                running.update(view[:take])
+                view = view[take:]
+                if running.length == parts[index].size:
+                    part_done()
+    while intact and index < len(parts) and running.length == parts[index].size:
+        part_done()  # an empty object's one part
+    return intact and index == len(parts)
 
 
 async def _delete_corrupt(

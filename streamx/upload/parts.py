@@ -4,22 +4,37 @@ A part's buffer counts against the budget from the moment the producer starts
 filling it until S3 acknowledges it (the uploader releases it). Its checksum is
 computed here, once, from the bytes just read.
 
-A stream of unknown length is probed before its first part is reserved: up
-to ``probe`` bytes (the transfer's ``high_water_mark``, already part of its
-memory bound) are read ahead, and a stream that ends within them reserves
-and holds only what arrived, not a whole part. So 1,000 small uploads from
-request bodies under a shared budget do not each take 8 MiB of it.
+A source that delivers at its sender's pace (``source.grows``: an HTTP request
+body) gets parts that grow with the bytes that arrived: the budget is taken in
+steps of :data:`GROW_STEP` just before the bytes are read, not a whole part up
+front (see ``_budget.py`` for why that cannot deadlock).
+
+Any other stream of unknown length is probed before its first part is
+reserved: up to ``probe`` bytes (the transfer's ``high_water_mark``, already
+part of its memory bound) are read ahead, and a stream that ends within them
+reserves and holds only what arrived, not a whole part. Under a shared budget
+the probe is charged to the budget's ``heads`` half. A source of known size
+reserves no more than it has left.
 """
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from .._budget import MemoryBudget, Reservation
 from .._checksum import PartChecksum, compute
 from .._errors import PartLimitError, SourceError, StreamxError
 from .._limits import MAX_PARTS, PartPlan, format_size
-from .source import Buffer, Source
+from .source import Buffer, ChunkSource, Source
+
+GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
+_MAP_FLAGS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    if hasattr(mmap, "MAP_ANONYMOUS")
+    else 0  # Windows: mmap(-1, size) is anonymous already
+)
 
 
 @dataclass(eq=False, slots=True)
@@ -70,10 +85,17 @@ class PartProducer:
         self._spares: list[tuple[bytearray, Reservation]] = []
         self._max_spares = max(1, budgets[0].limit // max(1, plan.size_of(1)))
         self._waiting = False  # the producer waits for budget: don't hold any back
+        self.grows = isinstance(source, ChunkSource) and source.grows
+        if self.grows:
+            self._max_spares = 0  # a growing part never reuses a whole-part buffer
 
     async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
+        return await self._call(self.source.read, n, into)
+
+    async def _call(self, read: Any, *args: Any) -> Buffer:
         try:
-            return await self.source.read(n, into)
+            result: Buffer = await read(*args)
+            return result
         except StreamxError:
             raise
         except Exception as exc:
@@ -111,10 +133,13 @@ class PartProducer:
         size = self.plan.size_of(number)
         if self.source.size is not None:  # a small object or the last part: no more than is left
             size = max(0, min(size, self.source.size - self.bytes_read))
+        if self.grows:
+            data, reservation = await self._grow(size)
+            return self._finish(number, size, data, reservation)
         head = Reservation()
         if number == 1 and self.probe and self.source.size is None:
             size = await self._probe(size, head)
-        ended = head.held and self.source.size is not None  # its head is its whole part
+        ended = head.any_held() and self.source.size is not None  # its head is its whole part
         buffer, reservation = (None, head) if ended else self._take_spare(size)
         try:
             if buffer is None and not ended:
@@ -126,19 +151,7 @@ class PartProducer:
         finally:
             if not ended:
                 head.release()  # the part's own reservation now covers the probed bytes
-        self.bytes_read += len(data)
-        if len(data) < size or (
-            self.source.size is not None and self.bytes_read >= self.source.size
-        ):
-            self.eof = True
-        if not data and number > 1:
-            reservation.release()
-            return None
-        checksum = compute(self.checksum_algorithm, data) if self.checksum_algorithm else None
-        part = Part(number, data, checksum, reservation)
-        self.live.add(part)
-        self.next_number += 1
-        return part
+        return self._finish(number, size, data, reservation)
 
     async def _reserve(self, reservation: Reservation, size: int, *, wait: bool) -> None:
         if not wait:
@@ -170,7 +183,7 @@ class PartProducer:
             for budget in shared:
                 await head.take(budget.heads, limit)
                 await head.take(budget, limit)
-            await peek(limit)
+            await self._call(peek, limit)
         except BaseException:
             head.release()
             raise
@@ -180,6 +193,59 @@ class PartProducer:
         if not shared:
             head.release()
         return min(size, self.source.size)
+
+    async def _grow(self, size: int) -> tuple[Buffer, Reservation]:
+        """Fill a part as its bytes arrive, taking budget one step ahead of them."""
+        reservation = Reservation()
+        # An anonymous mapping: its pages cost memory only once bytes land in them, so
+        # the part's footprint follows the bytes that arrived, without the reallocation
+        # copies (and heap fragmentation) of a growing bytearray; freeing it unmaps it.
+        buffer = mmap.mmap(-1, size, flags=_MAP_FLAGS) if _MAP_FLAGS else mmap.mmap(-1, size)
+        got = 0
+        read_some = cast(ChunkSource, self.source).read_some
+        for budget in self.budgets:  # the largest part so far sets the reserve
+            budget.join_growers(self, size)
+        try:
+            while got < size:
+                step = min(GROW_STEP, size - got)
+                self._waiting = True
+                try:
+                    for budget in self.budgets:
+                        await reservation.grow(budget, self, step)
+                finally:
+                    self._waiting = False
+                target = got + step
+                while got < target:
+                    piece = await self._call(read_some, target - got)
+                    if not piece:
+                        break
+                    buffer[got : got + len(piece)] = piece
+                    got += len(piece)
+                if got < target:  # the end of the stream
+                    reservation.give_back(target - got)
+                    break
+        except BaseException:
+            reservation.release()
+            buffer.close()
+            raise
+        return memoryview(buffer)[:got], reservation
+
+    def _finish(
+        self, number: int, size: int, data: Buffer, reservation: Reservation
+    ) -> Part | None:
+        self.bytes_read += len(data)
+        if len(data) < size or (
+            self.source.size is not None and self.bytes_read >= self.source.size
+        ):
+            self.eof = True
+        if not data and number > 1:
+            reservation.release()
+            return None
+        checksum = compute(self.checksum_algorithm, data) if self.checksum_algorithm else None
+        part = Part(number, data, checksum, reservation)
+        self.live.add(part)
+        self.next_number += 1
+        return part
 
     def resume_at(self, number: int, offset: int) -> None:
         """Continue with part ``number``; the source has been moved to byte ``offset``."""
@@ -218,6 +284,9 @@ class PartProducer:
 
     def release_all(self) -> None:
         self.eof = True  # the transfer is over: nothing is held back for a next part
+        if self.grows:
+            for budget in self.budgets:
+                budget.leave_growers(self)
         spares, self._spares = self._spares, []
         for _, reservation in spares:
             reservation.release()

@@ -18,6 +18,7 @@ resume it; it is removed once the upload completes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -26,14 +27,23 @@ from .._abort import abort_upload
 from .._budget import MemoryBudget
 from .._checksum import checksum_errors, checksum_type, compute, param_name
 from .._concurrency import FirstFailure, task_group
+from .._conditions import is_our_object, precondition_errors, preflight
 from .._config import TransferConfig
-from .._errors import CheckpointError, SourceError, StreamxError
+from .._errors import (
+    CheckpointError,
+    ChecksumError,
+    ConfigError,
+    PreconditionFailedError,
+    SourceError,
+    StreamxError,
+)
 from .._events import Progress
 from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from .._log import log
 from .._results import UploadResult
 from .._retry import RetryPolicy
-from .._s3 import S3
+from .._s3 import S3, split_conditions
+from .._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 from ..checkpoint import (
     Checkpoint,
     CheckpointFile,
@@ -43,17 +53,19 @@ from ..checkpoint import (
     fingerprint,
     seek,
 )
-from .completer import complete, verify_checksum
+from .completer import complete, settle_mismatch, verify_checksum
 from .parts import Part, PartProducer, WouldWait
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, send_watched
 
 
-def plan_parts(config: TransferConfig, size: int | None) -> PartPlan:
+def plan_parts(
+    config: TransferConfig, size: int | None, max_object_size: int = MAX_OBJECT_SIZE
+) -> PartPlan:
     if size is None:
         return PartPlan.for_stream(config.part_size, equal_parts=config.equal_parts)
-    return PartPlan.for_known_size(size, config.part_size)
+    return PartPlan.for_known_size(size, config.part_size, max_object_size=max_object_size)
 
 
 class UploadPipeline:
@@ -72,6 +84,8 @@ class UploadPipeline:
         retry: RetryPolicy | None = None,
         checkpoint: CheckpointFile | None = None,
         restart: bool = False,
+        store: StoreProfile = UNKNOWN,
+        resolve_store: Callable[[], Awaitable[StoreProfile]] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -79,7 +93,10 @@ class UploadPipeline:
         self.source = source
         self.config = config
         self.progress = progress
-        self.put_args = put_args
+        # the conditions go on PutObject / CompleteMultipartUpload only, never on Create
+        self.put_args, self.conditions = split_conditions(put_args)
+        self.store = store
+        self.resolve_store = resolve_store  # probes an unknown store (Engine._store_for)
         self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
         self.upload_id: str | None = None
         self.checkpoint = checkpoint
@@ -88,13 +105,14 @@ class UploadPipeline:
         self.resumed: dict[int, CompletedPart] = {}
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
-        if size is not None and size > MAX_OBJECT_SIZE:
-            raise StreamxError(
-                f"{format_size(size)} is over S3's {format_size(MAX_OBJECT_SIZE)} object limit",
+        if size is not None and size > store.max_object_size:
+            raise ConfigError(
+                f"{format_size(size)} is over {store.title}'s "
+                f"{format_size(store.max_object_size)} object limit",
                 bucket=bucket,
                 key=key,
             )
-        self.plan = plan_parts(config, size)
+        self.plan = plan_parts(config, size, store.max_object_size)
         if source.size is None and size_hint is not None:
             # a hint sizes the first parts; the stream may still grow past it
             self.plan = PartPlan.for_stream(self.plan.base, equal_parts=config.equal_parts)
@@ -120,6 +138,8 @@ class UploadPipeline:
     async def run(self) -> UploadResult:
         readahead = self.readahead = self._readahead()
         try:
+            if self.resolve_store is not None:  # before the source is read
+                self.store = await self.resolve_store()
             if readahead is None:
                 return await self._run()
             async with task_group() as tg:
@@ -225,8 +245,9 @@ class UploadPipeline:
         return head
 
     async def _put_object(self, head: list[Part]) -> UploadResult:
+        check_conditions(self.store, condition_points("upload", self.conditions, multipart=False))
         body: Any = head[0].data if len(head) == 1 else b"".join(p.data for p in head)
-        params = dict(self.put_args)
+        params = {**self.put_args, **self.conditions}
         checksums = [p.checksum for p in head if p.checksum is not None]
         if self.algorithm and len(head) > 1:
             checksums = [compute(self.algorithm, body)]
@@ -264,13 +285,33 @@ class UploadPipeline:
             self.progress.bytes_retried += len(body)
             self.log.warning("upload.put.retry", attempt=attempt_no, error=type(exc).__name__)
 
-        response = await self.retry.call(
-            attempt, timeout=self.config.part_timeout or None, on_retry=on_retry
-        )
+        try:
+            with precondition_errors(self.conditions):
+                response = await self.retry.call(
+                    attempt, timeout=self.config.part_timeout or None, on_retry=on_retry
+                )
+        except PreconditionFailedError:
+            # after a retry, a 412 may answer our own first attempt (it landed, its
+            # answer was lost): the stored object is then ours, byte for byte
+            if not self.progress.bytes_retried or not await is_our_object(
+                self.s3, self.bucket, self.key, body, checksums
+            ):
+                raise
+            response = await self.s3.head_object(self.bucket, self.key, ChecksumMode="ENABLED")
         sent = self.algorithm if self.send_checksums else None  # else the store has none
-        checksum = verify_checksum(
-            response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
-        )
+        if self.s3.checksums_untrusted:  # caught reporting wrong values: ours stand
+            response = {k: v for k, v in response.items() if not k.startswith("Checksum")}
+        try:
+            checksum = verify_checksum(
+                response, checksums, sent, multipart=False, bucket=self.bucket, key=self.key
+            )
+        except ChecksumError as exc:  # corrupt bytes, or a store computing wrong: read back
+            assert sent is not None
+            part = CompletedPart(1, str(response.get("ETag", "")), len(body), checksums[0])
+            context = {"bucket": self.bucket, "key": self.key, "upload_id": None}
+            checksum = await settle_mismatch(
+                self.s3, response, [part], sent, exc, self.config.abort_timeout, context
+            )
         await self.progress.advance(len(body), parts=1)
         return UploadResult(
             bucket=self.bucket,
@@ -402,6 +443,10 @@ class UploadPipeline:
 
     async def _multipart(self, head: list[Part]) -> UploadResult:
         if self.upload_id is None:
+            points = condition_points("upload", self.conditions, multipart=True)
+            check_conditions(self.store, points)
+            # fail before sending gigabytes; the authoritative check is at Complete
+            await preflight(self.s3, self.bucket, self.key, self.conditions)
             self.upload_id = await self._create()
         self.log = self.log.bind(upload_id=self.upload_id)
         uploader = PartUploader(
@@ -443,6 +488,7 @@ class UploadPipeline:
                 send_checksums=self.send_checksums,
                 abort_timeout=self.config.abort_timeout,
                 on_completed=self._completed,
+                conditions=self.conditions,
             )
         except BaseException as exc:
             await self._abort(exc)

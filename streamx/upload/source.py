@@ -194,6 +194,7 @@ class ChunkSource:
 
     description = "stream"
     readahead = True  # staged up to high_water_mark ahead of the parts (see readahead.py)
+    grows = False  # parts take their budget as the bytes arrive (see parts.py)
 
     def __init__(self) -> None:
         self.size: int | None = None
@@ -277,6 +278,22 @@ class ChunkSource:
         if got < n:  # the last part (a recycled buffer may still be exported: copy)
             return buf[:got]
         return buf
+
+    async def read_some(self, n: int) -> Buffer:
+        """Up to ``n`` bytes as soon as any arrived (the carried rest first); empty at the end."""
+        if not self._carry and not self._eof:
+            chunk = await self._next_chunk()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._carry = chunk
+        chunk = self._carry
+        if len(chunk) <= n:
+            self._carry = b""
+            return chunk
+        view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+        self._carry = view[n:]
+        return view[:n]
 
     async def aclose(self) -> None:
         return None
@@ -367,6 +384,18 @@ class SyncIterSource(ChunkSource):
             close()
 
 
+class ArrivingSource(AsyncIterSource):
+    """An async iterable of chunks that arrive at their sender's pace (an HTTP request body).
+
+    Parts grow with the bytes that arrived, taking the memory budget step by
+    step (``parts.py``), and nothing is read ahead: while the part window is
+    full the body is not read, and TCP slows the sender.
+    """
+
+    readahead = False
+    grows = True
+
+
 class AsyncReaderSource(ChunkSource):
     """Anything with ``async read(n)``: aiofiles, ``asyncio.StreamReader``, Starlette-like bodies."""
 
@@ -404,6 +433,8 @@ class ByteStreamSource(ChunkSource):
 
 def open_source(obj: object) -> Source:
     """Wrap ``obj`` as a :class:`Source`, or raise ``TypeError``/``OSError`` before any request."""
+    if isinstance(obj, ChunkSource):
+        return obj  # already one (``ArrivingSource`` from the web adapters)
     if isinstance(obj, bytes | bytearray | memoryview):
         return BytesSource(obj)
     if isinstance(obj, str | os.PathLike):

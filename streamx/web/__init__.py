@@ -20,6 +20,7 @@ from ._core import (
     allow_all,
     check_key,
 )
+from ._guard import UploadTokens
 from ._service import UploadService
 from ._websocket import UploadSession
 
@@ -30,6 +31,7 @@ __all__ = [
     "UploadService",
     "UploadSession",
     "UploadSettings",
+    "UploadTokens",
     "WebError",
     "allow_all",
     "check_key",

@@ -21,10 +21,9 @@ Companion-compatible routes that Uppy's ``@uppy/aws-s3`` plugin calls (``/s3/...
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import inspect
 import json
-import math
 import re
 import unicodedata
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
@@ -50,32 +49,14 @@ from .._limits import (
     MIN_PART_SIZE,
     format_size,
 )
+from ._errors import WebError as WebError  # importable from here, as before
+from ._guard import BodyLimits, check_origins, check_secret
+from ._metadata import check_metadata as check_metadata  # kept importable from here
 
 MAX_URL_LIFETIME = 7 * 24 * 3600  # SigV4's limit for a presigned URL
 MAX_JSON_BODY = 2 * 1024 * 1024  # a complete of 10,000 parts is about 700 KB
+MAX_BATCH = 100  # part URLs per batch request (Uppy asks for a few at a time)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_META_KEY = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")  # an HTTP header token
-_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
-
-
-class WebError(Exception):
-    """A refusal, answered as ``{"error": message, "code": code}`` with HTTP ``status``."""
-
-    def __init__(self, status: int, message: str, code: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code or {
-            400: "bad_request",
-            401: "unauthenticated",
-            403: "forbidden",
-            404: "not_found",
-            413: "too_large",
-            499: "client_disconnected",
-        }.get(status, "storage_error")
-
-    def payload(self) -> dict[str, Any]:
-        return {"error": self.message, "code": self.code}
 
 
 @dataclass(frozen=True)
@@ -122,6 +103,19 @@ class UploadSettings:
         make_key: builds the key for Uppy's create and params routes from
             ``(request, prefix, filename)``; by default ``prefix + filename``.
         websocket_idle_timeout: seconds a WebSocket upload may stay silent.
+        upload_secret: the key of the upload tokens that bind every upload id the
+            routes hand out to its key and caller (see ``streamx.web._guard``); by
+            default random per process. Set the same secret (16+ bytes) in every
+            process and replica that serves the same clients.
+        identity: the caller's identity bound into upload tokens, a (sync or async)
+            callable taking the request; by default the caller's prefix.
+        body_read_timeout: seconds the stream route waits for the next piece of a body.
+        body_min_rate: bytes per second a streamed body must average once
+            ``body_rate_grace`` seconds of waiting on the client have passed (0: none).
+        body_rate_grace: see ``body_min_rate``.
+        body_timeout: seconds a whole streamed body may take, or ``None`` (the default).
+        allowed_origins: origins (``https://app.example``) whose pages may open the
+            WebSocket route besides the server's own; ``("*",)`` allows any.
     """
 
     bucket: str
@@ -133,6 +127,13 @@ class UploadSettings:
     transfer_config: TransferConfig | None = None
     make_key: KeyMaker | None = None
     websocket_idle_timeout: float = 60.0
+    upload_secret: str | bytes | None = dataclasses.field(default=None, repr=False)
+    identity: PrefixHook | None = None
+    body_read_timeout: float = 30.0
+    body_min_rate: int = 16 * 1024
+    body_rate_grace: float = 10.0
+    body_timeout: float | None = None
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.bucket, str) or not self.bucket or "/" in self.bucket:
@@ -162,6 +163,21 @@ class UploadSettings:
         idle = self.websocket_idle_timeout
         if isinstance(idle, bool) or not isinstance(idle, int | float) or idle <= 0:
             raise ConfigError(f"websocket_idle_timeout must be a positive number, not {idle!r}")
+        if self.upload_secret is not None:
+            check_secret(self.upload_secret)
+        if self.identity is not None and not callable(self.identity):
+            raise ConfigError("identity must be a callable taking the request")
+        _ = self.body_limits  # validates the body_* settings
+        object.__setattr__(self, "allowed_origins", check_origins(self.allowed_origins))
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(
+            read_timeout=self.body_read_timeout,
+            min_rate=self.body_min_rate,
+            rate_grace=self.body_rate_grace,
+            timeout=self.body_timeout,
+        )
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -234,13 +250,12 @@ def check_size(value: object, max_size: int, *, required: bool = False) -> int |
             raise WebError(400, "'size' (the file's size in bytes) is required")
         return None
     if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
+        value = int(value) if len(value) <= 20 else MAX_OBJECT_SIZE + 1
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise WebError(400, f"'size' must be a non-negative integer of bytes, not {value!r}")
     if value > max_size:
-        raise WebError(
-            413, f"{format_size(value)} is over this server's {format_size(max_size)} limit"
-        )
+        shown = format_size(value) if value <= MAX_OBJECT_SIZE else "more than 5 TiB"
+        raise WebError(413, f"{shown} is over this server's {format_size(max_size)} limit")
     return value
 
 
@@ -267,66 +282,6 @@ def check_parts(value: object) -> list[dict[str, Any]]:
             raise WebError(400, "'parts' must be in ascending PartNumber order without repeats")
         parts.append({"PartNumber": number, "ETag": item["ETag"]})
     return parts
-
-
-def metadata_text(value: object) -> str | None:
-    """One metadata value as Companion stores it; ``None`` for a null (the field is left out).
-
-    Uppy sends every meta field of a file: strings, ``null`` (the Dashboard's
-    ``relativePath``), numbers, whatever the application set. Like Companion
-    (``rfc2047EncodeMetadata``) values become strings; objects and lists become
-    compact JSON, booleans ``true``/``false``. A value that is not printable ASCII
-    (``café.bin``, a tab, a line break) is stored RFC 2047-encoded,
-    ``=?UTF-8?B?<base64>?=``, as S3 defines for non-ASCII metadata, so no header
-    ever carries a raw control character.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, float):
-        integral = math.isfinite(value) and value.is_integer() and abs(value) < 1e21
-        text = str(int(value)) if integral else json.dumps(value)
-    else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError):
-            text = str(value)
-    if _PRINTABLE_ASCII.fullmatch(text):
-        return text
-    encoded = base64.b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
-    return f"=?UTF-8?B?{encoded}?="
-
-
-def check_metadata(value: object) -> dict[str, str]:
-    """Uppy's ``metadata`` object as S3 metadata, converted the way Companion does it.
-
-    Names must be HTTP header tokens (``relativePath``, ``user-id``); values go
-    through :func:`metadata_text` (nulls are left out). At most 32 fields and S3's
-    2 KB for names and values together.
-    """
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or len(value) > 32:
-        raise WebError(400, "'metadata' must be an object of at most 32 fields")
-    meta: dict[str, str] = {}
-    for name, raw in value.items():
-        if not isinstance(name, str) or not _META_KEY.match(name):
-            raise WebError(
-                400,
-                f"metadata name {str(name)[:64]!r} must be 1-128 letters, digits or "
-                "!#$%&'*+.^_`|~- (it becomes an x-amz-meta- header)",
-            )
-        text = metadata_text(raw)
-        if text is not None:
-            meta[name] = text
-    if sum(len(k) + len(v) for k, v in meta.items()) > 2048:
-        raise WebError(400, "metadata is over S3's 2 KB limit")
-    return meta
 
 
 def bare_etag(value: str) -> str:
@@ -399,13 +354,18 @@ async def read_json(chunks: AsyncIterable[bytes], content_length: int | None) ->
             raise WebError(413, f"the JSON body is over {format_size(MAX_JSON_BODY)}")
     if not data.strip():
         return {}
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebError(400, f"the body is not valid JSON: {exc}") from None
+    body = parse_json(bytes(data))
     if not isinstance(body, dict):
         raise WebError(400, "the JSON body must be an object")
     return body
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON from a client: a 400 for invalid or absurdly nested JSON (never a RecursionError)."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WebError(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
 
 
 @dataclass(frozen=True)

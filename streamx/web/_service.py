@@ -9,15 +9,17 @@ part number only.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterable, Callable
+from typing import Any, cast
+
+import anyio
 
 from .._engine import Engine
-from .._errors import ConfigError, SourceError, StreamxError
+from .._errors import ConfigError, StreamxError
 from .._limits import MAX_PART_SIZE, format_size
 from .._log import log
 from ._core import (
+    MAX_BATCH,
     AccessRequest,
     Call,
     UploadSettings,
@@ -31,15 +33,29 @@ from ._core import (
     check_prefix,
     check_size,
     check_upload_id,
-    find_cause,
     maybe_await,
     web_error_for,
 )
+from ._guard import UploadTokenError, UploadTokens
 
 
-class _BodyTooLarge(WebError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the body is over this server's {format_size(limit)} limit")
+async def run_hook(name: str, hook: Callable[..., Any], *args: Any) -> Any:
+    """Call one of the application's hooks; whatever happens the client gets JSON.
+
+    A :class:`WebError` it raises is the answer; a ``LookupError`` (a header or cookie
+    that an anonymous request lacks: ``request.headers['x-user']``) is a 401; any other
+    failure is the server's own, a 500 that names the hook and is logged.
+    """
+    try:
+        return await maybe_await(hook(*args))
+    except WebError:
+        raise
+    except LookupError as exc:
+        log.info("web.hook.lookup_failed", hook=name, error=type(exc).__name__)
+        raise WebError(401, "this request does not say who you are; log in first") from None
+    except Exception as exc:
+        log.error("web.hook.failed", hook=name, error=type(exc).__name__)
+        raise WebError(500, f"the server's {name} hook failed", "hook_failed") from exc
 
 
 class UploadService:
@@ -51,6 +67,7 @@ class UploadService:
         self.settings = settings
         self.bucket = settings.bucket
         self.max_size = settings.max_size
+        self.tokens = UploadTokens(settings.upload_secret)
 
     @property
     def engine(self) -> Engine:
@@ -62,9 +79,19 @@ class UploadService:
         if isinstance(prefix, str):
             return prefix
         try:
-            return check_prefix(await maybe_await(prefix(request)))
+            return check_prefix(await run_hook("prefix", prefix, request))
         except ConfigError as exc:
             raise WebError(500, f"the server's prefix hook is misconfigured: {exc}") from None
+
+    async def identity_for(self, request: Any) -> str:
+        """Who the caller is, as bound into upload tokens: the identity hook, else the prefix."""
+        hook = self.settings.identity
+        if hook is None:
+            return await self.prefix_for(request)
+        identity = await run_hook("identity", hook, request)
+        if not isinstance(identity, str):
+            raise WebError(500, "the server's identity hook must return a str")
+        return identity
 
     async def authorize(
         self, request: Any, action: str, key: object, upload_id: str | None = None
@@ -72,9 +99,36 @@ class UploadService:
         """The checked key, once the prefix and the application's hook allow ``action``."""
         checked = check_key(key, await self.prefix_for(request))
         access = AccessRequest(request, action, checked, upload_id)
-        if not await maybe_await(self.settings.authorize(access)):
+        if not await run_hook("authorize", self.settings.authorize, access):
             raise WebError(403, f"you may not {action.split('.')[-1]} {checked!r}")
         return checked
+
+    async def open_upload(
+        self, request: Any, action: str, key: object, token: object
+    ) -> tuple[str, str, str]:
+        """``(key, S3 upload id, token)`` for a route that acts on an upload: the token must
+        have been issued by :meth:`issue` for this key and this caller (else 403, before
+        anything reaches S3), then the hook decides with the S3 upload id."""
+        token = check_upload_id(token)
+        checked = check_key(key, await self.prefix_for(request))
+        try:
+            upload_id = self.tokens.open(
+                token, bucket=self.bucket, key=checked, identity=await self.identity_for(request)
+            )
+        except UploadTokenError as exc:
+            log.warning("web.upload_token.refused", key=checked, action=action, reason=str(exc))
+            raise WebError(
+                403,
+                f"this upload id was not issued to you for key {checked[:200]!r}: send the "
+                "upload id and key that creating the upload answered",
+                "upload_mismatch",
+            ) from None
+        return await self.authorize(request, action, checked, upload_id), upload_id, token
+
+    async def issue(self, request: Any, key: str, upload_id: str) -> str:
+        """The upload token that stands for ``upload_id`` in every answer to the client."""
+        identity = await self.identity_for(request)
+        return self.tokens.issue(upload_id, bucket=self.bucket, key=key, identity=identity)
 
     async def handle(self, handler: str, call: Call) -> Any:
         """Run one route; every failure comes back as a :class:`WebError`."""
@@ -203,36 +257,40 @@ class UploadService:
         content_type = check_content_type(call.field("content_type"))
         check_size(call.field("size"), self.max_size)
         upload_id = await self._create(key, content_type, {})
-        return {"upload_id": upload_id, "key": key}
+        return {"upload_id": await self.issue(call.request, key, upload_id), "key": key}
 
     async def multipart_part_url(self, call: Call) -> dict[str, Any]:
-        upload_id = check_upload_id(call.field("upload_id"))
-        key = await self.authorize(call.request, "multipart.sign", call.field("key"), upload_id)
+        key, upload_id, token = await self.open_upload(
+            call.request, "multipart.sign", call.field("key"), call.field("upload_id")
+        )
         number = check_part_number(call.field("part_number"), self.max_size)
         url = await self._part_url(key, upload_id, number)
         return {
             "url": url,
             "key": key,
-            "upload_id": upload_id,
+            "upload_id": token,
             "part_number": number,
             "expires_in": self.settings.url_lifetime,
         }
 
     async def multipart_complete(self, call: Call) -> dict[str, Any]:
-        upload_id = check_upload_id(call.field("upload_id"))
-        key = await self.authorize(call.request, "multipart.complete", call.field("key"), upload_id)
+        key, upload_id, _ = await self.open_upload(
+            call.request, "multipart.complete", call.field("key"), call.field("upload_id")
+        )
         return await self._complete(key, upload_id, call.field("parts"))
 
     async def multipart_abort(self, call: Call) -> dict[str, Any]:
-        upload_id = check_upload_id(call.field("upload_id"))
-        key = await self.authorize(call.request, "multipart.abort", call.field("key"), upload_id)
+        key, upload_id, token = await self.open_upload(
+            call.request, "multipart.abort", call.field("key"), call.field("upload_id")
+        )
         await self._abort(key, upload_id)
-        return {"key": key, "upload_id": upload_id, "aborted": True}
+        return {"key": key, "upload_id": token, "aborted": True}
 
     async def multipart_parts(self, call: Call) -> dict[str, Any]:
-        upload_id = check_upload_id(call.field("upload_id"))
-        key = await self.authorize(call.request, "multipart.list", call.field("key"), upload_id)
-        return {"key": key, "upload_id": upload_id, "parts": await self._list(key, upload_id)}
+        key, upload_id, token = await self.open_upload(
+            call.request, "multipart.list", call.field("key"), call.field("upload_id")
+        )
+        return {"key": key, "upload_id": token, "parts": await self._list(key, upload_id)}
 
     # -- Uppy / Companion ------------------------------------------------------------------
 
@@ -241,14 +299,19 @@ class UploadService:
             raise WebError(400, "'filename' must be a non-empty string")
         prefix = await self.prefix_for(call.request)
         make_key = self.settings.make_key
-        return make_key(call.request, prefix, filename) if make_key else prefix + filename
+        if make_key is None:
+            return prefix + filename
+        return cast(str, await run_hook("make_key", make_key, call.request, prefix, filename))
 
-    def _uppy_upload(self, call: Call) -> tuple[str, object]:
-        upload_id = check_upload_id(call.params.get("uploadId"))
+    async def _uppy_upload(self, call: Call, action: str) -> tuple[str, str]:
+        """``(key, S3 upload id)`` from the ``{uploadId}`` path and ``?key=`` Uppy echoes."""
         key = call.query.get("key")
         if not isinstance(key, str):
             raise WebError(400, 'the object key must be passed as a query parameter: "?key=..."')
-        return upload_id, key
+        checked, upload_id, _ = await self.open_upload(
+            call.request, action, key, call.params.get("uploadId")
+        )
+        return checked, upload_id
 
     async def uppy_params(self, call: Call) -> dict[str, Any]:
         """A presigned POST form, as Companion answers: the policy bounds the size."""
@@ -286,44 +349,45 @@ class UploadService:
         upload_id = await self._create(
             key, check_content_type(content_type), check_metadata(call.field("metadata"))
         )
-        return {"key": key, "uploadId": upload_id, "bucket": self.bucket}
+        token = await self.issue(call.request, key, upload_id)
+        return {"key": key, "uploadId": token, "bucket": self.bucket}
 
     async def uppy_sign_part(self, call: Call) -> dict[str, Any]:
-        upload_id, raw_key = self._uppy_upload(call)
-        key = await self.authorize(call.request, "multipart.sign", raw_key, upload_id)
+        key, upload_id = await self._uppy_upload(call, "multipart.sign")
         number = check_part_number(call.params.get("partNumber"), self.max_size)
         url = await self._part_url(key, upload_id, number)
         return {"url": url, "expires": self.settings.url_lifetime}
 
     async def uppy_sign_batch(self, call: Call) -> dict[str, Any]:
-        upload_id, raw_key = self._uppy_upload(call)
-        key = await self.authorize(call.request, "multipart.sign", raw_key, upload_id)
+        """Up to :data:`MAX_BATCH` part URLs; the loop is yielded between two signatures, so
+        a batch never holds up the server's other requests."""
         raw = call.query.get("partNumbers")
         if not isinstance(raw, str) or not raw:
             raise WebError(
                 400,
                 'the part numbers must be a comma separated query parameter: "?partNumbers=4,6,7"',
             )
+        if raw.count(",") >= MAX_BATCH:
+            raise WebError(400, f"at most {MAX_BATCH} part numbers per batch", "batch_too_large")
         numbers = [check_part_number(n, self.max_size) for n in raw.split(",")]
-        if len(numbers) > 1000:
-            raise WebError(400, "at most 1000 part numbers per batch")
-        urls = {str(n): await self._part_url(key, upload_id, n) for n in numbers}
+        key, upload_id = await self._uppy_upload(call, "multipart.sign")
+        urls: dict[str, str] = {}
+        for number in numbers:
+            urls[str(number)] = await self._part_url(key, upload_id, number)
+            await anyio.lowlevel.checkpoint()
         return {"presignedUrls": urls}
 
     async def uppy_list_parts(self, call: Call) -> list[dict[str, Any]]:
-        upload_id, raw_key = self._uppy_upload(call)
-        key = await self.authorize(call.request, "multipart.list", raw_key, upload_id)
+        key, upload_id = await self._uppy_upload(call, "multipart.list")
         return await self._list(key, upload_id)
 
     async def uppy_complete(self, call: Call) -> dict[str, Any]:
-        upload_id, raw_key = self._uppy_upload(call)
-        key = await self.authorize(call.request, "multipart.complete", raw_key, upload_id)
+        key, upload_id = await self._uppy_upload(call, "multipart.complete")
         done = await self._complete(key, upload_id, call.field("parts"))
         return {"location": done["location"], "key": key, "bucket": self.bucket}
 
     async def uppy_abort(self, call: Call) -> dict[str, Any]:
-        upload_id, raw_key = self._uppy_upload(call)
-        key = await self.authorize(call.request, "multipart.abort", raw_key, upload_id)
+        key, upload_id = await self._uppy_upload(call, "multipart.abort")
         await self._abort(key, upload_id)
         return {}
 
@@ -338,51 +402,18 @@ class UploadService:
         content_type: str | None,
         content_length: int | None,
         disconnect: tuple[type[BaseException], ...] = (),
+        method: str = "PUT",
     ) -> dict[str, Any]:
-        """Upload a request body as it arrives; the UploadResult as a JSON-ready dict.
+        """Upload a request body as it arrives (see :func:`streamx.web._stream.stream_upload`)."""
+        from ._stream import stream_upload
 
-        Memory stays within the transfer config's bound: while S3 is slower than the
-        client, the body is not read, the server's receive buffer fills and TCP stops
-        the client. Past ``max_size`` (or a Content-Length over it) the answer is 413
-        and the multipart upload is aborted; a client that disconnects (one of
-        ``disconnect``, or a failed read) aborts it too.
-        """
-        checked = await self.authorize(request, "upload", key)
-        kind = check_content_type(content_type)
-        check_size(content_length, self.max_size)
-        limit = self.max_size
-
-        async def limited() -> AsyncIterator[bytes]:
-            seen = 0
-            async for chunk in chunks:
-                seen += len(chunk)
-                if seen > limit:
-                    raise _BodyTooLarge(limit)
-                yield chunk
-
-        try:
-            result = await self.engine.upload(
-                self.bucket,
-                checked,
-                limited(),
-                config=self.settings.transfer_config,
-                size=content_length,
-                ContentType=kind,
-            )
-        except StreamxError as exc:
-            too_large = find_cause(exc, _BodyTooLarge)
-            if isinstance(too_large, WebError):
-                log.info("web.stream.too_large", key=checked, limit=limit)
-                raise WebError(too_large.status, too_large.message) from exc
-            if isinstance(exc, SourceError):
-                gone = find_cause(exc, disconnect) if disconnect else None
-                log.warning(
-                    "web.stream.client_failed", key=checked, error=type(exc.__cause__).__name__
-                )
-                if gone is not None:
-                    raise WebError(499, "the client disconnected; the upload was aborted") from exc
-                raise WebError(
-                    400, "reading the request body failed; the upload was aborted"
-                ) from exc
-            raise web_error_for(exc) from exc
-        return dataclasses.asdict(result)
+        return await stream_upload(
+            self,
+            request,
+            key,
+            chunks,
+            content_type=content_type,
+            content_length=content_length,
+            disconnect=disconnect,
+            method=method,
+        )

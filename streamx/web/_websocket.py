@@ -1,4 +1,4 @@
-"""WebSocket uploads: JSON control messages around binary frames, fed into ``open_writer``.
+"""WebSocket uploads: JSON control messages around binary frames, fed into ``Engine.upload``.
 
 The protocol (every JSON message has a ``type``)::
 
@@ -11,19 +11,21 @@ The protocol (every JSON message has a ``type``)::
                                                    close 1000
     {"type": "abort"}                              {"type": "aborted"}, close 1000
 
-Backpressure: a frame is acknowledged once ``writer.write`` has taken it, and the
-server reads no further frame before that, so a client that keeps a bounded
+Backpressure: a frame is acknowledged once the part being filled has taken it, and
+the server reads no further frame before that, so a client that keeps a bounded
 window of unacknowledged frames (say 4 MiB) is slowed down to S3's pace; one that
 does not is slowed by TCP. A refusal sends ``{"type": "error", "status": ...,
 "error": ..., "code": ...}`` and closes with code 4000 + status (4413, 4403 ...).
-A socket that drops, or stays silent longer than ``websocket_idle_timeout``, aborts
-the multipart upload: nothing is left behind.
+A socket that drops, stays silent longer than ``websocket_idle_timeout``, or sends
+slower than ``body_min_rate`` (after ``body_rate_grace``) aborts the multipart upload:
+nothing is left behind. Parts grow with the frames that arrived, as on the stream
+route (``streamx.web._stream``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
@@ -31,13 +33,16 @@ import anyio
 from .._errors import StreamxError
 from .._events import ProgressEvent
 from .._log import log
+from ..upload.source import ArrivingSource
 from ._core import (
     WebError,
     check_content_type,
     check_size,
     find_cause,
+    parse_json,
     web_error_for,
 )
+from ._guard import guard_body
 from ._service import UploadService
 
 
@@ -99,6 +104,18 @@ class UploadSession:
                 await self._try_send({"type": "aborted"})
             await self.transport.close(1000)
         except StreamxError as exc:
+            refusal = find_cause(exc, WebError)  # a refusal raised while reading frames
+            if isinstance(refusal, WebError):
+                log.info("web.ws.refused", key=key, status=refusal.status, code=refusal.code)
+                await self._refuse(refusal)
+                return
+            if find_cause(exc, _ClientAborted) is not None:
+                log.warning(
+                    "web.ws.aborted", key=key, reason="_ClientAborted", received=self.received
+                )
+                await self._try_send({"type": "aborted"})
+                await self.transport.close(1000)
+                return
             closed = find_cause(exc, SocketClosed)
             if closed is not None:
                 log.warning(
@@ -148,53 +165,54 @@ class UploadSession:
                     }
                 )
 
-        async with service.engine.open_writer(
+        limits = dataclasses.replace(
+            service.settings.body_limits, read_timeout=service.settings.websocket_idle_timeout
+        )
+        frames = guard_body(self._frames(key, size), limits)
+        result = await service.engine.upload(
             service.bucket,
             key,
+            ArrivingSource(frames),
             config=service.settings.transfer_config,
             on_progress=progress,
             size=size,
             ContentType=content_type,
-        ) as writer:
-            await self.send({"type": "ready", "key": key, "max_size": service.max_size})
-            while True:
-                message = await self.receive()
-                if message is None:
-                    raise SocketClosed("the socket closed before the closing message")
-                if isinstance(message, bytes | bytearray):
-                    await self._frame(writer, message)
-                    continue
-                kind = _parse(message).get("type")
-                if kind == "abort":
-                    raise _ClientAborted()
-                if kind != "close":
-                    raise WebError(400, f'unknown message type {kind!r}; send "close" or "abort"')
-                if size is not None and self.received != size:
-                    raise WebError(
-                        400, f"the upload announced {size} bytes but sent {self.received}"
-                    )
-                break
-        assert writer.result is not None
-        log.info("web.ws.complete", key=key, size=writer.result.size)
-        await self._try_send({"type": "complete", "result": dataclasses.asdict(writer.result)})
+        )
+        log.info("web.ws.complete", key=key, size=result.size)
+        await self._try_send({"type": "complete", "result": dataclasses.asdict(result)})
         await self.transport.close(1000)
 
-    async def _frame(self, writer: Any, data: bytes | bytearray) -> None:
-        self.received += len(data)
-        if self.received > self.service.max_size:
-            raise WebError(
-                413, f"the upload is over this server's limit of {self.service.max_size} bytes"
-            )
-        await writer.write(data)
-        self.seq += 1
-        await self.send({"type": "ack", "seq": self.seq, "bytes_received": self.received})
+    async def _frames(self, key: str, size: int | None) -> AsyncIterator[bytes]:
+        """The binary frames, as the upload takes them: a frame is acknowledged once the
+        part being filled has taken it (the code after ``yield`` runs on the next read)."""
+        await self.send({"type": "ready", "key": key, "max_size": self.service.max_size})
+        while True:
+            message = await self.receive()
+            if message is None:
+                raise SocketClosed("the socket closed before the closing message")
+            if isinstance(message, bytes | bytearray):
+                self.received += len(message)
+                if self.received > self.service.max_size:
+                    raise WebError(
+                        413,
+                        f"the upload is over this server's limit of {self.service.max_size} bytes",
+                    )
+                yield bytes(message)
+                self.seq += 1
+                await self.send({"type": "ack", "seq": self.seq, "bytes_received": self.received})
+                continue
+            kind = _parse(message).get("type")
+            if kind == "abort":
+                raise _ClientAborted()
+            if kind != "close":
+                raise WebError(400, f'unknown message type {kind!r}; send "close" or "abort"')
+            if size is not None and self.received != size:
+                raise WebError(400, f"the upload announced {size} bytes but sent {self.received}")
+            return
 
 
 def _parse(text: str) -> dict[str, Any]:
-    try:
-        message = json.loads(text)
-    except ValueError:
-        raise WebError(400, "a text message must be a JSON object with a 'type'") from None
+    message = parse_json(text)
     if not isinstance(message, dict):
         raise WebError(400, "a text message must be a JSON object with a 'type'")
     return message

@@ -38,6 +38,13 @@ from ._core import (
     WebError,
     read_json,
 )
+from ._guard import (
+    check_json_request,
+    guard_body,
+    internal_error,
+    log_refused_origin,
+    origin_allowed,
+)
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
 
@@ -75,9 +82,12 @@ async def stream_request(
             content_type=request.headers.get("Content-Type"),
             content_length=request.content_length,
             disconnect=(ConnectionError, HttpProcessingError),
+            method=request.method,
         )
     except WebError as exc:
         return _error(exc)
+    except Exception as exc:
+        return _error(internal_error("stream_upload", exc))
     return web.json_response(result)
 
 
@@ -112,11 +122,21 @@ class _AiohttpTransport:
 
 async def websocket_upload(
     request: web.Request, settings: UploadSettings | UploadService
-) -> web.WebSocketResponse:
-    """Run one WebSocket upload session (see ``streamx.web._websocket``)."""
+) -> web.StreamResponse:
+    """Run one WebSocket upload session (see ``streamx.web._websocket``).
+
+    A browser page from another origin than the server's own or ``allowed_origins``
+    is refused before the upgrade (HTTP 403).
+    """
+    service = _service(settings)
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, request.host, service.settings.allowed_origins):
+        log_refused_origin(origin)
+        error = WebError(403, "WebSocket uploads from this origin are not allowed", "bad_origin")
+        return _error(error)
     ws = web.WebSocketResponse(max_msg_size=WEBSOCKET_MAX_MESSAGE)
     await ws.prepare(request)
-    await UploadSession(_service(settings), request, _AiohttpTransport(ws)).run()
+    await UploadSession(service, request, _AiohttpTransport(ws)).run()
     return ws
 
 
@@ -125,13 +145,16 @@ def _handler(service: UploadService, handler: str, json_body: bool) -> Handler:
         try:
             body = None
             if json_body:
-                body = await read_json(
-                    request.content.iter_chunked(READ_CHUNK), request.content_length
-                )
+                length = request.content_length
+                check_json_request(request.method, request.headers.get("Content-Type"), length)
+                chunks = request.content.iter_chunked(READ_CHUNK)
+                body = await read_json(guard_body(chunks, service.settings.body_limits), length)
             call = Call(request, dict(request.match_info), dict(request.query), body)
             return web.json_response(await service.handle(handler, call))
         except WebError as exc:
             return _error(exc)
+        except Exception as exc:
+            return _error(internal_error(handler, exc))
 
     return handle
 
@@ -151,7 +174,7 @@ def add_routes(
 
         path = STREAM_PATH.replace("*}", ":.+}")
         app.router.add_route("PUT", path, stream_upload)
-        app.router.add_route("POST", path, stream_upload)
+        app.router.add_route("POST", path, stream_upload)  # only with a non-form content type
     if websocket:
 
         async def websocket_endpoint(request: web.Request) -> web.StreamResponse:

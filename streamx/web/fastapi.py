@@ -41,6 +41,13 @@ from ._core import (
     WebError,
     read_json,
 )
+from ._guard import (
+    check_json_request,
+    guard_body,
+    internal_error,
+    log_refused_origin,
+    origin_allowed,
+)
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
 
@@ -59,8 +66,8 @@ def _content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
-        raise WebError(400, "the Content-Length header is not a number")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise WebError(400, "the Content-Length header is not a number of bytes")
     return int(raw)
 
 
@@ -81,9 +88,12 @@ async def stream_request(
             content_type=request.headers.get("content-type"),
             content_length=_content_length(request),
             disconnect=(ClientDisconnect,),
+            method=request.method,
         )
     except WebError as exc:
         return _error(exc)
+    except Exception as exc:
+        return _error(internal_error("stream_upload", exc))
     return JSONResponse(result)
 
 
@@ -125,9 +135,19 @@ class _StarletteTransport:
 
 
 async def websocket_upload(websocket: WebSocket, settings: UploadSettings | UploadService) -> None:
-    """Accept ``websocket`` and run one upload session on it (see ``streamx.web._websocket``)."""
+    """Accept ``websocket`` and run one upload session on it (see ``streamx.web._websocket``).
+
+    A browser page from another origin than the server's own or ``allowed_origins``
+    is refused before the upgrade (HTTP 403).
+    """
+    service = _service(settings)
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, websocket.headers.get("host"), service.settings.allowed_origins):
+        log_refused_origin(origin)
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
     await websocket.accept()
-    await UploadSession(_service(settings), websocket, _StarletteTransport(websocket)).run()
+    await UploadSession(service, websocket, _StarletteTransport(websocket)).run()
 
 
 def _endpoint(
@@ -137,11 +157,16 @@ def _endpoint(
         try:
             body = None
             if json_body:
-                body = await read_json(request.stream(), _content_length(request))
+                length = _content_length(request)
+                check_json_request(request.method, request.headers.get("content-type"), length)
+                chunks = guard_body(request.stream(), service.settings.body_limits)
+                body = await read_json(chunks, length)
             call = Call(request, dict(request.path_params), dict(request.query_params), body)
             return JSONResponse(await service.handle(handler, call))
         except WebError as exc:
             return _error(exc)
+        except Exception as exc:
+            return _error(internal_error(handler, exc))
 
     endpoint.__name__ = handler
     return endpoint
@@ -168,7 +193,7 @@ def create_router(
         router.add_api_route(
             STREAM_PATH.replace("*}", ":path}"),
             stream_upload,
-            methods=["PUT", "POST"],
+            methods=["PUT", "POST"],  # POST only with a non-form content type (CSRF)
             name="streamx.stream_upload",
         )
     if websocket:

@@ -1,0 +1,105 @@
+"""``Engine.probe``: find out what an unknown store honours, with one scratch key.
+
+Every condition point of :data:`streamx._stores.POINTS` is tried where it cannot
+hurt: on a scratch object ``.streamx-probe-<random>`` written for the purpose, with a
+condition that must fail (``IfNoneMatch="*"`` on the existing scratch key, ``IfMatch``
+with an ETag no object has). A 412 means the store honours it; a success means it
+ignored it (only the scratch object was replaced). The same PUT tells whether the
+store accepts ``x-amz-checksum-*`` headers. Multipart uploads opened here are
+aborted and the scratch key deleted whatever happens (shielded, time-boxed).
+
+About 15 small requests; the result is cached on the engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ._checksum import compute
+from ._errors import PreconditionFailedError, S3Error, StreamxError
+from ._log import log
+from ._s3 import S3
+from ._stores import POINTS, PROFILES, StoreProfile
+
+_NO_SUCH_ETAG = '"00000000000000000000000000000000"'
+_BODY = b"streamx store probe: safe to delete\n"
+_SERVERS = (("minio", "minio"), ("seaweedfs", "seaweedfs"), ("amazons3", "aws"))
+
+
+async def _honoured(call: Callable[[], Awaitable[Any]]) -> bool:
+    """True for a 412 (the condition was checked); False if the write went through."""
+    try:
+        await call()
+    except PreconditionFailedError:
+        return True
+    except S3Error:  # 400/501: the condition is not understood, so not honoured
+        return False
+    return False
+
+
+async def probe(s3: S3, bucket: str, base: StoreProfile) -> StoreProfile:
+    key = f".streamx-probe-{uuid.uuid4().hex}"
+    found: dict[str, bool] = {}
+    uploads: list[str] = []
+    facts: dict[str, Any] = {}
+    try:
+        value = compute("CRC32C", _BODY).b64
+        try:
+            put = await s3.put_object(
+                bucket, key, _BODY, ChecksumAlgorithm="CRC32C", ChecksumCRC32C=value
+            )
+            facts["checksum_headers"] = True
+        except S3Error as exc:
+            if exc.status not in (400, 501):
+                raise
+            put = await s3.put_object(bucket, key, _BODY)
+            facts["checksum_headers"] = False
+        server = str(put.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("server", ""))
+        for marker, name in _SERVERS:
+            if marker in server.lower() and base.name == "unknown":
+                base = PROFILES[name]
+
+        async def complete_with(**condition: str) -> None:
+            upload_id = await s3.create_multipart_upload(bucket, key)
+            uploads.append(upload_id)
+            part = await s3.upload_part(bucket, key, upload_id, 1, _BODY)
+            await s3.complete_multipart_upload(
+                bucket, key, upload_id, [{"PartNumber": 1, "ETag": part["ETag"]}], **condition
+            )
+
+        async def copy_with(**condition: str) -> None:
+            await s3.copy_object(bucket, key, bucket, key, MetadataDirective="REPLACE", **condition)
+
+        checks: dict[str, Callable[[], Awaitable[Any]]] = {
+            "PutObject:IfNoneMatch": lambda: s3.put_object(bucket, key, _BODY, IfNoneMatch="*"),
+            "PutObject:IfMatch": lambda: s3.put_object(bucket, key, _BODY, IfMatch=_NO_SUCH_ETAG),
+            "CompleteMultipartUpload:IfNoneMatch": lambda: complete_with(IfNoneMatch="*"),
+            "CompleteMultipartUpload:IfMatch": lambda: complete_with(IfMatch=_NO_SUCH_ETAG),
+            "CopyObject:IfNoneMatch": lambda: copy_with(IfNoneMatch="*"),
+            "CopyObject:IfMatch": lambda: copy_with(IfMatch=_NO_SUCH_ETAG),
+        }
+        for point in POINTS:
+            if point in checks:
+                found[point] = await _honoured(checks[point])
+        response = await s3.delete_objects(bucket, [(key, _NO_SUCH_ETAG)], quiet=False)
+        errors = response.get("Errors") or []
+        found["DeleteObjects:ETag"] = any(e.get("Key") == key for e in errors)
+    finally:
+        with anyio.move_on_after(30, shield=True):
+            for upload_id in uploads:
+                try:
+                    await s3.abort_multipart_upload(bucket, key, upload_id)
+                except StreamxError:
+                    pass  # completed, or already gone
+            try:
+                await s3.delete_objects(bucket, [key])
+            except StreamxError as exc:
+                log.warning("store.probe.cleanup_failed", bucket=bucket, key=key, error=str(exc))
+    sources = {**base.sources, "conditions": f"probed on s3://{bucket}"}
+    profile = base.with_facts(conditions=found, sources=sources, probed=True, **facts)
+    log.info("store.probe", bucket=bucket, store=profile.name, conditions=found, **facts)
+    return profile
