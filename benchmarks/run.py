@@ -197,9 +197,7 @@ def ensure_peers(log: Any) -> str:
         [str(py), "-c", "import aioboto3, boto3, s3fs, obstore"], capture_output=True
     )
     if missing.returncode:
-        subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True
-        )
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
     return str(py)
 
 
@@ -354,7 +352,9 @@ def summarize(cell: Cell) -> dict[str, Any]:
     if signals:
         status += f" (process died with {', '.join(signals)} after finishing the transfer)"
     if failed:
-        status = (status if good else "failed") + f"; {len(failed)} failed: {failed[0].get('error', '')}"
+        status = (
+            status if good else "failed"
+        ) + f"; {len(failed)} failed: {failed[0].get('error', '')}"
     out["status"] = status
     out["notes"] = notes
     if not good:
@@ -390,12 +390,26 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
             if client not in args.clients:
                 continue
             if scen == "many_small":
-                cells.append(Cell(server, scen, client, args.small_size, args.small_count, SMALL_CONCURRENCY))
+                cells.append(
+                    Cell(server, scen, client, args.small_size, args.small_count, SMALL_CONCURRENCY)
+                )
             elif scen == "tiny":
-                cells.append(Cell(server, scen, client, TINY_SIZE, args.tiny_count, TINY_CONCURRENCY))
+                cells.append(
+                    Cell(server, scen, client, TINY_SIZE, args.tiny_count, TINY_CONCURRENCY)
+                )
             elif scen in ("concurrent", "budget", "concurrent_default", "download_concurrent"):
                 budget = BUDGET if scen == "budget" else 0
-                cells.append(Cell(server, scen, client, CONCURRENT_SIZE, args.concurrent_count, CONCURRENCY, budget))
+                cells.append(
+                    Cell(
+                        server,
+                        scen,
+                        client,
+                        CONCURRENT_SIZE,
+                        args.concurrent_count,
+                        CONCURRENCY,
+                        budget,
+                    )
+                )
             elif scen == "slow":
                 cells.append(Cell(server, scen, client, SLOW_SIZE, args.slow_count))
             elif scen == "memscan":
@@ -437,7 +451,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=None)
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--servers", nargs="+", default=None, choices=SERVERS)
-    p.add_argument("--scenarios", nargs="+", default=list(SCENARIO_TITLES), choices=list(SCENARIO_TITLES))
+    p.add_argument(
+        "--scenarios", nargs="+", default=list(SCENARIO_TITLES), choices=list(SCENARIO_TITLES)
+    )
     p.add_argument("--clients", nargs="+", default=list(CLIENT_DEFS), choices=list(CLIENT_DEFS))
     p.add_argument("--memscan-sizes", nargs="+", type=parse_size, default=None)
     p.add_argument("--small-count", type=int, default=None)
@@ -446,7 +462,9 @@ def main() -> int:
     p.add_argument("--slow-count", type=int, default=None)
     p.add_argument("--sweep-sizes", nargs="+", type=parse_size, default=None)
     p.add_argument("--wan-sizes", nargs="+", type=parse_size, default=None)
-    p.add_argument("--output", default=str(RESULTS / "latest"), help="path prefix of .json/.md/.png")
+    p.add_argument(
+        "--output", default=str(RESULTS / "latest"), help="path prefix of .json/.md/.png"
+    )
     p.add_argument("--render", metavar="JSON", help="only re-render .md/.png from a results JSON")
     args = p.parse_args()
     if args.render:
@@ -463,7 +481,9 @@ def main() -> int:
     args.size = args.size or (64 * MiB if quick else SIZE)
     args.runs = args.runs or (1 if quick else RUNS)
     warmup = not (args.no_warmup or quick)
-    args.memscan_sizes = args.memscan_sizes or ([64 * MiB, 256 * MiB] if quick else list(MEMSCAN_SIZES))
+    args.memscan_sizes = args.memscan_sizes or (
+        [64 * MiB, 256 * MiB] if quick else list(MEMSCAN_SIZES)
+    )
     args.small_count = args.small_count or (40 if quick else SMALL_COUNT)
     args.small_size = SMALL_SIZE
     args.concurrent_count = args.concurrent_count or (16 if quick else CONCURRENT_COUNT)
@@ -482,7 +502,9 @@ def main() -> int:
     if any(CLIENT_DEFS[c][0] == "peers" for c in args.clients):
         py["peers"] = ensure_peers(log)
     cells = build_cells(args)
-    file_sizes = {c.size for c in cells if CLIENT_SCENARIO.get(c.scenario, (c.scenario,))[0] == "upload_file"}
+    file_sizes = {
+        c.size for c in cells if CLIENT_SCENARIO.get(c.scenario, (c.scenario,))[0] == "upload_file"
+    }
     file_sizes |= {c.size for c in cells if c.server == "rclone" and is_download(c.scenario)}
     for size in file_sizes:
         prepare_file(size, log)
@@ -498,20 +520,28 @@ def main() -> int:
                 target = rc.data_dir / "bench-dl" / f"obj-{size}"
                 if not target.exists():
                     shutil.copyfile(DATA / f"file-{size}.bin", target)
-        log(f"{len(cells)} cells × ({args.runs} runs{' + warm-up' if warmup else ''}); "
-            + ", ".join(f"{k} at {v.endpoint('up')}" for k, v in running.items()))
+        log(
+            f"{len(cells)} cells × ({args.runs} runs{' + warm-up' if warmup else ''}); "
+            + ", ".join(f"{k} at {v.endpoint('up')}" for k, v in running.items())
+        )
         for n, cell in enumerate(cells, 1):
             server = running[cell.server]
             bucket, key = "bench", f"{cell.scenario}-{cell.client}"
             if is_download(cell.scenario):
                 # rclone: a file put in place; source (and the WAN's): the size is in the key
-                bucket, key = ("bench-dl", f"obj-{cell.size}") if cell.server == "rclone" else ("bench", f"obj/size-{cell.size}")
+                bucket, key = (
+                    ("bench-dl", f"obj-{cell.size}")
+                    if cell.server == "rclone"
+                    else ("bench", f"obj/size-{cell.size}")
+                )
             if warmup:
                 cell.warmup = run_once(cell, server, py, bucket, key)
                 server.clear("bench")
                 if "unsupported" in cell.warmup:
                     cell.runs = [cell.warmup]
-                    log(f"[{n}/{len(cells)}] {cell.label}: not available: {cell.warmup['unsupported']}")
+                    log(
+                        f"[{n}/{len(cells)}] {cell.label}: not available: {cell.warmup['unsupported']}"
+                    )
                     continue
             for _ in range(args.runs):
                 record = run_once(cell, server, py, bucket, key)
@@ -521,20 +551,32 @@ def main() -> int:
                 if "unsupported" in record:
                     break
             s = summarize(cell)
-            log(f"[{n}/{len(cells)}] {cell.label}: {mm(s.get('mib_s'))} MiB/s, "
+            log(
+                f"[{n}/{len(cells)}] {cell.label}: {mm(s.get('mib_s'))} MiB/s, "
                 f"{mm(s.get('cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB, RSS {mm(s.get('peak_rss_mib'))} MiB, "
-                f"server {mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB — {s['status']}")
+                f"server {mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB — {s['status']}"
+            )
     finally:
         for server in running.values():
             server.stop()
     summary = [summarize(c) for c in cells]
     report = {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else "make bench",
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:])
+        if sys.argv[1:]
+        else "make bench",
         "machine": machine(),
-        "versions": {"main": main_versions(), "peers": peer_versions(py["peers"]) if "peers" in py else {}},
-        "settings": {"part_size": PART_SIZE, "concurrency": CONCURRENCY, "size": args.size, "budget": BUDGET,
-                     "wan_mbps": servers.WAN_MBPS},
+        "versions": {
+            "main": main_versions(),
+            "peers": peer_versions(py["peers"]) if "peers" in py else {},
+        },
+        "settings": {
+            "part_size": PART_SIZE,
+            "concurrency": CONCURRENCY,
+            "size": args.size,
+            "budget": BUDGET,
+            "wan_mbps": servers.WAN_MBPS,
+        },
         "titles": SCENARIO_TITLES,
         "runs": args.runs,
         "warmup": warmup,

@@ -12,7 +12,9 @@ CORS rule once (``--set-cors`` does it, see the README).
   routes (init, part URLs, PUT each part straight to S3, complete) with a progress bar;
 * ``/api/uploads/...`` and ``/api/s3/...`` — the presigned and Uppy (Companion) routes;
 * ``PUT /api/uploads/stream/{key}`` — streams the request body to S3;
-* ``ws://127.0.0.1:8000/api/uploads/ws`` — WebSocket uploads.
+* ``ws://127.0.0.1:8000/api/uploads/ws`` — WebSocket uploads;
+* ``/api/tus/`` — tus 1.0.0 resumable uploads (the page's "tus" method, with the bundled
+  tus-js-client); they survive a dropped connection or a restart of this server.
 
 Authorization is by session cookie, as a browser app (and Uppy 6, which has no ``headers``
 option) does it: ``GET /api/session`` gives the browser a guest session, ``POST
@@ -51,7 +53,8 @@ import streamx
 from streamx._limits import format_size, parse_size
 from streamx.testing import RcloneServer
 from streamx.web import AccessRequest, UploadSettings, WebError
-from streamx.web.fastapi import create_router
+from streamx.web.fastapi import create_router, tus_router
+from streamx.web.tus import TusOptions
 
 STATIC = Path(streamx.__file__).parent / "web" / "static"
 COOKIE = "streamx_session"
@@ -160,6 +163,11 @@ def build_app(
         return response
 
     app.include_router(create_router(settings), prefix="/api")
+    # tus: the page names the key in the metadata (checked against the prefix, then authorize)
+    tus = TusOptions(
+        make_key=lambda request, prefix, upload, meta: meta.get("key") or prefix + upload
+    )
+    app.include_router(tus_router(settings, tus), prefix="/api/tus")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -37,6 +37,7 @@ from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
+from .upload.resume import ResumeToken
 from .upload.writer import UploadWriter
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "PartPlan",
     "PreconditionFailedError",
     "ProgressEvent",
+    "ResumeToken",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",

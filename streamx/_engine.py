@@ -38,6 +38,7 @@ from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
+from .upload.resume import MemoryCheckpoint, ResumeToken
 from .upload.source import UploadSource, open_source
 from .upload.writer import UploadWriter, open_writer
 
@@ -331,6 +332,7 @@ class Engine:
         size: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         restart: bool = False,
+        resume: ResumeToken | None = None,
         **put_args: Any,
     ) -> UploadResult:
         """Upload ``source`` to ``s3://bucket/key`` and return what S3 stored.
@@ -357,12 +359,25 @@ class Engine:
         uploads only what is missing (see :mod:`streamx.checkpoint`). A
         checkpoint that does not match raises :class:`CheckpointError`;
         ``restart=True`` aborts the recorded upload and starts over.
+
+        ``resume=token`` continues the upload a suspended writer left (see
+        :mod:`streamx.upload.resume`): ``source`` is the whole object; a file path
+        is read from ``token.bytes_done``, anything else is read through and its
+        bytes up to there checked against the token. On failure the upload is kept.
         """
-        from .checkpoint import open_checkpoint
+        from .checkpoint import fingerprint, open_checkpoint
 
         file = open_checkpoint(checkpoint, restart)
+        token = _check_token(resume, bucket, key)
+        if token is not None and file is not None:
+            raise ConfigError("pass checkpoint= or resume=, not both")
         pipeline = self._pipeline(bucket, key, source, config, on_progress, put_args, size)
         pipeline.checkpoint, pipeline.restart = file, restart
+        if token is not None:
+            memory = MemoryCheckpoint(token)
+            memory.keeps_upload = True
+            memory.fingerprint = fingerprint(pipeline.source)
+            pipeline.checkpoint = memory
         return await pipeline.run()
 
     @asynccontextmanager
@@ -374,19 +389,27 @@ class Engine:
         config: TransferConfig | None = None,
         on_progress: ProgressCallback | None = None,
         size: int | None = None,
+        resume: ResumeToken | None = None,
         **put_args: Any,
     ) -> AsyncIterator[UploadWriter]:
         """A writer for push-style sources; see :class:`streamx.UploadWriter`.
 
         ``await writer.write(data)`` waits while the part window is full.
         Leaving the block normally completes the upload (``writer.result``);
-        leaving it with an exception aborts it.
+        leaving it with an exception aborts it. ``await writer.suspend()`` keeps
+        it and returns a :class:`ResumeToken`; ``resume=token`` (here or in
+        another process) continues it: write the bytes from ``token.bytes_done``.
         """
         # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
+        token = _check_token(resume, bucket, key)
 
         def make(chunks: AsyncIterator[bytes]) -> UploadPipeline:
-            return self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
+            pipeline = self._pipeline(bucket, key, chunks, config, on_progress, put_args, size)
+            pipeline.checkpoint = MemoryCheckpoint(token)  # records parts for suspend()
+            if token is not None:
+                pipeline.source_offset = token.bytes_done
+            return pipeline
 
         async with open_writer(make) as writer:
             yield writer
@@ -734,3 +757,17 @@ class Engine:
             start_after=start_after,
             page_size=page_size,
         )
+
+
+def _check_token(token: object, bucket: str, key: str) -> ResumeToken | None:
+    if token is None:
+        return None
+    if not isinstance(token, ResumeToken):
+        raise ConfigError(
+            f"resume must be a ResumeToken (ResumeToken.from_json(text)), not {type(token).__name__}"
+        )
+    if (token.bucket, token.key) != (bucket, key):
+        raise ConfigError(
+            f"the resume token is for s3://{token.bucket}/{token.key}, not s3://{bucket}/{key}"
+        )
+    return token

@@ -214,6 +214,8 @@ class JsonFile(Generic[R]):
 class CheckpointFile(JsonFile[Checkpoint]):
     """An upload's checkpoint file."""
 
+    keeps_upload = True  # on failure the multipart upload is kept for the resume
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, Checkpoint.from_json)
 

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 
-
 def _carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
     """Content type and metadata of the source, unless the caller sets their own."""
     args = dict(put_args)

@@ -59,7 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", help="the target file of download_file")
     p.add_argument("--budget", type=int, default=0, help="process-wide memory budget (bytes)")
     p.add_argument("--chunk", type=int, default=CHUNK, help="chunk size of async producers")
-    p.add_argument("--delay", type=float, default=0.0, help="seconds between a slow producer's chunks")
+    p.add_argument(
+        "--delay", type=float, default=0.0, help="seconds between a slow producer's chunks"
+    )
     p.add_argument(
         "--defaults",
         action="store_true",
@@ -229,6 +231,7 @@ async def slow_chunks(size: int, chunk: int, delay: float) -> Any:
         sent += n
         await asyncio.sleep(delay)
 
+
 CLOCK = Clock()
 
 
@@ -244,6 +247,8 @@ def measure(run: Callable[[], int], note: str = "") -> None:
         report({"unsupported": str(exc)})
     except BaseException as exc:  # the harness records every failure as such
         tb = traceback.format_exc(limit=6)
-        report({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500], "traceback": tb[-2000:]})
+        report(
+            {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500], "traceback": tb[-2000:]}
+        )
         sys.stdout.flush()
         os._exit(3)

@@ -179,7 +179,11 @@ class _PlainWarnings(logging.Formatter):
         where = f"s3://{bucket}/{key}" if bucket and key else "the object"
         if name.endswith((".abort.failed", ".abort.timeout")):
             why = event.get("error") or f"no answer within {event.get('seconds')} s"
-            tail = f"'streamx sweep s3://{bucket}/' removes it" if bucket else "'streamx sweep' removes it"
+            tail = (
+                f"'streamx sweep s3://{bucket}/' removes it"
+                if bucket
+                else "'streamx sweep' removes it"
+            )
             return (
                 f"streamx: warning: the unfinished multipart upload of {where} could not be "
                 f"aborted ({why}); it is billed until removed: {tail}"

@@ -7,6 +7,7 @@ The prefix is a plain key prefix (``s3://b/logs`` matches ``logs/…`` and
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import click
 
@@ -24,8 +25,12 @@ def _age(age: dt.timedelta) -> str:
     return f"{seconds}s"
 
 
-async def _sweep(opts: Options, location: S3Location, older_than: float, dry_run: bool) -> int:
+async def _sweep(
+    opts: Options, location: S3Location, older_than: float, dry_run: bool, tus: str | None
+) -> int:
     async with make_engine(opts) as engine:
+        if tus is not None:  # first: the uploads it removes are not stale ones to report
+            await _sweep_tus(opts, engine, location.bucket, tus, older_than, dry_run)
         found: list[StaleUpload] = await engine.abort_stale_uploads(
             location.bucket, location.key, older_than=older_than, dry_run=dry_run
         )
@@ -59,8 +64,16 @@ async def _sweep(opts: Options, location: S3Location, older_than: float, dry_run
     help="Age, e.g. 24h, 7d, 90m, or seconds. Uploads younger than this are left alone.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be aborted; change nothing.")
+@click.option(
+    "--tus",
+    "tus",
+    flag_value=".tus/",
+    default=None,
+    help="Also remove expired tus uploads (streamx.web.tus) whose state is under .tus/.",
+)
+@click.option("--tus-state", "tus", help="Like --tus, for another TusOptions.state_prefix.")
 @common_options
-def sweep(url: str, older_than: float, dry_run: bool) -> int:
+def sweep(url: str, older_than: float, dry_run: bool, tus: str | None) -> int:
     """Abort unfinished multipart uploads under s3://bucket/prefix.
 
     \b
@@ -69,4 +82,20 @@ def sweep(url: str, older_than: float, dry_run: bool) -> int:
     """
     location = parse_s3(url)
     opts = options()
-    return run_async(lambda: _sweep(opts, location, older_than, dry_run))
+    return run_async(lambda: _sweep(opts, location, older_than, dry_run, tus))
+
+
+async def _sweep_tus(
+    opts: Options, engine: Any, bucket: str, state: str, older_than: float, dry_run: bool
+) -> None:
+    from ..web.tus import sweep_expired
+
+    removed = await sweep_expired(
+        engine, bucket, state_prefix=state, orphan_age=older_than, dry_run=dry_run
+    )
+    out = Output(opts)
+    verb = "would remove" if dry_run else "removed"
+    for gone in removed:
+        out.record({"bucket": bucket, "tus_upload": gone.upload, "key": gone.key})
+        out.line(f"{verb}: tus upload {gone.upload} -> s3://{bucket}/{gone.key}")
+    out.info(f"{verb} {len(removed)} expired tus upload{'s' if len(removed) != 1 else ''}")

@@ -103,6 +103,7 @@ class UploadPipeline:
         self.restart = restart
         self.size_hint = size_hint
         self.resumed: dict[int, CompletedPart] = {}
+        self.source_offset: int | None = None  # set when the source starts mid-object
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
         if size is not None and size > store.max_object_size:
@@ -343,7 +344,18 @@ class UploadPipeline:
         file.current = cp
         offset = cp.bytes_committed
         how = "none"
-        if k and await seek(self.source, offset, cp.fingerprint):
+        if self.source_offset is not None:  # a resumed writer: its bytes start there
+            if offset != self.source_offset:
+                raise CheckpointError(
+                    f"the store holds {offset} bytes of this upload, not the "
+                    f"{self.source_offset} of the resume token: parts were lost",
+                    bucket=self.bucket,
+                    key=self.key,
+                    upload_id=cp.upload_id,
+                )
+            self.producer.resume_at(k + 1, offset)
+            how = "offset"
+        elif k and await seek(self.source, offset, cp.fingerprint):
             self.producer.resume_at(k + 1, offset)
             how = "seek"
         elif k:
@@ -523,7 +535,9 @@ class UploadPipeline:
             if self.checkpoint is not None:
                 self.checkpoint.remove()
             return
-        if self.config.leave_parts_on_error or self.checkpoint is not None:
+        if self.config.leave_parts_on_error or (
+            self.checkpoint is not None and self.checkpoint.keeps_upload
+        ):
             self.log.warning(
                 "upload.failed.parts_kept",
                 error=type(exc).__name__,

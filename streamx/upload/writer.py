@@ -5,6 +5,8 @@ hands the chunk to the producer and returns once the producer has taken it,
 so it blocks while the part window is full: backpressure reaches the caller.
 Leaving the block normally completes the upload and sets ``writer.result``;
 leaving it with an exception (or being cancelled) aborts the multipart upload.
+``await writer.suspend()`` instead keeps it and returns a
+:class:`~streamx.upload.resume.ResumeToken` to continue from (see ``resume.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._concurrency import task_group
 from .._errors import StreamxError
 from .._results import UploadResult
+from .resume import MemoryCheckpoint, ResumeToken
 from .source import Buffer, _as_bytes_view
 
 if TYPE_CHECKING:
@@ -32,9 +35,46 @@ class UploadWriter:
         self._send = send
         self.bytes_written = 0
         self.result: UploadResult | None = None
+        self.token: ResumeToken | None = None  # set by suspend()
+        self._pipeline: UploadPipeline | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._stopped = anyio.Event()
+
+    async def suspend(self) -> ResumeToken:
+        """Stop, keep the multipart upload, and return where it stands.
+
+        Waits for the parts already cut to be sent; the part still being filled
+        is dropped: ``token.bytes_done`` counts the parts S3 acknowledged from
+        part 1 without a gap; write the bytes after it again on resume. The upload is neither completed nor aborted (it costs
+        storage until it is resumed or aborted). Writing after this raises.
+        """
+        if self.token is not None:
+            return self.token
+        pipeline, scope = self._pipeline, self._scope
+        if pipeline is None or scope is None or self.result is not None:
+            raise StreamxError("this writer is not running: nothing to suspend")
+        memory = pipeline.checkpoint
+        if isinstance(memory, MemoryCheckpoint):
+            memory.keeps_upload = True
+        # let the parts already cut reach S3 (the one being filled is dropped); the
+        # uploaders signal nothing, so this polls, and only while suspending
+        while (  # noqa: ASYNC110
+            pipeline.upload_id is not None
+            and pipeline.progress.parts_done < pipeline.producer.next_number - 1
+            and not self._stopped.is_set()
+        ):
+            await anyio.sleep(0.01)
+        scope.cancel()
+        await self._stopped.wait()
+        record = memory.current if memory is not None else None
+        self.token = ResumeToken.of(pipeline.bucket, pipeline.key, record, pipeline.plan)
+        await self._send.aclose()
+        return self.token
 
     async def write(self, data: Buffer) -> None:
         """Queue ``data``; waits while the upload's memory window is full."""
+        if self.token is not None:
+            raise StreamxError("this writer was suspended; resume it with open_writer(resume=)")
         view = _as_bytes_view(data)
         if not isinstance(view, bytes):
             view = bytes(view)  # the caller may reuse its buffer once write() returns
@@ -57,15 +97,19 @@ async def open_writer(
     send, receive = anyio.create_memory_object_stream[bytes | memoryview](0)
     pipeline = make_pipeline(_iterate(receive))
     writer = UploadWriter(send)
+    writer._pipeline = pipeline
     outcome: list[UploadResult] = []
     failure: list[BaseException] = []
 
     async def run() -> None:
         try:
-            outcome.append(await pipeline.run())
+            with anyio.CancelScope() as writer._scope:
+                outcome.append(await pipeline.run())
         except Exception as exc:
             failure.append(exc)
             tg.cancel_scope.cancel()  # stops a write() that waits; the error is raised below
+        finally:
+            writer._stopped.set()
 
     async with task_group() as tg:
         tg.start_soon(run)
@@ -77,6 +121,8 @@ async def open_writer(
             raise
     if failure:
         raise failure[0]
+    if writer.token is not None:
+        return  # suspended: the upload is kept, not completed
     if not outcome:
         raise StreamxError("the upload did not finish", bucket=pipeline.bucket, key=pipeline.key)
     writer.result = outcome[0]

@@ -47,8 +47,9 @@ from ._guard import (
 )
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
+from .tus.aiohttp import add_tus_routes  # tus 1.0.0 resumable uploads (streamx.web.tus)
 
-__all__ = ["add_routes", "stream_request", "websocket_upload"]
+__all__ = ["add_routes", "stream_request", "websocket_upload", "add_tus_routes"]
 
 READ_CHUNK = 256 * 1024  # bytes per read of the request body
 WEBSOCKET_MAX_MESSAGE = 16 * 1024 * 1024  # aiohttp's default (4 MiB) is small for upload frames

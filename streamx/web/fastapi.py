@@ -50,8 +50,9 @@ from ._guard import (
 )
 from ._service import UploadService
 from ._websocket import SocketClosed, UploadSession
+from .tus.fastapi import tus_router  # tus 1.0.0 resumable uploads (streamx.web.tus)
 
-__all__ = ["create_router", "stream_request", "websocket_upload"]
+__all__ = ["create_router", "stream_request", "websocket_upload", "tus_router"]
 
 
 def _service(settings: UploadSettings | UploadService) -> UploadService:

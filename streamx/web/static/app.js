@@ -1,10 +1,11 @@
 // The page: sign in (a session cookie), pick a file and a method, show progress and errors.
 import { api } from "./api.js";
 import { uploadMultipart } from "./multipart.js";
+import { uploadTus } from "./tus.js";
 
 // Each method is async (file, key, {onProgress, log}) => {key, size, etag}; add yours
 // here and as an <option> of #method.
-export const METHODS = { multipart: uploadMultipart };
+export const METHODS = { multipart: uploadMultipart, tus: uploadTus };
 
 const $ = (id) => document.getElementById(id);
 const log = (text) => { $("log").append(text + "\n"); };
