@@ -79,9 +79,9 @@ class PartProducer:
         # Acknowledged parts' buffers, kept with their reservations for the next parts:
         # a recycled buffer skips the allocation, zero-fill and page faults of a new
         # one (about an eighth of the CPU of a file upload), and stays inside the
-        # budget. A transfer keeps as many as its own window holds, but none while
-        # another transfer waits for the shared budget, so that idle buffers never
-        # keep it waiting.
+        # budget. Under a shared budget a transfer keeps one, and more (up to what its
+        # own window holds) only while the shared budget is uncrowded: a lone transfer
+        # recycles its whole window, 64 at once do not hoard idle buffers.
         self._spares: list[tuple[bytearray, Reservation]] = []
         self._max_spares = max(1, budgets[0].limit // max(1, plan.size_of(1)))
         self._waiting = False  # the producer waits for budget: don't hold any back
@@ -172,10 +172,10 @@ class PartProducer:
         Under a shared budget the probed bytes are charged to its ``heads``
         half and to it; alone they are the bound's ``high_water_mark``.
         """
-        peek = getattr(self.source, "peek", None)
-        limit = min(size, self.probe)
-        if peek is None:
+        if not getattr(self.source, "probes", False):
             return size
+        peek = cast(ChunkSource, self.source).peek
+        limit = min(size, self.probe)
         shared = self.budgets[1:]
         if any(size > b.limit - b.heads.limit for b in shared):
             return size  # a budget too small to split: no probe (parts must always fit)
@@ -265,7 +265,7 @@ class PartProducer:
         if (
             len(self._spares) < self._max_spares
             and not self._waiting
-            and not any(b.waiting or b.heads.waiting for b in self.budgets[1:])
+            and (not self._spares or not any(self._crowded(b) for b in self.budgets[1:]))
             and not self.eof
             and isinstance(data, bytearray)
             and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
@@ -273,6 +273,11 @@ class PartProducer:
             self._spares.append((data, part.reservation))
         else:
             part.reservation.release()
+
+    @staticmethod
+    def _crowded(budget: MemoryBudget) -> bool:
+        """Others wait for the shared budget, or more than half of it is held."""
+        return bool(budget.waiting or budget.heads.waiting or 2 * budget.in_use > budget.limit)
 
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
         while self._spares:

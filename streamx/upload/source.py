@@ -194,6 +194,7 @@ class ChunkSource:
 
     description = "stream"
     readahead = True  # staged up to high_water_mark ahead of the parts (see readahead.py)
+    probes = True  # the head is peeked at before part 1 is reserved (see parts.py)
     grows = False  # parts take their budget as the bytes arrive (see parts.py)
 
     def __init__(self) -> None:
@@ -335,6 +336,9 @@ class SyncIterSource(ChunkSource):
     """
 
     readahead = False
+    # No probe: it would join the head's chunks in a worker thread, whose malloc
+    # arena keeps the memory (see read() below); parts are budgeted whole instead.
+    probes = False
 
     def __init__(self, iterable: Iterable[Any]) -> None:
         super().__init__()
@@ -347,18 +351,6 @@ class SyncIterSource(ChunkSource):
             if data:
                 return data
         return None
-
-    def _peek_blocking(self, limit: int) -> None:
-        steps = self._peeking(limit)
-        try:
-            steps.send(None)
-            while True:
-                steps.send(self._next())
-        except StopIteration:
-            pass
-
-    async def peek(self, limit: int) -> None:
-        await anyio.to_thread.run_sync(self._peek_blocking, limit)
 
     def _fill(self, n: int, into: bytearray | None) -> Buffer:
         steps = self._assemble(n, into)
