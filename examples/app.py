@@ -112,6 +112,7 @@ def build_app(
     engine_args: dict[str, Any],
     max_size: int,
     origins: list[str],
+    overwrite: bool = False,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +133,9 @@ def build_app(
         # the page may be opened as 127.0.0.1 or localhost; the WebSocket route checks the
         # Origin of an upgrade against these (the JSON routes refuse what forms can send)
         allowed_origins=tuple(origins),
+        # False (the default): an upload to a key that is taken answers 409, S3 itself
+        # refuses it (If-None-Match: *); True only for stores that ignore that (rclone)
+        overwrite=overwrite,
     )
 
     @app.get("/api/session")
@@ -239,6 +243,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "behind a proxy (repeatable); http://127.0.0.1:PORT and http://localhost:PORT always",
     )
     parser.add_argument(
+        "--allow-overwrite",
+        action="store_true",
+        help="let an upload replace an existing object (by default S3 refuses it: 409); "
+        "needed for a store that ignores If-None-Match, such as rclone serve s3 (the local "
+        "one this app starts gets it)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -270,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"CORS rule set on {args.bucket}: {', '.join(origins)} may PUT and GET")
         return
     rclone = None
+    overwrite = args.allow_overwrite
     if os.environ.get("AWS_ENDPOINT_URL"):
         engine_args: dict[str, Any] = {}  # the Engine reads the AWS_* environment
     else:
@@ -278,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         rclone = RcloneServer(allow_origin="*")
         rclone.start()
         engine_args = rclone.engine_args()
+        overwrite = True  # rclone serve s3 ignores If-None-Match: it cannot refuse overwrites
         print(
             f"local S3 (rclone serve s3) at {rclone.endpoint_url}, data in {rclone.data_dir}\n"
             f"  access key {rclone.access_key}  secret key {rclone.secret_key}"
@@ -287,13 +300,21 @@ def main(argv: list[str] | None = None) -> None:
                 rclone.endpoint_url, rclone.access_key, rclone.secret_key, args.bucket
             )
         )
-    print(f"objects up to {format_size(args.max_size)}; open {' or '.join(origins)}")
+    print(
+        f"objects up to {format_size(args.max_size)}, "
+        f"{'overwrites allowed' if overwrite else 'no overwrites (409)'}; "
+        f"open {' or '.join(origins)}"
+    )
     # uvicorn re-raises SIGTERM once it has shut down: make it an exception, as Ctrl-C
     # is, so that the local server is stopped and its data removed below
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         app = build_app(
-            bucket=args.bucket, engine_args=engine_args, max_size=args.max_size, origins=origins
+            bucket=args.bucket,
+            engine_args=engine_args,
+            max_size=args.max_size,
+            origins=origins,
+            overwrite=overwrite,
         )
         uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio")
     except KeyboardInterrupt:

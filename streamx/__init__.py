@@ -9,6 +9,7 @@ from ._errors import (
     ChecksumError,
     ConditionalConflictError,
     ConfigError,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
@@ -19,6 +20,7 @@ from ._errors import (
     SourceError,
     SourceTypeError,
     StreamxError,
+    UsageError,
 )
 from ._events import ProgressEvent
 from ._limits import PartPlan
@@ -31,8 +33,10 @@ from ._objects import (
     MigrationResult,
     ObjectInfo,
 )
+from ._ratelimit import RateLimit
 from ._results import UploadResult
 from ._stores import StoreProfile
+from .bulk import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync, sync_on_ray
 from .download.fetcher import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
@@ -56,6 +60,7 @@ __all__ = [
     "Engine",
     "ListPage",
     "Listing",
+    "LocalFileError",
     "MemoryBudget",
     "MigrationFailure",
     "MigrationResult",
@@ -67,6 +72,7 @@ __all__ = [
     "PartPlan",
     "PreconditionFailedError",
     "ProgressEvent",
+    "RateLimit",
     "ResumeToken",
     "S3Error",
     "ServiceUnavailableError",
@@ -75,9 +81,16 @@ __all__ = [
     "StaleUpload",
     "StoreProfile",
     "StreamxError",
+    "SyncEvent",
+    "SyncOrderError",
+    "SyncProgress",
+    "SyncResult",
     "TransferConfig",
     "UploadResult",
     "UploadWriter",
+    "UsageError",
     "__version__",
     "migrate_prefix",
+    "sync",
+    "sync_on_ray",
 ]

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
-from ._limits import MAX_PART_SIZE, MAX_PARTS, MAX_PUT_SIZE, MIN_PART_SIZE, MiB, format_size
+from ._limits import MAX_PART_SIZE, MAX_PARTS, MAX_PUT_SIZE, MIN_PART_SIZE, MiB, TiB, format_size
+from ._validate import check_timeout
+
+#: More memory than any machine streamx runs on: a larger number is a unit mistake.
+MAX_MEMORY = 1 * TiB
 
 ChecksumAlgorithm = Literal["CRC32C", "CRC32", "CRC64NVME", "SHA256"]
 ChecksumMode = Literal["when_supported", "when_required", "off"]
@@ -55,7 +59,7 @@ class TransferConfig:
         high_water_mark: bytes the producer may read ahead of the parts in flight.
         multipart_threshold: a source smaller than this goes up in one PutObject.
         copy_threshold: a server-side copy of an object up to this size is one
-            CopyObject (S3 allows up to 5 GiB); above it, parallel UploadPartCopy.
+            CopyObject (5 MiB to 5 GiB, S3's limit); above it, parallel UploadPartCopy.
         equal_parts: never grow parts (stores such as Cloudflare R2 require equal
             parts); a stream longer than ``part_size × 10,000`` then fails with
             :class:`streamx.PartLimitError` before part 10,001 is read.
@@ -67,8 +71,11 @@ class TransferConfig:
             ``"off"`` computes none. Some S3-compatible stores reject checksum
             headers: use ``"when_required"`` for them.
         checksum_algorithm: CRC32C (default), CRC32, CRC64NVME or SHA256.
-        max_attempts: attempts per part (1 = no retry) on retryable failures.
-        part_timeout: seconds one part request may take before it is retried.
+        max_attempts: attempts per request (1 = no retry) on retryable failures; with the
+            default 5, a request waits 3.75-7.5 s in all before it gives up (see
+            ``streamx._retry``), so a few seconds of outage are ridden out.
+        part_timeout: seconds one part request may take before it is retried
+            (0: no limit). This and the other times must be finite numbers.
         stall_timeout: seconds a part request may go without moving a byte before
             it is cancelled and retried (``None``: no stall detector; then only
             ``part_timeout`` and the client's socket timeouts apply).
@@ -114,6 +121,11 @@ class TransferConfig:
             raise ConfigError(f"queue_size {self.queue_size} is absurd; use at most 1000")
         if need_int("high_water_mark", self.high_water_mark) < 0:
             raise ConfigError(f"high_water_mark must not be negative, not {self.high_water_mark}")
+        if self.high_water_mark > MAX_MEMORY:
+            raise ConfigError(
+                f"high_water_mark {format_size(self.high_water_mark)} is absurd; "
+                f"it is read-ahead memory (at most {format_size(MAX_MEMORY)})"
+            )
         threshold = need_int("multipart_threshold", self.multipart_threshold)
         if threshold < 0:
             raise ConfigError(f"multipart_threshold must not be negative, not {threshold}")
@@ -123,10 +135,11 @@ class TransferConfig:
                 f"{format_size(MAX_PUT_SIZE)} single-PUT limit"
             )
         copy_threshold = need_int("copy_threshold", self.copy_threshold)
-        if not 0 <= copy_threshold <= MAX_PUT_SIZE:
+        if not MIN_PART_SIZE <= copy_threshold <= MAX_PUT_SIZE:
             raise ConfigError(
-                f"copy_threshold must be 0 to {format_size(MAX_PUT_SIZE)} (S3's CopyObject limit), "
-                f"not {copy_threshold}"
+                f"copy_threshold must be {format_size(MIN_PART_SIZE)} to "
+                f"{format_size(MAX_PUT_SIZE)} (S3's CopyObject limit), not {copy_threshold}: "
+                "below it every copy would be a multipart copy of tiny parts"
             )
         if self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"checksum must be one of {CHECKSUM_MODES}, not {self.checksum!r}")
@@ -138,14 +151,17 @@ class TransferConfig:
         if need_int("max_attempts", self.max_attempts) < 1:
             raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
         for name in ("part_timeout", "abort_timeout", "progress_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, not {value!r}")
+            check_timeout(name, getattr(self, name))  # NaN and inf too: they compare false
         stall = self.stall_timeout
         if stall is not None and (
-            isinstance(stall, bool) or not isinstance(stall, int | float) or not stall > 0
+            isinstance(stall, bool)
+            or not isinstance(stall, int | float)
+            or not math.isfinite(stall)
+            or not stall > 0
         ):
-            raise ConfigError(f"stall_timeout must be a positive number or None, not {stall!r}")
+            raise ConfigError(
+                f"stall_timeout must be a finite, positive number or None, not {stall!r}"
+            )
         for name in ("equal_parts", "leave_parts_on_error"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False")

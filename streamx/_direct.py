@@ -51,6 +51,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from ._errors import NetworkError
+from ._validate import header_safe
 
 _SEND_SLICE = 1024 * 1024
 _MAX_HEAD = 64 * 1024
@@ -342,6 +343,8 @@ class _Operation:
     def plain(self, params: Mapping[str, Any]) -> bool:
         """Every param is a header of a plain type (strings, numbers, booleans, a str map)."""
         for member, value in params.items():
+            if member.startswith("SSECustomer"):  # botocore encodes the key and adds its MD5
+                return False
             if member in self._prefix:
                 if not isinstance(value, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, str) and (k + v).isascii()
@@ -515,7 +518,11 @@ class DirectParts:
         lines = [f"PUT {target.path}" + (f"?{query}" if query else "") + " HTTP/1.1"]
         if "host" not in request.headers:
             lines.append(f"Host: {target.netloc}")
-        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        for name, value in request.headers.items():
+            # put arguments were checked (streamx/_validate.py); this sender writes raw
+            # bytes to a socket, so it checks again: no CR/LF ever reaches the wire
+            header_safe(name, value)
+            lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         limit: tuple[str, float] = ("the read timeout", self._read_timeout)
         if stall_timeout is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -19,10 +19,10 @@ import anyio
 from ._budget import MemoryBudget, default_memory_budget
 from ._config import TransferConfig
 from ._direct import DirectParts
-from ._errors import ConfigError
+from ._errors import ConfigError, UsageError
 from ._events import Progress, ProgressCallback
-from ._limits import MAX_KEY_BYTES
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
+from ._ratelimit import RateLimit
 from ._results import UploadResult
 from ._s3 import S3, check_put_args, session_for, split_conditions
 from ._stores import (
@@ -34,31 +34,17 @@ from ._stores import (
     unknown_points,
 )
 from ._stores import profile as store_profile
+from ._validate import check_bucket_key, check_budget, check_client_args, check_local_path
 from .download.fetcher import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
 from .upload.resume import MemoryCheckpoint, ResumeToken
 from .upload.source import UploadSource, open_source
-from .upload.writer import UploadWriter, open_writer
+from .upload.writer import WriterContext, open_writer
 
-
-def check_bucket_key(bucket: object, key: object) -> None:
-    """Validate a bucket name and key before any request."""
-    if not isinstance(bucket, str) or not bucket:
-        raise ConfigError(f"bucket must be a non-empty str, not {bucket!r}")
-    if "/" in bucket:
-        raise ConfigError(f"bucket {bucket!r} contains '/'; pass the key separately")
-    if not isinstance(key, str) or not key:
-        raise ConfigError(f"key must be a non-empty str, not {key!r}")
-    try:
-        encoded = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ConfigError(f"key {key!r} is not valid UTF-8 (lone surrogate?)") from exc
-    if len(encoded) > MAX_KEY_BYTES:
-        raise ConfigError(
-            f"key is {len(encoded)} bytes in UTF-8; S3 allows at most {MAX_KEY_BYTES}"
-        )
+#: Largest connection pool accepted (each connection is a socket and a thread at most).
+MAX_POOL_CONNECTIONS = 10_000
 
 
 class Engine:
@@ -99,12 +85,26 @@ class Engine:
     do not run for part uploads then); ``False`` sends every part through
     aiobotocore.
 
+    ``rate_limit``: a :class:`RateLimit` (shareable by engines) meters every
+    request and its bytes; parts then go through aiobotocore.
+
     ``store``: the kind of store (``"aws"``, ``"minio"``, ``"r2"``, ``"b2"``, ``"gcs"``,
     ``"wasabi"``, ``"ceph"``, ``"seaweedfs"``, ``"rclone"``, ``"moto"``, or a
     :class:`streamx.StoreProfile`); by default detected from the endpoint's host name
     (no endpoint: AWS). Its profile sets the size limit, the checksum algorithm and
     headers, equal parts, and which conditional writes are honoured; see
     :meth:`probe` for an unknown endpoint.
+
+    Every argument is checked here, before any request, and a bad one is a
+    :class:`ConfigError` naming it: ``endpoint_url`` must be ``http://`` or
+    ``https://`` with a host (``'127.0.0.1:9000'`` is refused with "add
+    http://"; so is a bad ``AWS_ENDPOINT_URL``), ``region_name`` a region
+    name, the keys non-empty strings given together, ``profile`` one in the
+    AWS config files, ``addressing_style`` ``'auto'``, ``'virtual'`` or
+    ``'path'``, ``max_pool_connections`` 1 to 10,000, ``memory_budget`` at
+    most 1 TiB; ``client=`` excludes the connection arguments (configure the
+    client instead). An Engine is entered once at a time: ``async with`` on
+    an open engine raises :class:`UsageError` (create a second Engine).
     """
 
     def __init__(
@@ -123,18 +123,36 @@ class Engine:
         max_pool_connections: int | None = None,
         addressing_style: str | None = None,
         direct_parts: bool | None = None,
+        rate_limit: RateLimit | None = None,
         store: str | StoreProfile | None = None,
     ) -> None:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
         self.config = config or TransferConfig()
-        if isinstance(memory_budget, int):
-            memory_budget = MemoryBudget(memory_budget)
-        if memory_budget is not None and not isinstance(memory_budget, MemoryBudget):
-            raise ConfigError("memory_budget must be a MemoryBudget or a number of bytes")
-        self.memory_budget = memory_budget or MemoryBudget(
+        self.memory_budget = check_budget(memory_budget) or MemoryBudget(
             default_memory_budget(self.config.memory_bound)
         )
+        check_client_args(
+            client,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile=profile,
+            addressing_style=addressing_style,
+        )
+        if sign_payload is not None and not isinstance(sign_payload, bool):
+            raise ConfigError(f"sign_payload must be True, False or None, not {sign_payload!r}")
+        if max_pool_connections is not None and (
+            isinstance(max_pool_connections, bool)
+            or not isinstance(max_pool_connections, int)
+            or not 1 <= max_pool_connections <= MAX_POOL_CONNECTIONS
+        ):
+            raise ConfigError(
+                f"max_pool_connections must be an int from 1 to {MAX_POOL_CONNECTIONS:,}, "
+                f"not {max_pool_connections!r}"
+            )
         self._given_client = client
         self._client_args = {
             "endpoint_url": endpoint_url,
@@ -150,6 +168,10 @@ class Engine:
         if direct_parts is not None and not isinstance(direct_parts, bool):
             raise ConfigError("direct_parts must be True, False or None")
         self._direct_parts = direct_parts
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigError("rate_limit must be a streamx.RateLimit or None")
+        # metered through botocore's events, so parts go through botocore too
+        self.rate_limit = rate_limit
         self._store_given = store is not None
         self._probe_lock = anyio.Lock()
         if store is None:
@@ -164,11 +186,21 @@ class Engine:
         return f"Engine(endpoint_url={endpoint!r})"
 
     async def __aenter__(self) -> Engine:
+        if self._stack is not None:
+            # entering again would replace the client, and the inner block's exit would
+            # close it under the outer block
+            raise UsageError(
+                "this Engine is already open: 'async with engine:' was entered twice; use the "
+                "engine of the outer block, or create a second Engine(...) for a second block"
+            )
         self._stack = AsyncExitStack()
         if self._given_client is not None:
             if not self._store_given:
                 self.store = detect(getattr(self._given_client.meta, "endpoint_url", None))
-            self._s3 = S3(self._given_client, self._direct(self._given_client, self._direct_parts))
+            if self.rate_limit is not None:
+                self.rate_limit.attach(self._given_client)
+            direct = self._direct_parts if self.rate_limit is None else False
+            self._s3 = S3(self._given_client, self._direct(self._given_client, direct))
             return self
         from aiobotocore.config import AioConfig
 
@@ -201,12 +233,15 @@ class Engine:
             )
         except Exception as exc:
             await self._stack.aclose()
+            self._stack = None
             from ._s3 import translate
 
             raise translate(exc, "creating the S3 client") from exc
         if not self._store_given:  # the endpoint botocore resolved (AWS_ENDPOINT_URL_S3, config)
             self.store = detect(getattr(client.meta, "endpoint_url", None))
-        use_direct = self._direct_parts is not False
+        use_direct = self._direct_parts is not False and self.rate_limit is None
+        if self.rate_limit is not None:
+            self.rate_limit.attach(client)
         self._s3 = S3(client, self._direct(client, use_direct, sign_payload=sign, pool=pool))
         return self
 
@@ -244,7 +279,9 @@ class Engine:
     @property
     def s3(self) -> S3:
         if self._s3 is None:
-            raise RuntimeError("use the Engine inside 'async with Engine(...) as engine:'")
+            raise UsageError(
+                "the Engine is not open: use it inside 'async with Engine(...) as engine:'"
+            )
         return self._s3
 
     @property
@@ -380,8 +417,7 @@ class Engine:
             pipeline.checkpoint = memory
         return await pipeline.run()
 
-    @asynccontextmanager
-    async def open_writer(
+    def open_writer(
         self,
         bucket: str,
         key: str,
@@ -391,16 +427,19 @@ class Engine:
         size: int | None = None,
         resume: ResumeToken | None = None,
         **put_args: Any,
-    ) -> AsyncIterator[UploadWriter]:
+    ) -> WriterContext:
         """A writer for push-style sources; see :class:`streamx.UploadWriter`.
 
-        ``await writer.write(data)`` waits while the part window is full.
-        Leaving the block normally completes the upload (``writer.result``);
-        leaving it with an exception aborts it. ``await writer.suspend()`` keeps
-        it and returns a :class:`ResumeToken`; ``resume=token`` (here or in
-        another process) continues it: write the bytes from ``token.bytes_done``.
+        ``async with engine.open_writer(bucket, key) as writer: await writer.write(data)``
+        (it is an async context manager; its ``write`` without ``async with``
+        raises :class:`streamx.UsageError` saying so). ``await
+        writer.write(data)`` waits while the part window is full. Leaving the
+        block normally completes the upload (``writer.result``); leaving it
+        with an exception aborts it. ``await writer.suspend()`` keeps it and
+        returns a :class:`ResumeToken`; ``resume=token`` (here or in another
+        process) continues it: write the bytes from ``token.bytes_done``.
+        Arguments are checked here, before the block and before any request.
         """
-        # validate everything now, before the first write or request
         self._pipeline(bucket, key, b"", config, on_progress, put_args, size)
         token = _check_token(resume, bucket, key)
 
@@ -411,8 +450,7 @@ class Engine:
                 pipeline.source_offset = token.bytes_done
             return pipeline
 
-        async with open_writer(make) as writer:
-            yield writer
+        return WriterContext(open_writer(make))
 
     async def abort_stale_uploads(
         self,
@@ -530,10 +568,9 @@ class Engine:
         from .download.sink import FileSink
 
         pipeline = self._download_pipeline(bucket, key, config, on_progress)
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        local = check_local_path(path)
         file = open_download_checkpoint(checkpoint, restart)
-        sink = FileSink(path)
+        sink = FileSink(local)
         result: DownloadResult = await pipeline.to_file(sink, file, restart=restart)
         return result
 
@@ -631,6 +668,7 @@ class Engine:
         n = self.config.queue_size if concurrency is None else concurrency
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+
         async def on_conditional() -> None:
             points = ["DeleteObjects:ETag"]
             if unknown_points(self.store, points):

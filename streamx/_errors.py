@@ -4,6 +4,13 @@
 
     StreamxError                     root; carries bucket, key, upload_id, part_number
     ├── ConfigError (ValueError)     bad arguments or configuration, raised before any request
+    ├── UsageError (RuntimeError)    the API used out of order (an Engine or a writer outside
+    │                                its ``async with`` block, an Engine entered twice)
+    ├── LocalFileError (OSError)     a local file could not be read or written (missing, a
+    │                                directory, no permission, disk full); ``errno``,
+    │                                ``strerror`` and ``filename`` as on the OSError, and also
+    │                                a FileNotFoundError, IsADirectoryError, NotADirectoryError
+    │                                or PermissionError when the OSError was one
     ├── SourceError                  the source raised while being read (cause chained)
     │   └── SourceTypeError (TypeError)   the source yielded something that is not bytes-like
     ├── PartLimitError               the stream cannot fit in S3's 10,000 parts
@@ -71,6 +78,56 @@ class StreamxError(Exception):
 
 class ConfigError(StreamxError, ValueError):
     """An argument or setting is invalid; raised before any request is sent."""
+
+
+class UsageError(StreamxError, RuntimeError):
+    """The API was used out of order; the message says how to use it."""
+
+
+class LocalFileError(StreamxError, OSError):
+    """A local file (a source path, a download's destination, a checkpoint) failed.
+
+    ``errno``, ``strerror`` and ``filename`` are those of the ``OSError``,
+    which is chained as the cause. Build one with :func:`local_file_error`,
+    which also makes it the matching builtin subclass (``FileNotFoundError``
+    ...), so ``except FileNotFoundError`` keeps working.
+    """
+
+
+class LocalFileNotFoundError(LocalFileError, FileNotFoundError):
+    pass
+
+
+class LocalIsADirectoryError(LocalFileError, IsADirectoryError):
+    pass
+
+
+class LocalNotADirectoryError(LocalFileError, NotADirectoryError):
+    pass
+
+
+class LocalPermissionError(LocalFileError, PermissionError):
+    pass
+
+
+def local_file_error(exc: OSError, what: str, **context: Any) -> LocalFileError:
+    """A :class:`LocalFileError` for ``exc`` (``raise local_file_error(exc, ...) from exc``).
+
+    ``what`` says what streamx was doing ("reading the source file x").
+    """
+    cls: type[LocalFileError] = LocalFileError
+    for builtin, ours in (
+        (FileNotFoundError, LocalFileNotFoundError),
+        (IsADirectoryError, LocalIsADirectoryError),
+        (NotADirectoryError, LocalNotADirectoryError),
+        (PermissionError, LocalPermissionError),
+    ):
+        if isinstance(exc, builtin):
+            cls = ours
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    error = cls(f"{what}: {reason}", **context)
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror, exc.filename
+    return error
 
 
 class SourceError(StreamxError):

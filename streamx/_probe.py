@@ -27,7 +27,9 @@ from ._stores import POINTS, PROFILES, StoreProfile
 
 _NO_SUCH_ETAG = '"00000000000000000000000000000000"'
 _BODY = b"streamx store probe: safe to delete\n"
-_SERVERS = (("minio", "minio"), ("seaweedfs", "seaweedfs"), ("amazons3", "aws"))
+# Server header markers that name one product. "AmazonS3" is not one of them: rclone
+# serve s3 and other S3-compatible servers send it too (AWS itself is known by its host).
+_SERVERS = (("minio", "minio"), ("seaweedfs", "seaweedfs"))
 
 
 async def _honoured(call: Callable[[], Awaitable[Any]]) -> bool:

@@ -1,4 +1,16 @@
-"""Per-request retries: exponential backoff with full jitter, on retryable failures only.
+"""Per-request retries: exponential backoff with equal jitter, on retryable failures only.
+
+**How long a failure is ridden out.** By default an attempt fails up to 5
+times (``TransferConfig.max_attempts``); after failed attempt *n* it waits
+``cap/2 + random() * cap/2`` seconds with ``cap = min(20, 0.5 * 2**(n-1))``:
+0.25-0.5 s, 0.5-1 s, 1-2 s, 2-4 s. So a request gives up only after at least
+3.75 s (at most 7.5 s) of waiting, plus the time of the attempts themselves:
+an outage, a restart or a throttling burst of a few seconds is ridden out,
+as botocore's ``standard`` retry mode intends (it waits ``random() * 2**n``
+s, capped at 20 s, 3 attempts). Half of each wait is fixed ("equal
+jitter") so that the window has a floor: with full jitter (waits from 0) a
+one-second outage could exhaust every attempt by chance. Set ``max_attempts``
+higher to ride out longer trouble (6 attempts: at least 7.75 s).
 
 **What is retried.** streamx retries each part (an UploadPart, a ranged GET,
 an UploadPartCopy) on its own, resending the identical bytes it still holds:
@@ -65,14 +77,15 @@ class RetryPolicy:
     """Up to ``max_attempts`` attempts, sleeping ``delay(n)`` after failed attempt ``n``."""
 
     max_attempts: int = 5
-    base_delay: float = 0.1
-    max_delay: float = 10.0
+    base_delay: float = 0.5
+    max_delay: float = 20.0
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rand: Callable[[], float] = field(default=random.random)
 
     def delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max_delay, base * 2^(attempt-1))]."""
-        return self.rand() * min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        """Equal jitter: uniform in [cap/2, cap], cap = min(max_delay, base * 2^(attempt-1))."""
+        cap = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return cap / 2 + self.rand() * cap / 2
 
     async def call(
         self,

@@ -8,6 +8,7 @@ exceptions into the streamx tree at this one boundary (as httpcore's
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -29,6 +30,7 @@ from ._errors import (
     ServiceUnavailableError,
     StreamxError,
 )
+from ._validate import check_put_values
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404", "NoSuchVersion"}
 _DENIED = {
@@ -103,6 +105,9 @@ def translate(exc: BaseException, operation: str, **context: Any) -> StreamxErro
         # may carry a URL, so only the exception's type is used for those.
         detail = str(exc) if isinstance(exc, bexc.BotoCoreError) else type(exc).__name__
         return NetworkError(f"{operation} failed: {detail}", **context)
+    if isinstance(exc, bexc.ProfileNotFound | bexc.InvalidRegionError | bexc.InvalidConfigError):
+        # the settings (AWS_PROFILE, AWS_REGION, a config file) are wrong, not the store
+        return ConfigError(f"{operation}: {exc}", **context)
     if isinstance(exc, bexc.ParamValidationError):
         return ConfigError(f"{operation}: {exc}", **context)
     if isinstance(exc, bexc.BotoCoreError):
@@ -130,8 +135,24 @@ def session_for(profile: str | None) -> Any:
     from aiobotocore.session import AioSession
 
     if profile not in _SESSIONS:
-        _SESSIONS[profile] = AioSession(profile=profile) if profile else AioSession()
+        session = AioSession(profile=profile) if profile else AioSession()
+        factory = session.get_component("response_parser_factory")
+        factory.set_parser_defaults(timestamp_parser=_timestamp)
+        _SESSIONS[profile] = session
     return _SESSIONS[profile]
+
+
+def _timestamp(value: Any) -> Any:
+    """ISO 8601 timestamps (one per listing entry) without dateutil: 1,000-key pages parse
+    about 3x faster (``sync``'s no-change re-run is mostly listing); anything else as botocore."""
+    if isinstance(value, str) and value.endswith("Z") and "T" in value:
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    from botocore.utils import parse_timestamp
+
+    return parse_timestamp(value)
 
 
 @lru_cache(maxsize=1)
@@ -199,7 +220,19 @@ def split_conditions(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return rest, {k: args[k] for k in CONDITIONS if k in args}
 
 
+@lru_cache(maxsize=1)
+def _put_shapes() -> dict[str, Any]:
+    """The botocore shape of every argument an upload may send (for value checks)."""
+    model = _service_model()
+    shapes: dict[str, Any] = {}
+    for op in ("CompleteMultipartUpload", "CreateMultipartUpload", "PutObject"):
+        shapes.update(model.operation_model(op).input_shape.members)
+    return shapes
+
+
 def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Names known and values safe as headers (see :mod:`streamx._validate`); returns the
+    arguments as they are to be sent (non-ASCII ``Metadata`` values RFC 2047-encoded)."""
     allowed = upload_param_names()
     unknown = sorted(set(put_args) - allowed)
     if unknown:
@@ -212,7 +245,7 @@ def check_put_args(put_args: Mapping[str, Any]) -> dict[str, Any]:
             "IfNoneMatch, IfMatch"
         )
     check_conditions(put_args)
-    return dict(put_args)
+    return check_put_values(put_args, _put_shapes())
 
 
 _MIN_READ = 1024 * 1024

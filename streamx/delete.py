@@ -26,11 +26,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._concurrency import FirstFailure
 from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
-from ._limits import MAX_KEY_BYTES
 from ._log import log
 from ._objects import DeleteError, DeleteResult
 from ._retry import RetryPolicy
 from ._s3 import S3
+from ._validate import check_key as _check_key
 
 BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
 
@@ -50,11 +50,8 @@ def check_item(item: object) -> Item:
 
 
 def check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise ConfigError(f"every key must be a non-empty str, not {key!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise ConfigError(f"key {key[:40]!r}... is longer than S3's {MAX_KEY_BYTES} bytes")
-    return key
+    """One key of the batch: a non-empty, valid UTF-8 str of at most 1,024 bytes."""
+    return _check_key(key, "every key")
 
 
 def check_keys(keys: object) -> None:

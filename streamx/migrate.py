@@ -30,6 +30,7 @@ from ._events import Progress, ProgressCallback, ProgressEvent
 from ._log import log
 from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
 from ._s3 import check_put_args
+from ._validate import check_bucket, check_prefix
 from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
@@ -130,10 +131,20 @@ async def migrate_prefix(
     (an object already at the destination fails with
     :class:`streamx.PreconditionFailedError`, listed in ``failed``).
     """
+    from ._engine import Engine
+
+    for name, engine in (("src", src), ("dst", dst)):
+        if not isinstance(engine, Engine):
+            raise ConfigError(f"{name} must be an Engine, not {type(engine).__name__}")
+    check_bucket(src_bucket, "src_bucket")
+    check_bucket(dst_bucket, "dst_bucket")
+    check_prefix(prefix)
+    if dst_prefix is not None:
+        check_prefix(dst_prefix, "dst_prefix")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
-    if dst_prefix is not None and not isinstance(dst_prefix, str):
-        raise ConfigError(f"dst_prefix must be a str or None, not {dst_prefix!r}")
+    if not isinstance(fail_fast, bool):
+        raise ConfigError(f"fail_fast must be True or False, not {fail_fast!r}")
     cfg = dst._config(config)
     args = check_put_args(put_args)
     listing = src.list(src_bucket, prefix)

@@ -248,28 +248,32 @@ async def test_probe_finds_what_seaweedfs_and_moto_honour(
 # -- copies --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threshold", [5 * MiB, 0], ids=["CopyObject", "multipart"])
-async def test_copy_if_none_match_on_seaweedfs(seaweedfs_server: Any, threshold: int) -> None:
+# copy_threshold is at least 5 MiB: a source just above it takes the multipart copy path
+@pytest.mark.parametrize("size", [len(SMALL), 5 * MiB + 1], ids=["CopyObject", "multipart"])
+async def test_copy_if_none_match_on_seaweedfs(seaweedfs_server: Any, size: int) -> None:
+    body = (SMALL * (size // len(SMALL) + 1))[:size]
     async with streamx.Engine(**seaweedfs_server.engine_args(), store="seaweedfs") as eng:
         bucket = await fresh_bucket(eng)
-        await eng.upload(bucket, "src", SMALL)
+        await eng.upload(bucket, "src", body)
         await eng.upload(bucket, "dst", OLD)
-        config = cfg(copy_threshold=threshold)
+        config = cfg(copy_threshold=5 * MiB)
         with pytest.raises(streamx.PreconditionFailedError) as info:
             await eng.copy(bucket, "src", bucket, "dst", config=config, IfNoneMatch="*")
         assert not isinstance(info.value, streamx.ObjectChangedError)
         await unchanged(eng, bucket, "dst", OLD)
         await eng.copy(bucket, "src", bucket, "new", config=config, IfNoneMatch="*")
-        await unchanged(eng, bucket, "new", SMALL)
+        await unchanged(eng, bucket, "new", body)
 
 
-@pytest.mark.parametrize("threshold", [5 * MiB, 0], ids=["CopyObject", "multipart"])
-async def test_copy_if_match_on_seaweedfs(seaweedfs_server: Any, threshold: int) -> None:
+# copy_threshold is at least 5 MiB: a source just above it takes the multipart copy path
+@pytest.mark.parametrize("size", [len(SMALL), 5 * MiB + 1], ids=["CopyObject", "multipart"])
+async def test_copy_if_match_on_seaweedfs(seaweedfs_server: Any, size: int) -> None:
+    body = (SMALL * (size // len(SMALL) + 1))[:size]
     async with streamx.Engine(**seaweedfs_server.engine_args(), store="seaweedfs") as eng:
         bucket = await fresh_bucket(eng)
-        await eng.upload(bucket, "src", SMALL)
+        await eng.upload(bucket, "src", body)
         old = await eng.upload(bucket, "dst", OLD)
-        config = cfg(copy_threshold=threshold)
+        config = cfg(copy_threshold=5 * MiB)
         wrong = '"0123456789abcdef0123456789abcdef"'
         with pytest.raises(streamx.PreconditionFailedError):
             await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=wrong)
@@ -277,7 +281,7 @@ async def test_copy_if_match_on_seaweedfs(seaweedfs_server: Any, threshold: int)
         with pytest.raises(streamx.PreconditionFailedError):  # no object to match
             await eng.copy(bucket, "src", bucket, "none", config=config, IfMatch=old.etag)
         await eng.copy(bucket, "src", bucket, "dst", config=config, IfMatch=old.etag)
-        await unchanged(eng, bucket, "dst", SMALL)
+        await unchanged(eng, bucket, "dst", body)
 
 
 async def test_copy_with_a_condition_moto_ignores_is_refused(moto_server: Any) -> None:

@@ -430,7 +430,7 @@ def test_the_log_event_list_is_complete() -> None:
     """The README's "Logs" section names every event the package logs (grep of the source)."""
     source = "\n".join(p.read_text() for p in (ROOT / "streamx").rglob("*.py"))
     events = set(re.findall(r"log\.(?:debug|info|warning|error|critical)\(\s*f?\"([a-z_.{}]+)\"", source))
-    whats = set(re.findall(r'abort_upload\([^)]*?what="(\w+)"', source, re.S)) | {"upload"}
+    whats = set(re.findall(r'abort_upload\([^)]*?what="([\w.]+)"', source, re.S)) | {"upload"}
     expanded = set()
     for event in events:
         if "{what}" in event:

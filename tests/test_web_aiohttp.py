@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import list_uploads, peak_rss_mib, read_object
+from web_harness import overwrite_for
 
 import streamx
 from streamx.testing import free_port
@@ -38,11 +39,12 @@ Start = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-async def web_app(engine: streamx.Engine, bucket: str) -> AsyncIterator[Start]:
+async def web_app(server: Any, engine: streamx.Engine, bucket: str) -> AsyncIterator[Start]:
     """Start an aiohttp server (routes on a subapp under /api); returns its base URL."""
     runners: list[web.AppRunner] = []
 
     async def start(**overrides: Any) -> str:
+        overrides.setdefault("overwrite", overwrite_for(server))  # rclone ignores If-None-Match
         settings = UploadSettings(
             bucket=bucket, engine=engine, authorize=authorize, prefix=user_prefix, **overrides
         )
@@ -128,7 +130,8 @@ async def test_stream_request(web_app: Start, engine: streamx.Engine, bucket: st
         async with client.put(url, data=body(data), headers={"Content-Type": "image/png"}) as r:
             assert r.status == 200, await r.text()
             assert (await r.json())["size"] == len(data)
-        async with client.put(url, data=body(os.urandom(30 * MiB), MiB)) as r:
+        too_big = f"{base}/uploads/stream/users/carol/big.bin"
+        async with client.put(too_big, data=body(os.urandom(30 * MiB), MiB)) as r:
             assert r.status == 413
             assert "12 MiB" in (await r.json())["error"]
     head = await engine.client.head_object(Bucket=bucket, Key="users/carol/s.bin")
@@ -207,7 +210,8 @@ async def engine_ctx(app):
 
 app = web.Application()
 app.cleanup_ctx.append(engine_ctx)
-add_routes(app, UploadSettings(bucket={bucket!r}, engine=lambda: app["engine"], authorize=allow_all))
+add_routes(app, UploadSettings(bucket={bucket!r}, engine=lambda: app["engine"], authorize=allow_all,
+                               overwrite=True))  # rclone ignores If-None-Match
 web.run_app(app, host="127.0.0.1", port={port}, print=None)
 """
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import list_uploads
+from web_harness import overwrite_for
 
 import streamx
 from streamx._errors import AccessDeniedError, NotFoundError, S3Error, SourceError
@@ -196,7 +197,7 @@ def _service(engine: streamx.Engine, bucket: str, **overrides: Any) -> UploadSer
 async def test_presigned_urls_never_reach_the_log(
     engine: streamx.Engine, bucket: str, server: Any
 ) -> None:
-    service = _service(engine, bucket)
+    service = _service(engine, bucket, overwrite=overwrite_for(server))
     request = {"user": "ann"}
     with capture_logs() as logs:
         init = await service.handle("multipart_init", Call(request, {}, {}, {"key": "u/ann/k"}))
@@ -223,7 +224,7 @@ async def test_presigned_urls_never_reach_the_log(
 async def test_hook_refusal_and_missing_upload(
     engine: streamx.Engine, bucket: str, server: Any
 ) -> None:
-    service = _service(engine, bucket)
+    service = _service(engine, bucket, overwrite=overwrite_for(server))
     with pytest.raises(WebError) as err:
         await service.handle("multipart_init", Call({"user": "bob"}, {}, {}, {"key": "u/bob/k"}))
     assert err.value.status == 403 and "may not create" in err.value.message

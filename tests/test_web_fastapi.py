@@ -20,6 +20,7 @@ import uvicorn
 import websockets
 from conftest import list_uploads, peak_rss_mib, read_object
 from fastapi import FastAPI
+from web_harness import overwrite_for
 
 import streamx
 from streamx.testing import free_port
@@ -76,6 +77,7 @@ def make_app(server: Any, bucket: str, **overrides: Any) -> FastAPI:
         "engine": lambda: app.state.engine,
         "authorize": authorize,
         "prefix": user_prefix,
+        "overwrite": overwrite_for(server),  # rclone ignores If-None-Match
         **overrides,
     }
     app.include_router(create_router(UploadSettings(**options)), prefix="/api")
@@ -278,7 +280,7 @@ async def test_expired_url_is_refused(web: Callable[..., str], bucket: str) -> N
 async def test_uppy_companion_routes(
     web: Callable[..., str], engine: streamx.Engine, bucket: str, server: Any
 ) -> None:
-    host = web()
+    host = web(overwrite=True)  # /s3/params hands out POST forms, which take no condition
     data = os.urandom(5 * MiB + 123)
     async with api(host) as client, httpx.AsyncClient(timeout=30) as browser:
         r = await client.post(
@@ -406,7 +408,8 @@ SERVER_SCRIPT = """
 import sys, uvicorn
 sys.path.insert(0, {root!r})
 from examples.app import build_app
-app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40, origins=[])
+app = build_app(bucket={bucket!r}, engine_args={engine_args!r}, max_size=1 << 40, origins=[],
+                overwrite=True)  # rclone ignores If-None-Match
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
 """
 

@@ -175,6 +175,7 @@ from web_harness import serve
 
 class Store:
     name = "child"
+    store = {store!r}
     def engine_args(self):
         return {engine_args!r}
 
@@ -185,9 +186,16 @@ with serve({framework!r}, Store(), {bucket!r}, body_read_timeout=120.0, body_min
 """
 
 
-async def start_child(framework: str, engine_args: dict[str, Any], bucket: str) -> Any:
+async def start_child(
+    framework: str, server: Any, bucket: str, engine_args: dict[str, Any] | None = None
+) -> Any:
     script = SERVER.format(
-        root=ROOT, tests=TESTS, engine_args=engine_args, framework=framework, bucket=bucket
+        root=ROOT,
+        tests=TESTS,
+        engine_args=engine_args or server.engine_args(),
+        framework=framework,
+        bucket=bucket,
+        store=server.store,
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
@@ -208,7 +216,7 @@ async def test_concurrent_streams_stay_near_the_shared_budget(
     64 MiB budget: the server grows by about the budget, not by a window per stream."""
     budget = 64 * MiB
     proc, base = await start_child(
-        framework, {**server.engine_args(), "memory_budget": budget}, bucket
+        framework, server, bucket, {**server.engine_args(), "memory_budget": budget}
     )
     try:
         chunk = os.urandom(256 * 1024)
@@ -244,7 +252,7 @@ async def test_trickling_bodies_hold_only_what_arrived(
 ) -> None:
     """32 bodies that sent 1 KiB and then a byte now and then: the server (a child process)
     grows by far less than the 32 x 8 MiB parts they used to hold (measured 89 -> 347 MiB)."""
-    proc, base = await start_child(framework, server.engine_args(), bucket)
+    proc, base = await start_child(framework, server, bucket)
     try:
         async with httpx.AsyncClient(base_url=base, cookies={"user": "alice"}, timeout=60) as c:
             r = await c.put("/uploads/stream/users/alice/warm.bin", content=os.urandom(MiB))

@@ -3,7 +3,8 @@ aiohttp's own server, each in its own thread and event loop on a loopback port, 
 Engine (entered in the app's lifespan / cleanup context) and a cookie-authenticated user.
 
 ``serve(framework, server, bucket, **settings)`` yields the routes' base URL
-(``http://127.0.0.1:PORT/api``). The user is the ``user`` cookie (or an ``X-User`` header); the
+(``http://127.0.0.1:PORT/api``). Overwrites are allowed on a store that ignores
+``If-None-Match`` (rclone: the routes refuse the default there, see :func:`overwrite_for`). The user is the ``user`` cookie (or an ``X-User`` header); the
 prefix hook refuses an anonymous request with a 401, the authorize hook allows ``users/<user>/``.
 """
 
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import streamx
+from streamx._stores import PROFILES
 from streamx.testing import free_port
 from streamx.web import AccessRequest, UploadSettings, WebError
 
@@ -38,6 +40,14 @@ def user_prefix(request: Any) -> str:
 def authorize(access: AccessRequest) -> bool:
     user = current_user(access.request)
     return user is not None and access.key.startswith(f"users/{user}/")
+
+
+def overwrite_for(server: Any) -> bool:
+    """``UploadSettings.overwrite`` for tests of other behaviour on ``server``: with the
+    default (``False``) the write routes refuse to run on a store known to ignore
+    ``If-None-Match`` (rclone serve s3), so there overwrites must be allowed explicitly."""
+    store = getattr(server, "store", None)
+    return store in PROFILES and PROFILES[store].honours("PutObject:IfNoneMatch") is False
 
 
 def settings_for(engine: Any, bucket: str, **overrides: Any) -> UploadSettings:
@@ -150,6 +160,7 @@ def serve(framework: str, server: Any, bucket: str, **overrides: Any) -> Iterato
     """One adapter with ``UploadSettings(**overrides)``; yields ``http://127.0.0.1:PORT/api``."""
     engine_args = dict(server.engine_args())
     engine_args.update(overrides.pop("engine_args", {}))
+    overrides.setdefault("overwrite", overwrite_for(server))
     if framework == "fastapi":
         with _serve_fastapi(_fastapi_app(engine_args, bucket, overrides)) as port:
             yield f"http://127.0.0.1:{port}/api"

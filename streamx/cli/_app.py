@@ -43,9 +43,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import cp, ls, presign, rm, sweep
+    from . import cp, ls, presign, rm, sweep, sync
 
-    for command in (cp.cp, cp.cat, ls.ls, rm.rm, presign.presign, sweep.sweep):
+    for command in (cp.cp, cp.cat, ls.ls, rm.rm, presign.presign, sweep.sweep, sync.sync_command):
         cli.add_command(command)
 
 

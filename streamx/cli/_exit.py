@@ -32,6 +32,7 @@ from .._errors import (
     CheckpointError,
     ChecksumError,
     ConfigError,
+    LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
@@ -194,7 +195,8 @@ def classify(exc: BaseException) -> Failure:
     """The exit code and one-line message for an exception."""
     if isinstance(exc, UsageError):
         return Failure(EXIT_USAGE, str(exc))
-    if isinstance(exc, StreamxError):
+    if isinstance(exc, StreamxError) and not isinstance(exc, LocalFileError):
+        # (a LocalFileError is also an OSError: the file checks below name it)
         cause = exc.__cause__
         if type(cause).__name__ == "ProfileNotFound":
             return Failure(EXIT_USAGE, _with_hint(str(exc), "check --profile / AWS_PROFILE"))

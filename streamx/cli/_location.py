@@ -6,7 +6,6 @@ Keys are taken verbatim after ``s3://bucket/``: no URL decoding, so ``#``,
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass
 
@@ -76,17 +75,3 @@ def parse_s3(text: str, what: str = "the argument") -> S3Location:
 
 def key_basename(key: str) -> str:
     return posixpath.basename(key.rstrip("/"))
-
-
-def safe_relative_path(rel_key: str) -> str | None:
-    """A local relative path for a key below a prefix, or ``None`` if it would escape.
-
-    Keys like ``../x``, ``/etc/passwd`` or ``a//b`` cannot be mapped safely
-    onto a directory tree and are refused rather than written somewhere else.
-    """
-    parts = rel_key.split("/")
-    if not rel_key or any(p in ("", ".", "..") for p in parts):
-        return None
-    if any(os.sep in p or (os.altsep and os.altsep in p) or "\0" in p for p in parts):
-        return None
-    return os.path.join(*parts)

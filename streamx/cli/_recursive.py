@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 
 from .._engine import Engine
+from ..bulk.sides import safe_relative_path
 from ._exit import Failure, UsageError, classify, stops_everything
-from ._location import LocalLocation, Location, S3Location, StdioLocation, safe_relative_path
+from ._location import LocalLocation, Location, S3Location, StdioLocation
 
 
 @dataclass(frozen=True)

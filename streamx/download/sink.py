@@ -17,17 +17,26 @@ stall the event loop), or a plain (sync or async) callable.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import io
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteSendStream
 
-from .._errors import ConfigError
+from .._errors import ConfigError, LocalFileError, StreamxError, local_file_error
+from .._validate import check_local_path
+
+
+def _refused(code: int, path: str, why: str) -> LocalFileError:
+    return local_file_error(
+        OSError(code, os.strerror(code), path), f"cannot download to {path}: {why}"
+    )
 
 
 class OrderedSink(Protocol):
@@ -124,15 +133,15 @@ class FileSink:
     """Writes ranges at their offsets into ``.<name>.<random>.streamx-part``, then renames it."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = os.path.abspath(check_local_path(path))
         self.description = f"file {self.path}"
         directory = os.path.dirname(self.path)
         if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path} is a directory; give a file name inside it")
+            raise _refused(errno.EISDIR, self.path, "give a file name inside the directory")
         if not os.path.isdir(directory):
-            raise FileNotFoundError(f"the directory {directory} does not exist")
+            raise _refused(errno.ENOENT, directory, "its directory does not exist")
         if not os.access(directory, os.W_OK):
-            raise PermissionError(f"cannot write to the directory {directory}")
+            raise _refused(errno.EACCES, directory, "cannot write to its directory")
         name = os.path.basename(self.path)
         self.temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.streamx-part")
         self._fd: int | None = None
@@ -179,8 +188,19 @@ class FileSink:
                 raise
             return fd, False
 
-        self._fd, reused = await anyio.to_thread.run_sync(create)
+        with self._local("creating"):
+            self._fd, reused = await anyio.to_thread.run_sync(create)
         return reused
+
+    @contextmanager
+    def _local(self, doing: str) -> Iterator[None]:
+        """OSErrors (a full disk: ENOSPC) as :class:`~streamx.LocalFileError`."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, StreamxError):
+                raise
+            raise local_file_error(exc, f"{doing} {self.temp_path} for {self.path}") from exc
 
     def _pwrite_all(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None
@@ -195,7 +215,8 @@ class FileSink:
         # and copy into the page cache far slower (download_file from rclone, 1 GiB, runs
         # alternated: median 3.1-3.4 CPU-s per GiB with every range writing at once, 2.5-2.6
         # with one writer; the writes are not what bounds the throughput).
-        await anyio.to_thread.run_sync(self._pwrite_all, offset, data, limiter=self._writer)
+        with self._local("writing"):
+            await anyio.to_thread.run_sync(self._pwrite_all, offset, data, limiter=self._writer)
 
     async def commit(self) -> None:
         """Close the temporary file and move it over the destination."""
@@ -206,7 +227,8 @@ class FileSink:
                 os.close(fd)
             os.replace(self.temp_path, self.path)
 
-        await anyio.to_thread.run_sync(finish)
+        with self._local("closing and renaming"):
+            await anyio.to_thread.run_sync(finish)
 
     def keep(self) -> None:
         """Close the temporary file but leave it for a resume (a checkpoint names it)."""

@@ -65,8 +65,12 @@ class PartProducer:
         checksum_algorithm: str | None,
         equal_parts: bool,
         probe: int = 0,
+        size_hint: int | None = None,
     ) -> None:
         self.source = source
+        # the length the source must have: its own (a file's size when the upload
+        # started) or the caller's size= for a stream
+        self.expected_size = source.size if source.size is not None else size_hint
         self.plan = plan
         self.budgets = budgets
         self.checksum_algorithm = checksum_algorithm
@@ -238,6 +242,11 @@ class PartProducer:
             self.source.size is not None and self.bytes_read >= self.source.size
         ):
             self.eof = True
+        try:
+            self._check_length(len(data) < size)
+        except BaseException:
+            reservation.release()
+            raise
         if not data and number > 1:
             reservation.release()
             return None
@@ -246,6 +255,33 @@ class PartProducer:
         self.live.add(part)
         self.next_number += 1
         return part
+
+    def _check_length(self, ended: bool) -> None:
+        """A source that ends short of its known size, or a stream that passes ``size=``,
+        fails before its bytes are sent: stored, they would be another object than the
+        one planned, reported as a success."""
+        expected = self.expected_size
+        if expected is None:
+            return
+        if self.source.size is None and self.bytes_read > expected:
+            raise SourceError(
+                f"the stream yielded more than size={expected} bytes ({self.bytes_read} so "
+                "far); pass its exact length as size=, or leave size out for a stream of "
+                "unknown length",
+                part_number=self.next_number,
+            )
+        if ended and self.bytes_read < expected:
+            what = (
+                f"size={expected} was given"
+                if self.source.size is None
+                else f"it had {expected} bytes when the upload started (it shrank, or was "
+                "truncated, while being read)"
+            )
+            raise SourceError(
+                f"the source ({self.source.description}) ended after {self.bytes_read} bytes, "
+                f"but {what}; the upload was not completed",
+                part_number=self.next_number,
+            )
 
     def resume_at(self, number: int, offset: int) -> None:
         """Continue with part ``number``; the source has been moved to byte ``offset``."""

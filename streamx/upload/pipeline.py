@@ -7,9 +7,11 @@
 
 The abort is armed the moment an UploadId exists. Any failure (the source, a
 part, the progress callback) cancels the siblings, the multipart upload is
-aborted shielded from cancellation and time-boxed, and one streamx error is
-raised, chained to its cause. Cancellation of the caller aborts the same way
-and then propagates unchanged.
+aborted shielded from cancellation and time-boxed, and one error is raised: a
+streamx error chained to its cause, or, when the caller's own ``on_progress``
+callback raised, the caller's exception unchanged (the same below and above
+``multipart_threshold``, so ``except MyLimit:`` works for every size).
+Cancellation of the caller aborts the same way and then propagates unchanged.
 
 With a checkpoint (``checkpoint.py``) the upload is recorded after each
 acknowledged part and kept, not aborted, on failure, so the same call can
@@ -34,7 +36,6 @@ from .._errors import (
     ChecksumError,
     ConfigError,
     PreconditionFailedError,
-    SourceError,
     StreamxError,
 )
 from .._events import Progress
@@ -50,14 +51,17 @@ from ..checkpoint import (
     PartRecord,
     check_matches,
     committed_prefix,
+    dropped_upload,
     fingerprint,
+    note_cut,
     seek,
+    settle,
 )
 from .completer import complete, settle_mismatch, verify_checksum
 from .parts import Part, PartProducer, WouldWait
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
-from .uploader import CompletedPart, PartUploader, send_watched
+from .uploader import CompletedPart, PartUploader, check_not_emptied, send_watched
 
 
 def plan_parts(
@@ -103,6 +107,10 @@ class UploadPipeline:
         self.restart = restart
         self.size_hint = size_hint
         self.resumed: dict[int, CompletedPart] = {}
+        # on a resume, parts the store lists beyond the recorded ones (ListParts):
+        # adopted when their bytes match, never sent again (see PartUploader.held)
+        self.held: dict[int, tuple[str, int]] = {}
+        self.uploader: PartUploader | None = None
         self.source_offset: int | None = None  # set when the source starts mid-object
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
@@ -115,9 +123,9 @@ class UploadPipeline:
             )
         self.plan = plan_parts(config, size, store.max_object_size)
         if source.size is None and size_hint is not None:
-            # a hint sizes the first parts; the stream may still grow past it
+            # size= sizes the parts of a stream; the producer holds the stream to it
             self.plan = PartPlan.for_stream(self.plan.base, equal_parts=config.equal_parts)
-        progress.total = source.size
+        progress.total = size
         budgets = [MemoryBudget(config.window)]
         self.shared_budget = shared_budget
         if shared_budget is not None:
@@ -132,6 +140,7 @@ class UploadPipeline:
             checksum_algorithm=self.algorithm,
             equal_parts=config.equal_parts,
             probe=config.high_water_mark,
+            size_hint=size_hint,
         )
         self.log = log.bind(bucket=bucket, key=key)
         self.readahead: ReadAhead | None = None
@@ -299,6 +308,9 @@ class UploadPipeline:
             ):
                 raise
             response = await self.s3.head_object(self.bucket, self.key, ChecksumMode="ENABLED")
+        # not retried: the same request would be emptied the same way; the object the
+        # store now holds is empty, and the error says so
+        check_not_emptied(response, len(body), "PutObject", bucket=self.bucket, key=self.key)
         sent = self.algorithm if self.send_checksums else None  # else the store has none
         if self.s3.checksums_untrusted:  # caught reporting wrong values: ours stand
             response = {k: v for k, v in response.items() if not k.startswith("Checksum")}
@@ -336,7 +348,8 @@ class UploadPipeline:
         check_matches(cp, file.path, self.bucket, self.key, self.source.size)
         self.upload_id = cp.upload_id
         self.log = self.log.bind(upload_id=cp.upload_id)
-        k = await committed_prefix(self.s3, cp)
+        await settle(cp.upload_id, self.log)
+        k = await committed_prefix(self.s3, cp, self.held)
         self.plan = self.producer.plan = cp.plan
         self.algorithm = cp.algorithm if cp.send_checksums else None
         self.send_checksums = cp.send_checksums
@@ -476,6 +489,8 @@ class UploadPipeline:
             on_done=self._record if self.checkpoint is not None else None,
         )
         uploader.completed.update(self.resumed)
+        uploader.held = self.held
+        self.uploader = uploader
         try:
             await anyio.lowlevel.checkpoint()  # deliver a cancellation that arrived meanwhile
             first = FirstFailure()
@@ -503,16 +518,20 @@ class UploadPipeline:
                 conditions=self.conditions,
             )
         except BaseException as exc:
+            if self.resumed and self.checkpoint is not None and self.checkpoint.current:
+                try:
+                    await dropped_upload(
+                        self.s3, self.checkpoint.current, self.checkpoint.path, exc
+                    )
+                except CheckpointError:
+                    self.checkpoint.remove()
+                    raise
             await self._abort(exc)
             if isinstance(exc, StreamxError):
                 exc.add_context(bucket=self.bucket, key=self.key, upload_id=self.upload_id)
-            elif isinstance(exc, Exception):
-                raise SourceError(
-                    f"upload failed: {type(exc).__name__}: {exc}",
-                    bucket=self.bucket,
-                    key=self.key,
-                    upload_id=self.upload_id,
-                ) from exc
+            # anything else is the caller's own exception (an on_progress callback that
+            # raised): it propagates unchanged, as it does below multipart_threshold (the
+            # source's exceptions arrive here already wrapped in SourceError)
             raise
 
     async def _produce(self, send: Any, head: list[Part]) -> None:
@@ -538,6 +557,8 @@ class UploadPipeline:
         if self.config.leave_parts_on_error or (
             self.checkpoint is not None and self.checkpoint.keeps_upload
         ):
+            if self.uploader is not None and self.uploader.cut:
+                note_cut(self.upload_id)
             self.log.warning(
                 "upload.failed.parts_kept",
                 error=type(exc).__name__,

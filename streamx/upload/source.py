@@ -14,6 +14,7 @@ bytes-like raises :class:`~streamx.SourceTypeError` naming its type.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -24,7 +25,8 @@ import aiofiles
 import anyio
 from anyio.abc import ByteReceiveStream
 
-from .._errors import ConfigError, SourceTypeError
+from .._errors import ConfigError, SourceTypeError, local_file_error
+from .._validate import check_local_path
 
 Buffer = bytes | bytearray | memoryview
 UploadSource = (
@@ -104,10 +106,14 @@ class PathSource:
     """A file path, opened and read with aiofiles; regular files have a known size."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        st = os.stat(self.path)  # FileNotFoundError now, before any request
+        self.path = check_local_path(path, "the source path")
+        try:
+            st = os.stat(self.path)  # a missing file fails now, before any request
+        except OSError as exc:
+            raise local_file_error(exc, f"cannot upload {self.path}") from exc
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(f"{self.path} is a directory, not a file")
+            is_dir = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path)
+            raise local_file_error(is_dir, f"cannot upload {self.path} (upload the files in it)")
         self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
         self.description = f"file {self.path}"
         self._file: Any = None

@@ -21,6 +21,7 @@ connect timeout.)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,30 @@ async def send_watched(
     return response
 
 
+#: The ETag S3 gives an empty body (the MD5 of no bytes).
+EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def check_not_emptied(response: dict[str, Any], sent: int, what: str, **context: Any) -> None:
+    """Raise ChecksumError if the store answered the ETag of an empty body for ``sent`` > 0 bytes.
+
+    A plain PutObject's or part's ETag is the MD5 of the bytes the store kept.
+    moto, for one, parses a body sent with ``Content-Type:
+    application/x-www-form-urlencoded`` as a form, keeps 0 bytes and still
+    echoes the checksum header it was sent, so no checksum can catch it; the
+    ETag does. (Encrypted objects' ETags are not MD5s, and cannot equal this
+    one by chance.)
+    """
+    etag = str(response.get("ETag", "")).strip('"').lower()
+    if sent > 0 and etag == EMPTY_ETAG:
+        raise ChecksumError(
+            f"the store answered {what} with the ETag of an empty body although {sent} bytes "
+            "were sent: it did not keep them (a store that parses the body as a form, e.g. "
+            "for Content-Type application/x-www-form-urlencoded, empties it; moto does)",
+            **context,
+        )
+
+
 class PartUploader:
     def __init__(
         self,
@@ -101,6 +126,10 @@ class PartUploader:
         self.log = log
         self.on_done = on_done
         self.completed: dict[int, CompletedPart] = {}
+        # parts the store already holds (a resume's ListParts): {number: (etag, size)}
+        self.held: dict[int, tuple[str, int]] = {}
+        self.adopted = 0
+        self.cut: set[int] = set()  # parts whose request failed or was cancelled
 
     async def _attempt(self, part: Part, params: dict[str, Any]) -> dict[str, Any]:
         """One UploadPart request, cancelled if it moves no byte for ``stall_timeout``."""
@@ -133,6 +162,7 @@ class PartUploader:
                 part_number=part.number,
                 **ctx,
             )
+        check_not_emptied(response, part.size, "UploadPart", part_number=part.number, **ctx)
         if part.checksum is not None:
             echoed = response.get(param_name(part.checksum.algorithm))
             if echoed and echoed != part.checksum.b64:
@@ -144,7 +174,30 @@ class PartUploader:
                 )
         return response
 
+    async def _adopt(self, part: Part) -> CompletedPart | None:
+        """The part as the store already holds it, if its ETag is the MD5 of these bytes.
+
+        Sending again a part the store holds is not always harmless: a store
+        that streams parts to its disk in order (rclone) cannot take back one
+        it has streamed, and one sent again while the store still processes
+        the earlier, cut request can fail the whole upload. So a resume asks
+        first (ListParts) and sends only what is missing or different.
+        """
+        etag, size = self.held.pop(part.number, ("", -1))
+        if size != part.size or not etag:
+            return None
+        digest = await anyio.to_thread.run_sync(_md5_hex, part.data)
+        if digest != etag.lower():
+            return None
+        self.adopted += 1
+        self.log.info("upload.part.adopted", part_number=part.number, size=part.size)
+        return CompletedPart(part.number, f'"{digest}"', part.size, part.checksum)
+
     async def upload_one(self, part: Part) -> CompletedPart:
+        if self.held:
+            adopted = await self._adopt(part)
+            if adopted is not None:
+                return adopted
         params: dict[str, Any] = {}
         if self.send_checksums and part.checksum is not None:
             params[param_name(part.checksum.algorithm)] = part.checksum.b64
@@ -180,6 +233,9 @@ class PartUploader:
                 self.progress.parts_in_flight += 1
                 try:
                     done = await self.upload_one(part)
+                except BaseException:
+                    self.cut.add(part.number)  # its request may have been cut mid-body
+                    raise
                 finally:
                     self.progress.parts_in_flight -= 1
                     self.producer.release(part)
@@ -187,3 +243,7 @@ class PartUploader:
                 if self.on_done is not None:
                     await self.on_done(done)
                 await self.progress.advance(done.size, parts=1)
+
+
+def _md5_hex(data: Any) -> str:
+    return hashlib.md5(data).hexdigest()  # an S3 part's ETag, not a security use

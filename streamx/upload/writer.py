@@ -11,15 +11,16 @@ leaving it with an exception (or being cancelled) aborts the multipart upload.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._concurrency import task_group
-from .._errors import StreamxError
+from .._errors import StreamxError, UsageError
 from .._results import UploadResult
 from .resume import MemoryCheckpoint, ResumeToken
 from .source import Buffer, _as_bytes_view
@@ -35,6 +36,7 @@ class UploadWriter:
         self._send = send
         self.bytes_written = 0
         self.result: UploadResult | None = None
+        self.closed = False  # the async with block has been left
         self.token: ResumeToken | None = None  # set by suspend()
         self._pipeline: UploadPipeline | None = None
         self._scope: anyio.CancelScope | None = None
@@ -75,12 +77,24 @@ class UploadWriter:
         """Queue ``data``; waits while the upload's memory window is full."""
         if self.token is not None:
             raise StreamxError("this writer was suspended; resume it with open_writer(resume=)")
+        if self.closed:
+            state = "completed" if self.result is not None else "ended"
+            raise UsageError(
+                f"write() after the 'async with engine.open_writer(...)' block: the upload has "
+                f"{state}; write every chunk inside the block (open a new writer for a new object)"
+            )
         view = _as_bytes_view(data)
         if not isinstance(view, bytes):
             view = bytes(view)  # the caller may reuse its buffer once write() returns
         if not view:
             return
-        await self._send.send(view)
+        try:
+            await self._send.send(view)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # the upload failed and stopped reading; it cancels this block and its own
+            # error is raised when the block ends: wait here for that cancellation
+            await anyio.sleep(60)
+            raise StreamxError("the upload stopped reading the writer") from None
         self.bytes_written += len(view)
 
 
@@ -117,8 +131,11 @@ async def open_writer(
             async with send:
                 yield writer
         except BaseException:
+            writer.closed = True
             tg.cancel_scope.cancel()
             raise
+        finally:
+            writer.closed = True
     if failure:
         raise failure[0]
     if writer.token is not None:
@@ -126,3 +143,37 @@ async def open_writer(
     if not outcome:
         raise StreamxError("the upload did not finish", bucket=pipeline.bucket, key=pipeline.key)
     writer.result = outcome[0]
+
+
+_HOW = (
+    "open_writer() returns an async context manager: write inside "
+    "'async with engine.open_writer(bucket, key) as writer: await writer.write(data)'"
+)
+
+
+class WriterContext:
+    """What :meth:`streamx.Engine.open_writer` returns: ``async with`` it to get the writer.
+
+    Used any other way (``await``, or ``.write`` on it directly) it raises
+    :class:`~streamx.UsageError` saying how to use it.
+    """
+
+    def __init__(self, context: AbstractAsyncContextManager[UploadWriter]) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> UploadWriter:
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._context.__aexit__(exc_type, exc, tb)
+
+    def __await__(self) -> Generator[Any, None, NoReturn]:
+        raise UsageError(f"'await engine.open_writer(...)' does not open a writer; {_HOW}")
+
+    async def write(self, data: Buffer) -> None:
+        raise UsageError(f"write() on open_writer()'s result outside 'async with'; {_HOW}")

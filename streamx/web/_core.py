@@ -32,16 +32,7 @@ from typing import Any
 
 from .._config import TransferConfig
 from .._engine import Engine
-from .._errors import (
-    AccessDeniedError,
-    ConfigError,
-    NetworkError,
-    NotFoundError,
-    PartLimitError,
-    S3Error,
-    ServiceUnavailableError,
-    StreamxError,
-)
+from .._errors import ConfigError
 from .._limits import (
     MAX_KEY_BYTES,
     MAX_OBJECT_SIZE,
@@ -50,6 +41,7 @@ from .._limits import (
     format_size,
 )
 from ._errors import WebError as WebError  # importable from here, as before
+from ._errors import web_error_for as web_error_for
 from ._guard import BodyLimits, check_origins, check_secret
 from ._metadata import check_metadata as check_metadata  # kept importable from here
 
@@ -116,6 +108,13 @@ class UploadSettings:
         body_timeout: seconds a whole streamed body may take, or ``None`` (the default).
         allowed_origins: origins (``https://app.example``) whose pages may open the
             WebSocket route besides the server's own; ``("*",)`` allows any.
+        overwrite: whether an upload may replace an existing object. ``False`` (the
+            default): S3 itself refuses it (``If-None-Match: *`` on every write route;
+            409 ``object_exists``); POST form uploads (``/s3/params``), which cannot carry
+            the condition, are refused; on a store that ignores the condition (rclone
+            serve s3) every write route answers 500 ``overwrite_unenforceable`` until
+            this is set to ``True``. See ``streamx.web._overwrite``. (Not applied by the
+            tus routes yet, whose keys are random unless a ``make_key`` names them.)
     """
 
     bucket: str
@@ -134,6 +133,7 @@ class UploadSettings:
     body_rate_grace: float = 10.0
     body_timeout: float | None = None
     allowed_origins: tuple[str, ...] = ()
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.bucket, str) or not self.bucket or "/" in self.bucket:
@@ -169,6 +169,8 @@ class UploadSettings:
             raise ConfigError("identity must be a callable taking the request")
         _ = self.body_limits  # validates the body_* settings
         object.__setattr__(self, "allowed_origins", check_origins(self.allowed_origins))
+        if not isinstance(self.overwrite, bool):
+            raise ConfigError(f"overwrite must be True or False, not {self.overwrite!r}")
 
     @property
     def body_limits(self) -> BodyLimits:
@@ -304,24 +306,6 @@ def find_cause(
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-
-
-def web_error_for(exc: StreamxError) -> WebError:
-    """The answer for a streamx error; the message carries no URL and no credential."""
-    if isinstance(exc, ConfigError):
-        return WebError(400, exc.message)
-    if isinstance(exc, PartLimitError):
-        return WebError(413, exc.message)
-    if isinstance(exc, NotFoundError):
-        what = "multipart upload" if exc.code == "NoSuchUpload" or exc.upload_id else "object"
-        return WebError(404, f"no such {what}", "not_found")
-    if isinstance(exc, AccessDeniedError):
-        return WebError(502, "the storage refused this server's credentials", "storage_denied")
-    if isinstance(exc, ServiceUnavailableError | NetworkError):
-        return WebError(503, "the storage is unavailable; try again", "storage_unavailable")
-    if isinstance(exc, S3Error) and exc.status is not None and 400 <= exc.status < 500:
-        return WebError(400, f"the storage refused the request: {exc.code or exc.status}")
-    return WebError(502, f"the storage failed: {type(exc).__name__}")
 
 
 # -- requests --------------------------------------------------------------------------------

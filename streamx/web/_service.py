@@ -37,6 +37,7 @@ from ._core import (
     web_error_for,
 )
 from ._guard import UploadTokenError, UploadTokens
+from ._overwrite import COMPLETE, PUT, complete_unless_taken, refuse_post, refuse_taken_key
 
 
 async def run_hook(name: str, hook: Callable[..., Any], *args: Any) -> Any:
@@ -176,6 +177,8 @@ class UploadService:
         headers = {"Content-Type": content_type}
         if size is not None:
             params["ContentLength"] = size
+        if await refuse_taken_key(self, key, (PUT,)):  # signed in: the client must send it
+            params["IfNoneMatch"] = headers["If-None-Match"] = "*"
         url = await self._url("put_object", **params)
         return {
             "url": url,
@@ -193,6 +196,7 @@ class UploadService:
     # -- the multipart contract ------------------------------------------------------------
 
     async def _create(self, key: str, content_type: str, meta: dict[str, str]) -> str:
+        await refuse_taken_key(self, key, (COMPLETE,))  # before the client sends any part
         params: dict[str, Any] = {"ContentType": content_type}
         if meta:
             params["Metadata"] = meta
@@ -230,7 +234,7 @@ class UploadService:
         checked = [
             {"PartNumber": p["PartNumber"], "ETag": stored[p["PartNumber"]]["ETag"]} for p in parts
         ]
-        response = await s3.complete_multipart_upload(self.bucket, key, upload_id, checked)
+        response = await complete_unless_taken(self, key, upload_id, checked)
         log.info("web.multipart.completed", key=key, upload_id=upload_id, size=total)
         return {
             "key": key,
@@ -317,6 +321,8 @@ class UploadService:
         """A presigned POST form, as Companion answers: the policy bounds the size."""
         filename = call.query.get("filename")
         key = await self.authorize(call.request, "upload", await self._uppy_key(call, filename))
+        if not self.settings.overwrite:
+            raise refuse_post()
         content_type = check_content_type(call.query.get("type"))
         meta = check_metadata(
             {

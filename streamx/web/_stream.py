@@ -25,6 +25,7 @@ from .._log import log
 from ..upload.source import ArrivingSource
 from ._core import WebError, check_content_type, check_size, find_cause, web_error_for
 from ._guard import guard_body, stream_method_allowed
+from ._overwrite import EITHER, refuse_taken_key
 
 if TYPE_CHECKING:
     from ._service import UploadService
@@ -50,7 +51,8 @@ async def stream_upload(
 
     Past ``max_size`` (or a Content-Length over it) the answer is 413; a client that is
     too slow gets 408, one that disconnects (one of ``disconnect``, or a failed read)
-    499; each time the multipart upload is aborted.
+    499; each time the multipart upload is aborted. Unless ``overwrite`` is allowed, a
+    taken key is 409 (see ``streamx.web._overwrite``).
     """
     if not stream_method_allowed(method, content_type):
         raise WebError(
@@ -72,6 +74,7 @@ async def stream_upload(
             yield chunk
 
     try:
+        conditions = await refuse_taken_key(service, checked, EITHER)  # before the body is read
         result = await service.engine.upload(
             service.bucket,
             checked,
@@ -79,6 +82,7 @@ async def stream_upload(
             config=service.settings.transfer_config,
             size=content_length,
             ContentType=kind,
+            **conditions,
         )
     except StreamxError as exc:
         refusal = find_cause(exc, WebError)  # over the size limit, or too slow

@@ -18,7 +18,9 @@ does not is slowed by TCP. A refusal sends ``{"type": "error", "status": ...,
 "error": ..., "code": ...}`` and closes with code 4000 + status (4413, 4403 ...).
 A socket that drops, stays silent longer than ``websocket_idle_timeout``, or sends
 slower than ``body_min_rate`` (after ``body_rate_grace``) aborts the multipart upload:
-nothing is left behind. Parts grow with the frames that arrived, as on the stream
+nothing is left behind. Unless ``overwrite`` is allowed, a key that is taken is refused
+before ``ready`` (4409), and the store's own check at the write decides in the end
+(``streamx.web._overwrite``). Parts grow with the frames that arrived, as on the stream
 route (``streamx.web._stream``).
 """
 
@@ -43,6 +45,7 @@ from ._core import (
     web_error_for,
 )
 from ._guard import guard_body
+from ._overwrite import EITHER, refuse_taken_key
 from ._service import UploadService
 
 
@@ -92,7 +95,8 @@ class UploadSession:
         key: str | None = None
         try:
             key, content_type, size = await self._open()
-            await self._upload(key, content_type, size)
+            conditions = await refuse_taken_key(self.service, key, EITHER)  # before "ready"
+            await self._upload(key, content_type, size, conditions)
         except WebError as exc:
             log.info("web.ws.refused", key=key, status=exc.status, code=exc.code)
             await self._refuse(exc)
@@ -151,7 +155,9 @@ class UploadSession:
         size = check_size(opening.get("size"), self.service.max_size)
         return key, content_type, size
 
-    async def _upload(self, key: str, content_type: str, size: int | None) -> None:
+    async def _upload(
+        self, key: str, content_type: str, size: int | None, conditions: dict[str, Any]
+    ) -> None:
         service = self.service
 
         async def progress(event: ProgressEvent) -> None:
@@ -177,6 +183,7 @@ class UploadSession:
             on_progress=progress,
             size=size,
             ContentType=content_type,
+            **conditions,
         )
         log.info("web.ws.complete", key=key, size=result.size)
         await self._try_send({"type": "complete", "result": dataclasses.asdict(result)})

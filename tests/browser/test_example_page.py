@@ -168,6 +168,8 @@ def test_example_page_on_its_local_rclone(browser: Any, tmp_path: Path) -> None:
         f.truncate(26 * MiB)  # sparse: only its declared size is ever used
     with example_app(["--max-size", "25MiB"]) as app:
         client = s3_client(printed_credentials(app))
+        # rclone ignores If-None-Match: the app allows overwrites on it, and says so
+        assert any("overwrites allowed" in line for line in app.printed), app.printed
         for origin in app.origins():
             prefix = open_page(browser, origin)
             state, error, log = upload(browser, big)
@@ -232,6 +234,17 @@ def test_example_page_cors_rule_and_first_failure(
                 state, error, log = upload(browser, small)
                 assert (state, error) == ("done", ""), log
                 assert object_sha256(client, app.bucket, prefix + "small.bin") == digest
+
+            # against a store that honours If-None-Match the app keeps the default
+            # overwrite=False: another small.bin under the same user is refused at init
+            assert any("no overwrites (409)" in line for line in app.printed), app.printed
+            (tmp_path / "again").mkdir()
+            write_file(tmp_path / "again" / "small.bin", 1234, seed=5)
+            state, error, log = upload(browser, tmp_path / "again" / "small.bin")
+            assert state == "failed", log
+            assert "409" in error and "already exists" in error, error
+            assert object_sha256(client, app.bucket, prefix + "small.bin") == digest
+            assert uploads_left(client, app.bucket) == []
 
             # a rule that does not expose ETag: the page has the server list the parts
             rule = {**rules[0], "ExposeHeaders": []}

@@ -56,7 +56,9 @@ class UppyApp:
         return self.url + "/?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
-def make_settings(bucket: str, holder: dict[str, Any], actions: list[str], origin: str) -> Any:
+def make_settings(
+    bucket: str, holder: dict[str, Any], actions: list[str], origin: str, overwrite: bool
+) -> Any:
     """Cookie-based authorization, as the README shows it for Uppy."""
 
     def prefix(request: Any) -> str:
@@ -76,6 +78,7 @@ def make_settings(bucket: str, holder: dict[str, Any], actions: list[str], origi
         authorize=authorize,
         prefix=prefix,
         max_size=64 * MiB,
+        overwrite=overwrite,
     )
 
 
@@ -148,9 +151,20 @@ def adapter(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def overwrite() -> bool:
+    """``UploadSettings.overwrite`` of the app: allowed for the tests of the transfers
+    themselves (rclone ignores If-None-Match; presigned POSTs cannot carry it)."""
+    return True
+
+
 @pytest.fixture(params=["rclone", "moto"])
 def uppy_app(
-    request: pytest.FixtureRequest, adapter: str, loop: LoopThread, uppy_bundle: None
+    request: pytest.FixtureRequest,
+    adapter: str,
+    loop: LoopThread,
+    uppy_bundle: None,
+    overwrite: bool,
 ) -> Iterator[UppyApp]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
@@ -182,7 +196,7 @@ def uppy_app(
             )
         holder: dict[str, Any] = {}
         actions: list[str] = []
-        settings = make_settings(bucket, holder, actions, origin)
+        settings = make_settings(bucket, holder, actions, origin, overwrite)
         if adapter == "fastapi":
             serving = serve_fastapi(loop, fastapi_app(settings, holder, engine_args), port)
         else:
@@ -262,3 +276,30 @@ def test_uppy_dashboard_pause_resume(browser: Any, uppy_app: UppyApp, tmp_path: 
     assert results["error"] == [] and results["complete"] == {"successful": 1, "failed": 0}
     assert "multipart.list" in uppy_app.actions
     assert object_sha256(uppy_app.client, uppy_app.bucket, f"users/{USER}/paused.bin") == digest
+
+
+@pytest.mark.parametrize("overwrite", [False])
+@pytest.mark.parametrize("uppy_app", ["moto"], indirect=True)
+def test_uppy_cannot_overwrite_by_default(browser: Any, uppy_app: UppyApp, tmp_path: Path) -> None:
+    """The default ``overwrite=False``: a file whose key is taken fails in Uppy (409 before
+    any part is sent), the object stays; a new one goes through; and a small file, which
+    Uppy would send as a presigned POST (no condition possible), is refused (403)."""
+    taken = f"users/{USER}/taken.bin"
+    uppy_app.client.put_object(Bucket=uppy_app.bucket, Key=taken, Body=b"first")
+    (tmp_path / "taken.bin").write_bytes(b"second")
+    digest = write_file(tmp_path / "fresh.bin", 6 * MiB, seed=11)
+    browser.get(uppy_app.page(multipart="all"))
+    pick_and_upload(browser, [tmp_path / "taken.bin", tmp_path / "fresh.bin"])
+    results = wait_for(browser, "results.complete && results")
+    assert results["complete"] == {"successful": 1, "failed": 1}, results
+    assert [e["name"] for e in results["error"]] == ["taken.bin"], results
+    assert uppy_app.client.get_object(Bucket=uppy_app.bucket, Key=taken)["Body"].read() == b"first"
+    assert object_sha256(uppy_app.client, uppy_app.bucket, f"users/{USER}/fresh.bin") == digest
+
+    write_file(tmp_path / "small.bin", 1000, seed=12)
+    browser.get(uppy_app.page())  # Uppy's default: small files as a presigned POST
+    pick_and_upload(browser, [tmp_path / "small.bin"])
+    results = wait_for(browser, "results.complete && results")
+    assert results["complete"] == {"successful": 0, "failed": 1}, results
+    assert f"users/{USER}/small.bin" not in keys(uppy_app.client, uppy_app.bucket)
+    assert "upload" in uppy_app.actions  # asked for, and refused

@@ -1,0 +1,204 @@
+"""The fleet worker: runs batches of planned actions with its own Engine(s).
+
+A plain class, made a Ray actor by :mod:`streamx.bulk.ray` (so this module
+needs no Ray). It holds one :class:`~streamx.Engine` per store with its own
+memory budget and its share of the rate limit, and runs a batch's actions
+``concurrency`` at a time. Only keys and metadata travel in and out: object
+bytes go between the stores and this process, never through Ray.
+
+A batch sent again (``attempt > 1``, after its worker died mid-batch) is
+made safe first: the multipart uploads the dead attempt left for the batch's
+keys are aborted, and each write is re-checked against the destination as it
+is now: an object the dead attempt finished (same content) counts as copied,
+and the rest is written as planned (with its conditions), so nothing is
+duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+
+from .._budget import MemoryBudget
+from .._engine import Engine
+from .._ratelimit import RateLimit
+from .conditions import prepare
+from .entries import Entry
+from .execute import Runner, SyncEvent, delete_keys, describe
+from .plan import Action
+from .sides import LocalSide, S3Side, Side, same_content
+
+#: an Entry on the wire: (key, size, mtime, etag, checksums, error)
+EntryTuple = tuple[str, int, float, str | None, tuple[str, ...], str | None]
+ActionTuple = tuple[str, str, EntryTuple | None, EntryTuple | None]
+EventTuple = tuple[str, str, int, str | None]
+
+
+def pack_entry(e: Entry | None) -> EntryTuple | None:
+    return None if e is None else (e.key, e.size, e.mtime, e.etag, e.checksums, e.error)
+
+
+def unpack_entry(t: EntryTuple | None) -> Entry | None:
+    return None if t is None else Entry(t[0], t[1], t[2], t[3], tuple(t[4]), t[5])
+
+
+def pack_action(a: Action) -> ActionTuple:
+    return (a.kind, a.key, pack_entry(a.src), pack_entry(a.dst))
+
+
+def unpack_action(t: ActionTuple) -> Action:
+    return Action(t[0], t[1], unpack_entry(t[2]), unpack_entry(t[3]))  # type: ignore[arg-type]
+
+
+def pack_event(e: SyncEvent) -> EventTuple:
+    return (e.kind, e.key, e.size, e.error)
+
+
+def make_side(spec: dict[str, Any], engine: Engine | None) -> Side:
+    if spec["kind"] == "local":
+        return LocalSide(spec["root"])
+    assert engine is not None
+    return S3Side(engine, spec["bucket"], spec["prefix"])
+
+
+def side_spec(side: Side) -> dict[str, Any]:
+    if isinstance(side, LocalSide):
+        return {"kind": "local", "root": os.path.abspath(side.root)}
+    return {"kind": "s3", "bucket": side.bucket, "prefix": side.prefix}
+
+
+class BatchWorker:
+    """Runs batches for one sync job (one instance per Ray actor)."""
+
+    def __init__(
+        self,
+        src: dict[str, Any],
+        dst: dict[str, Any],
+        engine_args: dict[str, Any],
+        source_engine_args: dict[str, Any] | None,
+        *,
+        memory_limit: int,
+        rates: tuple[float | None, float | None],
+        concurrency: int,
+        conditional: bool,
+    ) -> None:
+        self._specs = (src, dst)
+        self._engine_args = (engine_args, source_engine_args)
+        self._memory_limit = memory_limit
+        self._rates = rates
+        self._concurrency = concurrency
+        self._conditional = conditional
+        self._stack: AsyncExitStack | None = None
+        self._runner: Runner | None = None
+        self._lock = anyio.Lock()
+
+    async def _ready(self) -> Runner:
+        async with self._lock:
+            if self._runner is not None:
+                return self._runner
+            stack = AsyncExitStack()
+            budget = MemoryBudget(self._memory_limit)
+            limit = None
+            if any(r is not None for r in self._rates):
+                limit = RateLimit(
+                    bytes_per_second=self._rates[0], requests_per_second=self._rates[1]
+                )
+            dst_args, src_args = self._engine_args
+            engine = await stack.enter_async_context(
+                Engine(**dst_args, memory_budget=budget, rate_limit=limit)
+            )
+            source = engine
+            if src_args is not None:
+                source = await stack.enter_async_context(
+                    Engine(**src_args, memory_budget=budget, rate_limit=limit)
+                )
+            src_spec, dst_spec = self._specs
+            if self._conditional and dst_spec["kind"] == "s3":
+                await prepare(engine, dst_spec["bucket"])
+            self._stack = stack
+            self._runner = Runner(
+                make_side(src_spec, source),
+                make_side(dst_spec, engine),
+                conditional=self._conditional,
+            )
+            return self._runner
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = self._runner = None
+
+    async def run(self, batch: list[ActionTuple], attempt: int = 1) -> list[EventTuple]:
+        """Perform a batch; one event per action, in no particular order."""
+        runner = await self._ready()
+        actions = [unpack_action(t) for t in batch]
+        events: list[EventTuple] = []
+        if attempt > 1:
+            await self._abort_leftovers(runner, actions)
+        deletes = [a for a in actions if a.kind == "delete" and isinstance(runner.dst, S3Side)]
+        others = [a for a in actions if a not in deletes]
+        if deletes:
+            assert isinstance(runner.dst, S3Side)
+            try:
+                errors = await delete_keys(runner.src, runner.dst, [a.key for a in deletes])
+            except Exception as exc:
+                errors = {a.key: describe(exc) for a in deletes}
+            for a in deletes:
+                size = a.dst.size if a.dst else 0
+                kind = "fail" if a.key in errors else "delete"
+                events.append((kind, a.key, size, errors.get(a.key)))
+        limiter = anyio.Semaphore(self._concurrency)
+
+        async def one(action: Action) -> None:
+            async with limiter:
+                if attempt > 1:
+                    event = await self._recheck(runner, action)
+                    if event is not None:
+                        events.append(pack_event(event))
+                        return
+                events.append(pack_event(await runner.run(action)))
+
+        async with anyio.create_task_group() as tg:
+            for action in others:
+                tg.start_soon(one, action)
+        return events
+
+    async def _abort_leftovers(self, runner: Runner, actions: list[Action]) -> None:
+        """Abort the multipart uploads a dead attempt left for this batch's keys."""
+        dst = runner.dst
+        writes = (
+            {dst.key(a.key) for a in actions if a.kind != "delete"}
+            if isinstance(dst, S3Side)
+            else set()
+        )
+        if not writes:
+            return
+        assert isinstance(dst, S3Side)
+        low, high = min(writes), max(writes)
+        n = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
+        common = low[:n]  # the longest prefix of every key written (string, not path)
+        async for upload in dst.engine.s3.list_multipart_uploads(dst.bucket, common):
+            if upload.get("Key") in writes:
+                await dst.engine.s3.abort_multipart_upload(
+                    dst.bucket, str(upload["Key"]), str(upload["UploadId"])
+                )
+
+    async def _recheck(self, runner: Runner, action: Action) -> SyncEvent | None:
+        """On a retried batch: an event if the dead attempt already finished this action."""
+        if action.kind == "delete" or action.src is None:
+            return None
+        try:
+            now = await runner.dst.stat(action.key)
+        except Exception as exc:
+            return SyncEvent("fail", action.key, action.size, describe(exc))
+        if now is None or now.size != action.src.size:
+            return None
+        if now.etag == (action.dst.etag if action.dst else None) and action.kind != "copy":
+            return None  # still the object that was listed: the update is still to do
+        if await same_content(runner.src, runner.dst, action.src, now):
+            kind = "skip" if action.kind == "check" else action.kind
+            return SyncEvent(kind, action.key, action.size)
+        return None
