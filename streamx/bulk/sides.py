@@ -68,6 +68,8 @@ class LocalSide:
         return os.path.join(self.root, rel)
 
     async def entries(self, after: str | None, until: str | None) -> AsyncIterator[Entry]:
+        if not await anyio.to_thread.run_sync(os.path.isdir, self.root):
+            return  # a destination not made yet holds nothing (a dry run does not make it)
         async for entry in walk_local(self.root, after=after, until=until):
             name = entry.key.rpartition("/")[2]
             if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
