@@ -14,9 +14,19 @@ ones included) and for the whole process (``wait4``), its peak RSS
 (``ru_maxrss``), and the server's CPU over the run (``/proc/PID/stat``).
 Reported: medians with min–max over the measured runs.
 
-Servers: ``sink`` (benchmarks/sink.py: reads and discards bodies, so the
-client's own cost shows) and ``rclone`` (``rclone serve s3``, a real server
-that checks signatures and writes to disk).
+Servers (benchmarks/servers.py): ``sink`` (benchmarks/sink.py: reads and
+discards bodies, so the client's own cost shows), ``source``
+(benchmarks/source.py: serves synthetic objects with sendfile, the same for
+downloads), ``rclone`` (``rclone serve s3``, a real server that checks
+signatures and writes to disk), ``wan20``/``wan60`` (a sink and a source
+behind benchmarks/wanproxy.py: 1 Gbps at 20 / 60 ms RTT).
+
+The cells of issue 14 (``tiny``, ``concurrent_default``, ``slow``, the
+``sweep_*`` and ``wan_*`` cells) run every library with its own defaults, as
+a new user would; the rest use the same part size and concurrency for every
+client. ``sweep_*_first`` times the first transfer of a fresh process from
+before the client is created; ``sweep_*_steady`` times transfers 3.. of one
+long-lived client.
 
 Peers run in their own venv (benchmarks/.venv-peers, created on first use) so
 that aioboto3's aiobotocore pin cannot clash with streamx's.
@@ -28,7 +38,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -39,6 +48,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import servers
+from report import (
+    GiB,
+    MiB,
+    fmt_size,
+    machine,
+    markdown,
+    mm,
+    parse_size,
+    plot,
+    plot_sweep,
+    targets,
+)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CLIENTS = HERE / "clients"
@@ -47,9 +71,6 @@ DATA = HERE / ".data"
 PEERS_VENV = HERE / ".venv-peers"
 PEER_PACKAGES = ["aioboto3", "boto3", "s3fs", "obstore"]
 MAIN_PY = sys.executable
-
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 
 # ---- settings (the issue's: same part size and concurrency for every client) ------------
 PART_SIZE = 8 * MiB
@@ -60,7 +81,14 @@ SMALL_COUNT, SMALL_SIZE, SMALL_CONCURRENCY = 200, 1 * MiB, 16
 CONCURRENT_COUNT, CONCURRENT_SIZE = 64, 16 * MiB
 BUDGET = 128 * MiB
 MEMSCAN_SIZES = (1 * GiB, 4 * GiB)
-RUN_TIMEOUT = 600
+# issue 14: every cell below runs each library with its OWN defaults (Engine(), S3Store(), ...)
+ASYNC_CHUNK = 256 * 1024  # concurrent_default: async generators of request-body-sized chunks
+SLOW_COUNT, SLOW_SIZE, SLOW_CHUNK, SLOW_DELAY = 1000, 1 * MiB, 64 * 1024, 0.02
+TINY_COUNT, TINY_SIZE, TINY_CONCURRENCY = 10_000, 4 * 1024, 64
+SWEEP_SIZES = (1 * MiB, 16 * MiB, 64 * MiB, 256 * MiB, 1 * GiB)
+SWEEP_STEADY_BYTES = 1 * GiB  # steady state: about this many bytes timed (2..50 transfers)
+WAN_SIZES = (16 * MiB, 64 * MiB, 256 * MiB)
+RUN_TIMEOUT = 900
 
 ACCESS, SECRET = "bench-access-key", "bench-secret-key-0123456789"
 
@@ -75,62 +103,91 @@ CLIENT_DEFS: dict[str, tuple[str, str, list[str]]] = {
     "naive": ("peers", "boto3_client.py", ["--naive"]),
 }
 PEERS = ["aioboto3", "boto3", "s3fs", "obstore"]
+SWEEP_PEERS = ["obstore", "boto3", "aioboto3"]
+SERVERS = ["sink", "source", "rclone", "wan20", "wan60"]
 
 # (server, scenario) -> clients, in table order
 MATRIX: dict[tuple[str, str], list[str]] = {
     ("sink", "upload_file"): ["streamx", *PEERS, "obstore-unsigned"],
     ("sink", "upload_stream"): ["streamx", *PEERS, "obstore-unsigned", "naive"],
+    ("sink", "upload_aiter"): ["streamx", "obstore"],
     ("sink", "upload_writer"): ["streamx", "s3fs", "obstore"],
     ("sink", "many_small"): ["streamx", *PEERS],
+    ("sink", "tiny"): ["streamx", "obstore", "aioboto3", "boto3"],
     ("sink", "concurrent"): ["streamx", "aioboto3", "boto3", "obstore"],
+    ("sink", "concurrent_default"): ["streamx", "obstore"],
+    ("sink", "slow"): ["streamx", "obstore"],
     ("sink", "budget"): ["streamx"],
     ("sink", "memscan"): ["streamx", "obstore"],
     ("sink", "baseline"): ["streamx"],
+    ("sink", "sweep_up_first"): ["streamx", *SWEEP_PEERS],
+    ("sink", "sweep_up_steady"): ["streamx", *SWEEP_PEERS],
+    ("source", "download_iter"): ["streamx", *PEERS],
+    ("source", "download_stream"): ["streamx", *PEERS],
+    ("source", "download_file"): ["streamx", *PEERS],
+    ("source", "download_concurrent"): ["streamx", "obstore", "aioboto3", "boto3"],
+    ("source", "sweep_down_first"): ["streamx", *SWEEP_PEERS],
+    ("source", "sweep_down_steady"): ["streamx", *SWEEP_PEERS],
     ("rclone", "upload_file"): ["streamx", *PEERS],
     ("rclone", "upload_stream"): ["streamx", *PEERS, "naive"],
     ("rclone", "download_file"): ["streamx", *PEERS],
     ("rclone", "download_stream"): ["streamx", *PEERS],
     ("rclone", "many_small"): ["streamx", *PEERS],
+    **{(w, s): ["streamx", "obstore"] for w in ("wan20", "wan60") for s in ("wan_up", "wan_down")},
 }
 SCENARIO_TITLES = {
     "upload_file": "upload {size} from a file",
     "upload_stream": "upload {size} from a non-seekable generator of 1 MiB chunks",
+    "upload_aiter": "upload {size} from an async generator of 1 MiB chunks",
     "upload_writer": "upload {size} through a push writer (open_writer / open('wb'))",
     "download_file": "download {size} to a file",
-    "download_stream": "download {size} to a non-seekable sink",
+    "download_stream": "download {size} to a non-seekable sink (streamx: download_to)",
+    "download_iter": "download {size} as one streamed GET iterated by the caller (streamx: download())",
+    "download_concurrent": "{count} concurrent streamed downloads of {obj}",
     "many_small": "{count} objects of {obj}, concurrency {conc}",
+    "tiny": "{count} objects of {obj}, concurrency {conc}, library defaults",
     "concurrent": "{count} concurrent uploads of {obj} (generators)",
+    "concurrent_default": "{count} concurrent uploads of {obj} from async generators of 256 KiB "
+    "chunks, library defaults (Engine())",
+    "slow": "{count} concurrent uploads of {obj} from slow producers (64 KiB every 20 ms), "
+    "library defaults",
     "budget": "{count} concurrent uploads of {obj} under a {budget} MemoryBudget",
     "memscan": "memory scan: peak RSS of a stream upload by size",
     "baseline": "baseline: the interpreter + client after one tiny PutObject",
+    "sweep_up_first": "size sweep: upload from a file, first transfer of a fresh process "
+    "(client creation timed), library defaults",
+    "sweep_up_steady": "size sweep: upload from a file, steady state of a long-lived client "
+    "(after 2 warm-ups), library defaults",
+    "sweep_down_first": "size sweep: download to a discard sink, first transfer of a fresh "
+    "process, library defaults",
+    "sweep_down_steady": "size sweep: download to a discard sink, steady state, library defaults",
+    "wan_up": "over a WAN (1 Gbps, {rtt} ms RTT): upload from a file, fresh process, defaults",
+    "wan_down": "over a WAN (1 Gbps, {rtt} ms RTT): download to a discard sink, fresh process, "
+    "defaults",
 }
+# scenario -> (what the client script runs, --mode, library defaults?)
+CLIENT_SCENARIO: dict[str, tuple[str, str, bool]] = {
+    "upload_aiter": ("concurrent_async", "once", False),
+    "tiny": ("many_small", "once", True),
+    "concurrent_default": ("concurrent_async", "once", True),
+    "slow": ("slow", "once", True),
+    "memscan": ("upload_stream", "once", False),
+    "baseline": ("many_small", "once", False),
+    "sweep_up_first": ("upload_file", "first", True),
+    "sweep_up_steady": ("upload_file", "steady", True),
+    "sweep_down_first": ("download_stream", "first", True),
+    "sweep_down_steady": ("download_stream", "steady", True),
+    "wan_up": ("upload_file", "first", True),
+    "wan_down": ("download_stream", "first", True),
+}
+DOWNLOADS = {"download_file", "download_stream", "download_iter", "download_concurrent"}
 
 
-def fmt_size(n: int) -> str:
-    for unit, div in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if n >= div and n % div == 0:
-            return f"{n // div} {unit}"
-    return f"{n} B"
-
-
-def parse_size(text: str) -> int:
-    t = text.strip().lower().replace(" ", "")
-    for suffix, mult in (("gib", GiB), ("mib", MiB), ("kib", 1024), ("g", GiB), ("m", MiB)):
-        if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * mult)
-    return int(t)
+def is_download(scenario: str) -> bool:
+    return CLIENT_SCENARIO.get(scenario, (scenario, "", False))[0] in DOWNLOADS
 
 
 # ---- processes -------------------------------------------------------------------------
-def proc_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def ensure_peers(log: Any) -> str:
     py = PEERS_VENV / "bin" / "python"
     if not py.exists():
@@ -167,66 +224,6 @@ def main_versions() -> dict[str, str]:
     return out
 
 
-class Sink:
-    name = "sink"
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [MAIN_PY, str(HERE / "sink.py"), "--port", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"the sink did not start: {line!r}")
-        self.endpoint_url = f"http://127.0.0.1:{int(line.split()[1])}"
-
-    def cpu_seconds(self) -> float:
-        return proc_cpu(self.proc.pid)
-
-    def make_bucket(self, name: str) -> None:
-        pass
-
-    def clear(self, bucket: str) -> None:
-        pass
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-class Rclone:
-    name = "rclone"
-
-    def __init__(self) -> None:
-        from streamx.testing import RcloneServer
-
-        self.server = RcloneServer()
-        self.server.access_key, self.server.secret_key = ACCESS, SECRET
-        self.server.start()
-        self.endpoint_url = self.server.endpoint_url
-        self.data_dir = Path(self.server.data_dir)
-
-    def cpu_seconds(self) -> float:
-        return self.server.cpu_seconds()
-
-    def make_bucket(self, name: str) -> None:
-        self.server.make_bucket(name)
-
-    def clear(self, bucket: str) -> None:
-        """Delete what the last run uploaded (keeps the disk from filling up)."""
-        path = self.data_dir / bucket
-        for child in path.iterdir() if path.exists() else []:
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
 # ---- one cell: a scenario × a client on a server ------------------------------------------
 @dataclass
 class Cell:
@@ -237,6 +234,7 @@ class Cell:
     count: int = 1
     concurrency: int = CONCURRENCY
     budget: int = 0
+    repeat: int = 1  # steady-state transfers timed in one process
     runs: list[dict[str, Any]] = field(default_factory=list)
     warmup: dict[str, Any] | None = None
 
@@ -247,19 +245,21 @@ class Cell:
 
 def run_once(cell: Cell, server: Any, py: dict[str, str], bucket: str, key: str) -> dict[str, Any]:
     interp, script, extra = CLIENT_DEFS[cell.client]
-    scenario = cell.scenario
-    if scenario == "memscan":
-        scenario = "upload_stream"
-    if scenario == "baseline":
-        scenario, size = "many_small", 1
-    else:
-        size = cell.size
+    scenario, mode, defaults = CLIENT_SCENARIO.get(cell.scenario, (cell.scenario, "once", False))
+    size = 1 if cell.scenario == "baseline" else cell.size
+    extra = [*extra, "--mode", mode, "--repeat", str(cell.repeat)]
+    if defaults:
+        extra.append("--defaults")
+    if cell.scenario == "concurrent_default":
+        extra += ["--chunk", str(ASYNC_CHUNK)]
+    if cell.scenario == "slow":
+        extra += ["--chunk", str(SLOW_CHUNK), "--delay", str(SLOW_DELAY)]
     cmd = [
         py[interp],
         str(CLIENTS / script),
         *extra,
         "--scenario", scenario,
-        "--endpoint", server.endpoint_url,
+        "--endpoint", server.endpoint("down" if is_download(cell.scenario) else "up"),
         "--access-key", ACCESS,
         "--secret-key", SECRET,
         "--bucket", bucket,
@@ -336,6 +336,7 @@ def summarize(cell: Cell) -> dict[str, Any]:
         "count": cell.count,
         "concurrency": cell.concurrency,
         "budget": cell.budget,
+        "repeat": cell.repeat,
         "runs": runs,
         "warmup": cell.warmup,
         "measured": len(good),
@@ -367,6 +368,8 @@ def summarize(cell: Cell) -> dict[str, Any]:
     out["bytes"] = total_bytes[0]
     out["mib_s"] = stats([r["bytes"] / MiB / r["seconds"] for r in good])
     out["seconds"] = stats([r["seconds"] for r in good])
+    objects = cell.count * cell.repeat
+    out["objects_s"] = stats([objects / r["seconds"] for r in good])
     out["cpu_s_per_gib"] = stats([r["cpu_seconds"] / g for r, g in zip(good, gib, strict=True)])
     if all("process_cpu_seconds" in r for r in good):
         out["process_cpu_s"] = stats([r["process_cpu_seconds"] for r in good])
@@ -375,262 +378,6 @@ def summarize(cell: Cell) -> dict[str, Any]:
         [r["server_cpu_seconds"] / g for r, g in zip(good, gib, strict=True)]
     )
     return out
-
-
-# ---- reporting -----------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "mem_gib": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GiB:.0f}",
-    }
-
-
-def mm(s: dict[str, float] | None, fmt: str = "{:.0f}") -> str:
-    if not s:
-        return "–"
-    med = fmt.format(s["median"])
-    if s["min"] == s["max"]:
-        return med
-    return f"{med} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
-
-
-def get(
-    summary: list[dict[str, Any]], server: str, scenario: str, client: str, size: int | None = None
-) -> dict[str, Any] | None:
-    for s in summary:
-        if (s["server"], s["scenario"], s["client"]) == (server, scenario, client) and (
-            size is None or s["size"] == size
-        ):
-            return s if "mib_s" in s else None
-    return None
-
-
-def targets(summary: list[dict[str, Any]], size: int) -> list[tuple[str, str]]:
-    """Each target of issue 5, with the figures that decide it (None when not measured)."""
-    rows: list[tuple[str, str]] = []
-
-    def tp(server: str, scen: str, client: str) -> float | None:
-        s = get(summary, server, scen, client, size if scen not in ("many_small",) else None)
-        return s["mib_s"]["median"] if s else None
-
-    def cpu(server: str, scen: str, client: str) -> float | None:
-        s = get(summary, server, scen, client, size if scen not in ("many_small",) else None)
-        return s["cpu_s_per_gib"]["median"] if s else None
-
-    def verdict(ok: bool | None) -> str:
-        return "–" if ok is None else ("met" if ok else "NOT met")
-
-    for scen in ("upload_file", "upload_stream"):
-        sx, ab, ob, c = (
-            tp("sink", scen, "streamx"),
-            tp("sink", scen, "aioboto3"),
-            tp("sink", scen, "obstore"),
-            cpu("sink", scen, "streamx"),
-        )
-        if sx and ab and ob and c is not None:
-            ok = sx >= 3 * ab and sx >= ob and c <= 1.0
-            rows.append(
-                (
-                    f"sink {scen}: ≥3× aioboto3, ≥ obstore, ≤1.0 CPU-s/GiB",
-                    f"{verdict(ok)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; aioboto3 {ab:.0f} (×{sx / ab:.1f}); obstore {ob:.0f}",
-                )
-            )
-        if sx:
-            rows.append(
-                (f"sink {scen}: stretch 1.5 GiB/s", f"{verdict(sx >= 1536)}: {sx:.0f} MiB/s")
-            )
-        sx, ab, ob = (
-            tp("rclone", scen, "streamx"),
-            tp("rclone", scen, "aioboto3"),
-            tp("rclone", scen, "obstore"),
-        )
-        if sx and ab and ob:
-            rows.append(
-                (
-                    f"rclone {scen}: ≥1.2× aioboto3, ≥ obstore",
-                    f"{verdict(sx >= 1.2 * ab and sx >= ob)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f}); obstore {ob:.0f}",
-                )
-            )
-    sx, b3 = tp("rclone", "download_file", "streamx"), tp("rclone", "download_file", "boto3")
-    c, oc = cpu("rclone", "download_file", "streamx"), cpu("rclone", "download_stream", "obstore")
-    if sx and b3 and c is not None and oc is not None:
-        rows.append(
-            (
-                "rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET",
-                f"{verdict(sx >= b3 and c <= oc)}: streamx {sx:.0f} MiB/s at {c:.2f} CPU-s/GiB; boto3 {b3:.0f}; obstore GET {oc:.2f} CPU-s/GiB",
-            )
-        )
-    else:
-        rows.append(
-            (
-                "rclone download_file: ≥ boto3, CPU/GiB ≤ obstore's streamed GET",
-                "not measured (streamx download not available)" if not sx else "–",
-            )
-        )
-    sx, ab = tp("sink", "many_small", "streamx"), tp("sink", "many_small", "aioboto3")
-    if sx and ab:
-        rows.append(
-            (
-                "sink 200 × 1 MiB: ≥1.5× aioboto3",
-                f"{verdict(sx >= 1.5 * ab)}: streamx {sx:.0f}; aioboto3 {ab:.0f} (×{sx / ab:.2f})",
-            )
-        )
-    base = get(summary, "sink", "baseline", "streamx")
-    scans = sorted(
-        (
-            s
-            for s in summary
-            if s["scenario"] == "memscan" and s["client"] == "streamx" and "peak_rss_mib" in s
-        ),
-        key=lambda s: s["size"],
-    )
-    if base and scans and "peak_rss_mib" in base:
-        bound = (1 * MiB + PART_SIZE * CONCURRENCY) / MiB + base["peak_rss_mib"]["max"] + 48
-        peaks = [s["peak_rss_mib"]["max"] for s in scans]
-        flat = max(peaks) - min(peaks) <= 16
-        rows.append(
-            (
-                "peak RSS ≤ hwm + part_size × queue_size + baseline + 48 MiB, flat",
-                f"{verdict(max(peaks) <= bound and flat)}: bound {bound:.0f} MiB (baseline {base['peak_rss_mib']['max']:.0f}); "
-                + ", ".join(
-                    f"{fmt_size(s['size'])}: {p:.0f} MiB" for s, p in zip(scans, peaks, strict=True)
-                ),
-            )
-        )
-    return rows
-
-
-def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    lines = [
-        "# streamx benchmarks",
-        "",
-        f"Date: {report['date']}. Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, "
-        f"Python {m['python']}, {m['platform']}.",
-        f"Command: `{report['command']}`. Part size {fmt_size(PART_SIZE)}, concurrency {CONCURRENCY} "
-        f"for every client; {report['runs']} measured runs per cell, each its own process"
-        f"{', after a warm-up run' if report['warmup'] else ''}; medians with (min–max).",
-        "",
-        "Versions: "
-        + ", ".join(
-            f"{k} {v}"
-            for k, v in {**report["versions"]["main"], **report["versions"]["peers"]}.items()
-        ),
-        "",
-        "Columns: *MiB/s* of the transfer (timed in the client process, start-up excluded); "
-        "*CPU-s/GiB*: the client process's CPU during the transfer, all threads; "
-        "*proc CPU-s*: the whole client process including interpreter start-up and imports; "
-        "*peak RSS*: the client process's `ru_maxrss`; *server CPU-s/GiB*: the sink's or rclone's CPU over the run.",
-        "",
-        "## Targets (issue 5)",
-        "",
-        "| target | result |",
-        "|---|---|",
-    ]
-    lines += [f"| {t} | {r} |" for t, r in report["targets"]]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in report["summary"]:
-        groups.setdefault((s["server"], s["scenario"]), []).append(s)
-    for (server, scen), cells in groups.items():
-        first = cells[0]
-        title = SCENARIO_TITLES[scen].format(
-            size=fmt_size(first["size"]),
-            count=first["count"],
-            obj=fmt_size(first["size"]),
-            conc=first["concurrency"],
-            budget=fmt_size(first["budget"] or BUDGET),
-        )
-        lines += ["", f"## {server}: {title}", ""]
-        lines += [
-            "| client | size | MiB/s | CPU-s/GiB | proc CPU-s | peak RSS MiB | server CPU-s/GiB | status |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for s in cells:
-            size = (
-                fmt_size(s["size"]) if s["count"] == 1 else f"{s['count']} × {fmt_size(s['size'])}"
-            )
-            status = s.get("status", "")
-            notes = "; ".join(s.get("notes", []))
-            if notes:
-                status = f"{status}; {notes}"
-            status = " ".join(status.replace("|", "/").split())[:300]
-            if s["scenario"] == "baseline":  # only its memory means anything
-                s = {
-                    k: v
-                    for k, v in s.items()
-                    if k not in ("mib_s", "cpu_s_per_gib", "server_cpu_s_per_gib")
-                }
-            lines.append(
-                f"| {s['client']} | {size} | {mm(s.get('mib_s'))} | {mm(s.get('cpu_s_per_gib'), '{:.2f}')} | "
-                f"{mm(s.get('process_cpu_s'), '{:.1f}')} | {mm(s.get('peak_rss_mib'))} | "
-                f"{mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} | {status} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = [s for s in report["summary"] if "mib_s" in s and s["scenario"] not in ("baseline",)]
-    if not cells:
-        return
-    groups = sorted(
-        {(s["server"], s["scenario"], s["size"]) for s in cells}, key=lambda g: (g[0], g[1], g[2])
-    )
-    clients = list(dict.fromkeys(s["client"] for s in cells))
-    fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.1 * len(groups)), 9))
-    width = 0.8 / len(clients)
-    for ax, metric, ylabel in (
-        (axes[0], "mib_s", "throughput MiB/s (median, min–max)"),
-        (axes[1], "peak_rss_mib", "peak RSS MiB (median, min–max)"),
-    ):
-        for i, client in enumerate(clients):
-            xs, ys, lo, hi = [], [], [], []
-            for gi, (server, scen, size) in enumerate(groups):
-                s = next(
-                    (
-                        c
-                        for c in cells
-                        if (c["server"], c["scenario"], c["size"], c["client"])
-                        == (server, scen, size, client)
-                    ),
-                    None,
-                )
-                if s is None or metric not in s:
-                    continue
-                v = s[metric]
-                xs.append(gi + i * width - 0.4 + width / 2)
-                ys.append(v["median"])
-                lo.append(v["median"] - v["min"])
-                hi.append(v["max"] - v["median"])
-            if xs:
-                ax.bar(xs, ys, width, yerr=[lo, hi], label=client, capsize=2)
-        ax.set_ylabel(ylabel)
-        ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels([f"{sv}\n{sc}\n{fmt_size(sz)}" for sv, sc, sz in groups], fontsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(ncol=min(len(clients), 7), fontsize=8)
-    m = report["machine"]
-    fig.suptitle(
-        f"streamx vs peers — {report['date']} — {m['nproc']} × {m['cpu']}, Python {m['python']}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -646,7 +393,11 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
                 cells.append(
                     Cell(server, scen, client, args.small_size, args.small_count, SMALL_CONCURRENCY)
                 )
-            elif scen in ("concurrent", "budget"):
+            elif scen == "tiny":
+                cells.append(
+                    Cell(server, scen, client, TINY_SIZE, args.tiny_count, TINY_CONCURRENCY)
+                )
+            elif scen in ("concurrent", "budget", "concurrent_default", "download_concurrent"):
                 budget = BUDGET if scen == "budget" else 0
                 cells.append(
                     Cell(
@@ -659,10 +410,19 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
                         budget,
                     )
                 )
+            elif scen == "slow":
+                cells.append(Cell(server, scen, client, SLOW_SIZE, args.slow_count))
             elif scen == "memscan":
                 cells += [Cell(server, scen, client, size) for size in args.memscan_sizes]
             elif scen == "baseline":
                 cells.append(Cell(server, scen, client, 1))
+            elif scen.startswith("sweep_"):
+                for size in args.sweep_sizes:
+                    steady = scen.endswith("_steady")
+                    repeat = min(50, max(2, args.steady_bytes // size)) if steady else 1
+                    cells.append(Cell(server, scen, client, size, repeat=repeat))
+            elif scen.startswith("wan_"):
+                cells += [Cell(server, scen, client, size) for size in args.wan_sizes]
             else:
                 cells.append(Cell(server, scen, client, args.size))
     return cells
@@ -685,12 +445,12 @@ def prepare_file(size: int, log: Any) -> Path:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="streamx vs its peers (issue 5)")
-    p.add_argument("--quick", action="store_true", help="64 MiB, 1 run, no warm-up")
+    p = argparse.ArgumentParser(description="streamx vs its peers (issues 5 and 14)")
+    p.add_argument("--quick", action="store_true", help="small sizes and counts, 1 run, no warm-up")
     p.add_argument("--size", type=parse_size, default=None, help="bytes per large transfer (1GiB)")
     p.add_argument("--runs", type=int, default=None)
     p.add_argument("--no-warmup", action="store_true")
-    p.add_argument("--servers", nargs="+", default=["sink", "rclone"], choices=["sink", "rclone"])
+    p.add_argument("--servers", nargs="+", default=None, choices=SERVERS)
     p.add_argument(
         "--scenarios", nargs="+", default=list(SCENARIO_TITLES), choices=list(SCENARIO_TITLES)
     )
@@ -698,6 +458,10 @@ def main() -> int:
     p.add_argument("--memscan-sizes", nargs="+", type=parse_size, default=None)
     p.add_argument("--small-count", type=int, default=None)
     p.add_argument("--concurrent-count", type=int, default=None)
+    p.add_argument("--tiny-count", type=int, default=None)
+    p.add_argument("--slow-count", type=int, default=None)
+    p.add_argument("--sweep-sizes", nargs="+", type=parse_size, default=None)
+    p.add_argument("--wan-sizes", nargs="+", type=parse_size, default=None)
     p.add_argument(
         "--output", default=str(RESULTS / "latest"), help="path prefix of .json/.md/.png"
     )
@@ -705,10 +469,12 @@ def main() -> int:
     args = p.parse_args()
     if args.render:
         report = json.loads(Path(args.render).read_text())
-        report["targets"] = targets(report["summary"], report["settings"]["size"])
+        report.setdefault("titles", SCENARIO_TITLES)
+        report["targets"] = targets(report["summary"], report["settings"])
         out = Path(args.render).with_suffix("")
         out.with_suffix(".md").write_text(markdown(report))
         plot(report, out.with_suffix(".png"))
+        plot_sweep(report, out.with_name(out.name + "-sweep.png"))
         print(out.with_suffix(".md").read_text())
         return 0
     quick = args.quick
@@ -721,41 +487,53 @@ def main() -> int:
     args.small_count = args.small_count or (40 if quick else SMALL_COUNT)
     args.small_size = SMALL_SIZE
     args.concurrent_count = args.concurrent_count or (16 if quick else CONCURRENT_COUNT)
+    args.tiny_count = args.tiny_count or (500 if quick else TINY_COUNT)
+    args.slow_count = args.slow_count or (100 if quick else SLOW_COUNT)
+    args.sweep_sizes = args.sweep_sizes or ([1 * MiB, 16 * MiB] if quick else list(SWEEP_SIZES))
+    args.steady_bytes = 64 * MiB if quick else SWEEP_STEADY_BYTES
+    args.wan_sizes = args.wan_sizes or ([16 * MiB] if quick else list(WAN_SIZES))
+    args.servers = args.servers or (["sink", "source", "rclone", "wan20"] if quick else SERVERS)
 
     def log(msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+    DATA.mkdir(exist_ok=True)
     py = {"main": MAIN_PY}
     if any(CLIENT_DEFS[c][0] == "peers" for c in args.clients):
         py["peers"] = ensure_peers(log)
     cells = build_cells(args)
-    for size in {
-        c.size for c in cells if c.scenario in ("upload_file", "download_file", "download_stream")
-    }:
+    file_sizes = {
+        c.size for c in cells if CLIENT_SCENARIO.get(c.scenario, (c.scenario,))[0] == "upload_file"
+    }
+    file_sizes |= {c.size for c in cells if c.server == "rclone" and is_download(c.scenario)}
+    for size in file_sizes:
         prepare_file(size, log)
-    servers: dict[str, Any] = {}
+    running: dict[str, Any] = {}
     try:
-        if "sink" in args.servers:
-            servers["sink"] = Sink()
-        if "rclone" in args.servers:
-            servers["rclone"] = Rclone()
-        for server in servers.values():
-            server.make_bucket("bench")
-        if "rclone" in servers:
-            rc = servers["rclone"]
+        for name in dict.fromkeys(c.server for c in cells):
+            running[name] = servers.start(name, MAIN_PY, ACCESS, SECRET)
+            running[name].make_bucket("bench")
+        if "rclone" in running:
+            rc = running["rclone"]
             rc.make_bucket("bench-dl")
-            for size in {c.size for c in cells if c.scenario.startswith("download")}:
+            for size in {c.size for c in cells if c.server == "rclone" and is_download(c.scenario)}:
                 target = rc.data_dir / "bench-dl" / f"obj-{size}"
                 if not target.exists():
                     shutil.copyfile(DATA / f"file-{size}.bin", target)
         log(
             f"{len(cells)} cells × ({args.runs} runs{' + warm-up' if warmup else ''}); "
-            + ", ".join(f"{k} at {v.endpoint_url}" for k, v in servers.items())
+            + ", ".join(f"{k} at {v.endpoint('up')}" for k, v in running.items())
         )
         for n, cell in enumerate(cells, 1):
-            server = servers[cell.server]
-            bucket = "bench-dl" if cell.scenario.startswith("download") else "bench"
-            key = f"obj-{cell.size}" if bucket == "bench-dl" else f"{cell.scenario}-{cell.client}"
+            server = running[cell.server]
+            bucket, key = "bench", f"{cell.scenario}-{cell.client}"
+            if is_download(cell.scenario):
+                # rclone: a file put in place; source (and the WAN's): the size is in the key
+                bucket, key = (
+                    ("bench-dl", f"obj-{cell.size}")
+                    if cell.server == "rclone"
+                    else ("bench", f"obj/size-{cell.size}")
+                )
             if warmup:
                 cell.warmup = run_once(cell, server, py, bucket, key)
                 server.clear("bench")
@@ -779,7 +557,7 @@ def main() -> int:
                 f"server {mm(s.get('server_cpu_s_per_gib'), '{:.2f}')} CPU-s/GiB — {s['status']}"
             )
     finally:
-        for server in servers.values():
+        for server in running.values():
             server.stop()
     summary = [summarize(c) for c in cells]
     report = {
@@ -797,21 +575,24 @@ def main() -> int:
             "concurrency": CONCURRENCY,
             "size": args.size,
             "budget": BUDGET,
+            "wan_mbps": servers.WAN_MBPS,
         },
+        "titles": SCENARIO_TITLES,
         "runs": args.runs,
         "warmup": warmup,
         "summary": summary,
     }
-    report["targets"] = targets(summary, args.size)
+    report["targets"] = targets(summary, report["settings"])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown(report))
     try:
         plot(report, out.with_suffix(".png"))
+        plot_sweep(report, out.with_name(out.name + "-sweep.png"))
     except ImportError:
         log("matplotlib is not installed: no plot (pip install -e '.[bench]')")
-    log(f"wrote {out.with_suffix('.json')}, .md, .png")
+    log(f"wrote {out.with_suffix('.json')}, .md, .png, -sweep.png")
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -148,6 +148,7 @@ async def run(args: argparse.Namespace, engine_args: dict[str, Any]) -> dict[str
         "peak_rss_upload": upload_peak,
         "peak_rss": peak_rss(),
         "memory_bound": config.memory_bound,
+        "process_memory_bound": config.process_memory_bound,
         "part_size": config.part_size,
         "queue_size": config.queue_size,
         "high_water_mark": config.high_water_mark,
@@ -208,9 +209,12 @@ def main() -> int:
         f"{'matches' if report['verified'] else 'DOES NOT MATCH'}\n"
         f"  memory      peak RSS {format_size(report['peak_rss'])}; "
         f"{format_size(max(growth, 0))} above the {format_size(report['baseline_rss'])} baseline; "
-        f"configured bound {format_size(report['memory_bound'])} "
-        f"(high_water_mark {format_size(report['high_water_mark'])} + "
-        f"part_size {format_size(report['part_size'])} × queue_size {report['queue_size']})"
+        f"bound {format_size(report['process_memory_bound'])} = "
+        f"{format_size(report['memory_bound'])} of data (high_water_mark "
+        f"{format_size(report['high_water_mark'])} + part_size {format_size(report['part_size'])} "
+        f"× queue_size {report['queue_size']}) + "
+        f"{format_size(report['process_memory_bound'] - report['memory_bound'])} for the HTTP "
+        f"stack, sender threads and malloc arenas"
     )
     return 0 if report["verified"] else 1
 

@@ -21,16 +21,40 @@ do, the finisher can always complete its part; parts complete, are sent and
 release their bytes, and the next oldest becomes the finisher. A finisher that
 stops sending still blocks nobody but the growers (who keep the rest of the
 budget); the web adapters cut such a client off with their body-rate limits.
+
+An :class:`~streamx.Engine` shares one by default, sized by
+:func:`default_memory_budget`: ``min(128 MiB, RAM / 8)``, but never less than
+the engine's own :attr:`TransferConfig.memory_bound` (so a lone transfer
+still gets its whole window). 128 MiB is sixteen 8 MiB parts in flight: on
+loopback one upload with four parts in flight already moves about 2 GiB/s,
+and 64 concurrent uploads of 16 MiB then peak at about a quarter of a GiB of
+RSS (interpreter and HTTP stack included) instead of over a GiB. What other
+streams may hold while they wait for a part (a probed head, read-ahead) is
+charged to :attr:`MemoryBudget.heads`, at most half of it.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from types import TracebackType
 
 import anyio
 
 from ._errors import ConfigError
+
+MiB = 1024 * 1024
+DEFAULT_BUDGET_CAP = 128 * MiB
+DEFAULT_BUDGET_RAM_FRACTION = 8
+
+
+def default_memory_budget(floor: int = 0) -> int:
+    """An engine's default budget: ``min(128 MiB, RAM / 8)``, at least ``floor`` bytes."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no RAM figure
+        ram = 8 * DEFAULT_BUDGET_CAP * DEFAULT_BUDGET_RAM_FRACTION
+    return max(floor, min(DEFAULT_BUDGET_CAP, ram // DEFAULT_BUDGET_RAM_FRACTION))
 
 
 class MemoryBudget:
@@ -44,10 +68,25 @@ class MemoryBudget:
         self._peak = 0
         self._waiters: deque[tuple[int, anyio.Event, object]] = deque()
         self._growers: dict[object, int] = {}  # in arrival order: token -> its part size
+        self._heads: MemoryBudget | None = None
 
     @property
     def limit(self) -> int:
         return self._limit
+
+    @property
+    def heads(self) -> MemoryBudget:
+        """Half the budget, for stream heads and read-ahead (see upload/parts.py, readahead.py).
+
+        Bytes a transfer may hold while it waits for a part (a probed stream
+        head, staged read-ahead) are charged here and to this budget. They
+        never hold more than half, so parts (which finish without waiting on
+        anything) always have the other half, and no set of transfers can
+        wait on each other for ever.
+        """
+        if self._heads is None:
+            self._heads = MemoryBudget(max(1, self._limit // 2))
+        return self._heads
 
     @property
     def in_use(self) -> int:
@@ -64,6 +103,13 @@ class MemoryBudget:
 
     def clamp(self, n: int) -> int:
         return min(n, self._limit)
+
+    def try_acquire(self, n: int) -> bool:
+        """Take ``n`` bytes now if they are free and nobody is waiting; never waits."""
+        if self._waiters or not self._fits(n, None):
+            return False
+        self._take(n)
+        return True
 
     async def acquire(self, n: int) -> int:
         """Wait until ``n`` bytes (clamped to the limit) are free; return what was taken."""
@@ -173,6 +219,24 @@ class Reservation:
         """``n`` more bytes of a growing part (see :meth:`MemoryBudget.acquire_growing`)."""
         granted = await budget.acquire_growing(token, n, self.held(budget))
         self._held[budget] = self._held.get(budget, 0) + granted
+
+    def try_take(self, budget: MemoryBudget, n: int) -> bool:
+        """Take ``n`` bytes (clamped) from ``budget`` if it can give them without waiting."""
+        n = budget.clamp(n)
+        if not budget.try_acquire(n):
+            return False
+        self._held[budget] = self._held.get(budget, 0) + n
+        return True
+
+    def any_held(self) -> bool:
+        return bool(self._held)
+
+    def shrink_to(self, n: int) -> None:
+        """Hold at most ``n`` bytes of each budget (a probed stream turned out small)."""
+        for budget, held in self._held.items():
+            if held > n:
+                self._held[budget] = n
+                budget.release(held - n)
 
     def give_back(self, n: int) -> None:
         """Return up to ``n`` bytes to each budget (a step that was not filled)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ._budget import MemoryBudget
+from ._budget import MemoryBudget, default_memory_budget
 from ._config import TransferConfig
 from ._direct import DirectParts
 from ._errors import ConfigError, UsageError
@@ -63,7 +63,12 @@ class Engine:
     ``config`` is the default :class:`TransferConfig` for every transfer;
     ``memory_budget`` (a :class:`MemoryBudget` or a number of bytes) caps the
     bytes held by all transfers of this engine together (pass the same
-    ``MemoryBudget`` to several engines to share it process-wide).
+    ``MemoryBudget`` to several engines to share it process-wide). By default
+    (``None``) every engine has one of ``min(128 MiB, RAM / 8)``, at least
+    ``config.memory_bound`` (see :func:`streamx._budget.default_memory_budget`):
+    a lone transfer gets its whole window, and a server taking 64 or 1,000
+    uploads at once holds that much, not a window per upload. Pass a larger
+    number to let many concurrent transfers hold more.
 
     ``sign_payload``: over plain http botocore SHA-256-signs every request
     body (about 0.6 CPU-s per GiB). With ``None`` (the default) streamx sends
@@ -124,7 +129,9 @@ class Engine:
         if config is not None and not isinstance(config, TransferConfig):
             raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
         self.config = config or TransferConfig()
-        self.memory_budget = check_budget(memory_budget)
+        self.memory_budget = check_budget(memory_budget) or MemoryBudget(
+            default_memory_budget(self.config.memory_bound)
+        )
         check_client_args(
             client,
             endpoint_url=endpoint_url,

@@ -284,7 +284,7 @@ def check_budget(budget: object) -> MemoryBudget | None:
     if budget is not None and budget.limit > MAX_MEMORY:
         raise ConfigError(
             f"memory_budget {format_size(budget.limit)} is absurd: it caps the bytes held in "
-            f"memory (at most {format_size(MAX_MEMORY)}; None for no shared cap)"
+            f"memory (at most {format_size(MAX_MEMORY)}; None for the default)"
         )
     return budget
 

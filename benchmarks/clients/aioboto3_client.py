@@ -22,6 +22,7 @@ from common import (
     measure,
     parse_args,
     quiet_logs,
+    repeat_steady_async,
 )
 
 
@@ -57,6 +58,8 @@ def main() -> None:
         max_concurrency=args.concurrency,
     )
     tc.max_request_concurrency = args.concurrency  # what aioboto3's upload_fileobj reads
+    if args.defaults:
+        tc = TransferConfig()
     session = aioboto3.Session()
     client_args: dict[str, Any] = {
         "endpoint_url": args.endpoint,
@@ -64,52 +67,66 @@ def main() -> None:
         "aws_secret_access_key": args.secret_key,
         "region_name": args.region,
         "config": AioConfig(
-            max_pool_connections=max(10, args.concurrency * 2),
+            max_pool_connections=max(
+                10, args.concurrency * 2, args.count if "concurrent" in args.scenario else 0
+            ),
             response_checksum_validation="when_required",  # rclone's ranged GETs
         ),
     }
 
     async def scenario() -> int:
         async with session.client("s3", **client_args) as s3:
-            b, k, size = args.bucket, args.key, args.size
-            CLOCK.start()
-            if args.scenario == "upload_file":
-                with open(args.file, "rb") as f:  # noqa: ASYNC230 - as a user would
-                    await s3.upload_fileobj(f, b, k, Config=tc)
-                return size
-            if args.scenario == "upload_stream":
-                await s3.upload_fileobj(AsyncStreamReader(chunks(size)), b, k, Config=tc)
-                return size
-            if args.scenario == "download_file":
-                await s3.download_file(b, k, args.out, Config=tc)
-                return os.path.getsize(args.out)  # noqa: ASYNC240
-            if args.scenario == "download_stream":
-                sink = NullSink()
-                response = await s3.get_object(Bucket=b, Key=k)
-                body = response["Body"]
-                try:
-                    async for chunk in body.iter_chunks(1024 * 1024):
-                        sink.write(chunk)
-                finally:
-                    body.close()
-                return sink.count
-            if args.scenario in ("many_small", "concurrent"):
-                small = args.scenario == "many_small"
-                sem = asyncio.Semaphore(args.concurrency if small else args.count)
-                block = os.urandom(size)
+            CLOCK.after_setup()
+            if args.mode == "steady":
+                return await repeat_steady_async(lambda: transfer(s3), args.repeat)
+            return await transfer(s3)
 
-                async def one(i: int) -> int:
-                    async with sem:
-                        if small:
-                            await s3.put_object(Bucket=b, Key=f"{k}/{i}", Body=block)
-                        else:
-                            await s3.upload_fileobj(
-                                AsyncStreamReader(chunks(size)), b, f"{k}/{i}", Config=tc
-                            )
-                        return size
+    async def get_stream(s3: Any, b: str, k: str) -> int:
+        sink = NullSink()
+        response = await s3.get_object(Bucket=b, Key=k)
+        body = response["Body"]
+        try:
+            async for chunk in body.iter_chunks(1024 * 1024):
+                sink.write(chunk)
+        finally:
+            body.close()
+        return sink.count
 
-                return sum(await asyncio.gather(*(one(i) for i in range(args.count))))
-            raise Unsupported(f"aioboto3 has no {args.scenario}")
+    async def transfer(s3: Any) -> int:
+        b, k, size = args.bucket, args.key, args.size
+        if args.scenario == "upload_file":
+            with open(args.file, "rb") as f:  # noqa: ASYNC230 - as a user would
+                await s3.upload_fileobj(f, b, k, Config=tc)
+            return size
+        if args.scenario == "upload_stream":
+            await s3.upload_fileobj(AsyncStreamReader(chunks(size)), b, k, Config=tc)
+            return size
+        if args.scenario == "download_file":
+            await s3.download_file(b, k, args.out, Config=tc)
+            return os.path.getsize(args.out)  # noqa: ASYNC240
+        if args.scenario in ("download_stream", "download_iter"):
+            return await get_stream(s3, b, k)
+        if args.scenario == "download_concurrent":
+            return sum(await asyncio.gather(*(get_stream(s3, b, k) for _ in range(args.count))))
+        if args.scenario in ("many_small", "concurrent", "concurrent_async", "slow"):
+            small = args.scenario == "many_small"
+            sem = asyncio.Semaphore(args.concurrency if small else args.count)
+            block = os.urandom(size)
+
+            async def one(i: int) -> int:
+                async with sem:
+                    if small:
+                        await s3.put_object(Bucket=b, Key=f"{k}/{i}", Body=block)
+                    elif args.scenario in ("concurrent_async", "slow"):
+                        raise Unsupported("upload_fileobj takes no async iterator")
+                    else:
+                        await s3.upload_fileobj(
+                            AsyncStreamReader(chunks(size)), b, f"{k}/{i}", Config=tc
+                        )
+                    return size
+
+            return sum(await asyncio.gather(*(one(i) for i in range(args.count))))
+        raise Unsupported(f"aioboto3 has no {args.scenario}")
 
     measure(lambda: asyncio.run(scenario()), note=note)
 

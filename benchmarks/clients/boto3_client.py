@@ -13,6 +13,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (
+    CLOCK,
     NullSink,
     StreamReader,
     Unsupported,
@@ -20,6 +21,7 @@ from common import (
     measure,
     parse_args,
     quiet_logs,
+    repeat_steady,
 )
 
 NAIVE = "--naive" in sys.argv
@@ -34,8 +36,8 @@ from botocore.config import Config  # noqa: E402
 def main() -> None:
     args = parse_args()
     quiet_logs()
-    threads = max(args.concurrency, args.count if args.scenario == "concurrent" else 0)
-    s3 = boto3.client(
+    threads = max(args.concurrency, args.count if "concurrent" in args.scenario else 0)
+    make_client = lambda: boto3.client(  # noqa: E731
         "s3",
         endpoint_url=args.endpoint,
         aws_access_key_id=args.access_key,
@@ -53,6 +55,9 @@ def main() -> None:
         use_threads=True,
         preferred_transfer_client="classic",
     )
+    if args.defaults:
+        tc = TransferConfig(preferred_transfer_client="classic")
+    s3: Any = None if args.mode == "first" else make_client()
     b, k, size = args.bucket, args.key, args.size
 
     def naive() -> int:
@@ -66,6 +71,22 @@ def main() -> None:
         return len(data)
 
     def run() -> int:
+        nonlocal s3
+        if s3 is None:
+            s3 = make_client()
+        CLOCK.after_setup()
+        if args.mode == "steady":
+            return repeat_steady(transfer, args.repeat)
+        return transfer()
+
+    def get_stream() -> int:
+        body = s3.get_object(Bucket=b, Key=k)["Body"]
+        total = 0
+        for chunk in body.iter_chunks(1024 * 1024):
+            total += len(chunk)
+        return total
+
+    def transfer() -> int:
         if NAIVE:
             return naive()
         if args.scenario == "upload_file":
@@ -81,6 +102,11 @@ def main() -> None:
             sink = NullSink()
             s3.download_fileobj(b, k, sink, Config=tc)
             return sink.count
+        if args.scenario == "download_iter":
+            return get_stream()
+        if args.scenario == "download_concurrent":
+            with ThreadPoolExecutor(args.count) as pool:
+                return sum(pool.map(lambda _: get_stream(), range(args.count)))
         if args.scenario in ("many_small", "concurrent"):
             small = args.scenario == "many_small"
             block = os.urandom(size)

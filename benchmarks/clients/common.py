@@ -27,9 +27,13 @@ SCENARIOS = (
     "upload_stream",
     "upload_writer",
     "download_file",
-    "download_stream",
+    "download_stream",  # to a non-seekable discard sink (streamx: download_to)
+    "download_iter",  # one streamed GET iterated by the caller (streamx: download())
+    "download_concurrent",  # --count concurrent streamed downloads of --size
     "many_small",
     "concurrent",
+    "concurrent_async",  # --count uploads, each from an async generator of --chunk chunks
+    "slow",  # --count uploads from slow async producers (--chunk every --delay seconds)
     "budget",
 )
 
@@ -54,7 +58,27 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--file", help="the source file of upload_file")
     p.add_argument("--out", help="the target file of download_file")
     p.add_argument("--budget", type=int, default=0, help="process-wide memory budget (bytes)")
-    return p.parse_args()
+    p.add_argument("--chunk", type=int, default=CHUNK, help="chunk size of async producers")
+    p.add_argument(
+        "--delay", type=float, default=0.0, help="seconds between a slow producer's chunks"
+    )
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the library's own defaults (part size, concurrency, memory), not --part-size etc.",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("once", "first", "steady"),
+        default="once",
+        help="once: one transfer, client set-up untimed; first: one transfer timed from "
+        "before the client is created; steady: --repeat transfers timed after 2 warm-ups "
+        "in one long-lived client",
+    )
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+    CLOCK.mode = args.mode
+    return args
 
 
 _BLOCK = os.urandom(CHUNK)
@@ -158,11 +182,54 @@ class Clock:
     is not counted as transfer time for one client and not for another.
     """
 
+    mode = "once"
+
     def __init__(self) -> None:
         self.start()
 
     def start(self) -> None:
         self.cpu0, self.t0 = cpu_now(), time.perf_counter()
+
+    def after_setup(self) -> None:
+        """The client exists: restart the clock, unless set-up is part of what is timed."""
+        if self.mode != "first":
+            self.start()
+
+
+def repeat_steady(transfer: Callable[[], int], repeat: int) -> int:
+    """Two warm-up transfers, then ``repeat`` timed ones (the steady state of a long-lived client)."""
+    for _ in range(2):
+        transfer()
+    CLOCK.start()
+    return sum(transfer() for _ in range(repeat))
+
+
+async def repeat_steady_async(transfer: Callable[[], Any], repeat: int) -> int:
+    """:func:`repeat_steady` for an async ``transfer``."""
+    for _ in range(2):
+        await transfer()
+    CLOCK.start()
+    total = 0
+    for _ in range(repeat):
+        total += await transfer()
+    return total
+
+
+async def slow_chunks(size: int, chunk: int, delay: float) -> Any:
+    """An async generator of ``size`` bytes in ``chunk``-byte pieces, ``delay`` s apart.
+
+    With ``delay`` 0 it still yields to the event loop between chunks, as a
+    request body does.
+    """
+    import asyncio
+
+    sent = 0
+    block = _BLOCK[:chunk] if chunk <= len(_BLOCK) else bytes(chunk)
+    while sent < size:
+        n = min(chunk, size - sent)
+        yield block if n == chunk else block[:n]
+        sent += n
+        await asyncio.sleep(delay)
 
 
 CLOCK = Clock()

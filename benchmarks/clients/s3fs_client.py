@@ -50,7 +50,7 @@ def main() -> None:
         if args.scenario == "download_file":
             fs.get_file(path, args.out)
             return os.path.getsize(args.out)
-        if args.scenario == "download_stream":
+        if args.scenario in ("download_stream", "download_iter"):
             sink = NullSink()
             with fs.open(path, "rb", block_size=args.part_size, cache_type="none") as f:
                 while True:

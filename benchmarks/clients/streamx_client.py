@@ -16,6 +16,8 @@ from common import (
     measure,
     parse_args,
     quiet_logs,
+    repeat_steady_async,
+    slow_chunks,
 )
 
 import streamx
@@ -24,14 +26,16 @@ import streamx
 def main() -> None:
     args = parse_args()
     quiet_logs()
-    cfg = streamx.TransferConfig(part_size=args.part_size, queue_size=args.concurrency)
     engine_args: dict[str, Any] = {
         "endpoint_url": args.endpoint,
         "aws_access_key_id": args.access_key,
         "aws_secret_access_key": args.secret_key,
         "region_name": args.region,
-        "config": cfg,
     }
+    if not args.defaults:
+        engine_args["config"] = streamx.TransferConfig(
+            part_size=args.part_size, queue_size=args.concurrency
+        )
     if args.budget:
         engine_args["memory_budget"] = args.budget
     try:
@@ -43,52 +47,59 @@ def main() -> None:
         runner = asyncio.run
         loop_name = "asyncio"
 
+    async def transfer(engine: streamx.Engine) -> int:
+        b, k, size = args.bucket, args.key, args.size
+        if args.scenario == "upload_file":
+            return (await engine.upload(b, k, args.file)).size
+        if args.scenario == "upload_stream":
+            return (await engine.upload(b, k, chunks(size))).size
+        if args.scenario == "upload_writer":
+            async with engine.open_writer(b, k) as writer:
+                for chunk in chunks(size):
+                    await writer.write(chunk)
+            assert writer.result is not None
+            return writer.result.size
+        if args.scenario == "download_file":
+            await engine.download_file(b, k, args.out)
+            return os.path.getsize(args.out)  # noqa: ASYNC240
+        if args.scenario == "download_stream":
+            sink = NullSink()
+            await engine.download_to(b, k, sink)
+            return sink.count
+        if args.scenario in ("download_iter", "download_concurrent"):
+
+            async def read_all() -> int:
+                total = 0
+                async with engine.download(b, k) as stream:
+                    async for chunk in stream:
+                        total += len(chunk)
+                return total
+
+            n = args.count if args.scenario == "download_concurrent" else 1
+            return sum(await asyncio.gather(*(read_all() for _ in range(n))))
+        if args.scenario in ("many_small", "concurrent", "concurrent_async", "slow", "budget"):
+            small = args.scenario == "many_small"
+            sem = asyncio.Semaphore(args.concurrency if small else args.count)
+            block = os.urandom(size) if small else b""
+
+            async def one(i: int) -> int:
+                async with sem:
+                    source: Any = block
+                    if args.scenario in ("concurrent_async", "slow"):
+                        source = slow_chunks(size, args.chunk, args.delay)
+                    elif not small:
+                        source = chunks(size)
+                    return (await engine.upload(b, f"{k}/{i}", source)).size
+
+            return sum(await asyncio.gather(*(one(i) for i in range(args.count))))
+        raise Unsupported(args.scenario)
+
     async def scenario() -> int:
         async with streamx.Engine(**engine_args) as engine:
-            b, k, size = args.bucket, args.key, args.size
-            CLOCK.start()
-            if args.scenario == "upload_file":
-                return (await engine.upload(b, k, args.file)).size
-            if args.scenario == "upload_stream":
-                return (await engine.upload(b, k, chunks(size))).size
-            if args.scenario == "upload_writer":
-                async with engine.open_writer(b, k) as writer:
-                    for chunk in chunks(size):
-                        await writer.write(chunk)
-                assert writer.result is not None
-                return writer.result.size
-            if args.scenario == "download_file":
-                fn = getattr(engine, "download_file", None)
-                if fn is None:
-                    raise Unsupported("not available yet (Engine.download_file)")
-                await fn(b, k, args.out)
-                return os.path.getsize(args.out)  # noqa: ASYNC240
-            if args.scenario == "download_stream":
-                fn = getattr(engine, "download_to", None)
-                if fn is not None:
-                    sink = NullSink()
-                    await fn(b, k, sink)
-                    return sink.count
-                gen = getattr(engine, "download", None)
-                if gen is None:
-                    raise Unsupported("not available yet (Engine.download_to / download)")
-                total = 0
-                async for chunk in gen(b, k):
-                    total += len(chunk)
-                return total
-            if args.scenario in ("many_small", "concurrent", "budget"):
-                small = args.scenario == "many_small"
-                sem = asyncio.Semaphore(args.concurrency if small else args.count)
-                block = os.urandom(size) if small else b""
-
-                async def one(i: int) -> int:
-                    async with sem:
-                        source: Any = block if small else chunks(size)
-                        return (await engine.upload(b, f"{k}/{i}", source)).size
-
-                sizes = await asyncio.gather(*(one(i) for i in range(args.count)))
-                return sum(sizes)
-            raise Unsupported(args.scenario)
+            CLOCK.after_setup()
+            if args.mode == "steady":
+                return await repeat_steady_async(lambda: transfer(engine), args.repeat)
+            return await transfer(engine)
 
     measure(lambda: runner(scenario()), note=loop_name)
 

@@ -8,6 +8,13 @@ A source that delivers at its sender's pace (``source.grows``: an HTTP request
 body) gets parts that grow with the bytes that arrived: the budget is taken in
 steps of :data:`GROW_STEP` just before the bytes are read, not a whole part up
 front (see ``_budget.py`` for why that cannot deadlock).
+
+Any other stream of unknown length is probed before its first part is
+reserved: up to ``probe`` bytes (the transfer's ``high_water_mark``, already
+part of its memory bound) are read ahead, and a stream that ends within them
+reserves and holds only what arrived, not a whole part. Under a shared budget
+the probe is charged to the budget's ``heads`` half. A source of known size
+reserves no more than it has left.
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ class Part:
         self.size = len(self.data)
 
 
+class WouldWait(Exception):
+    """``next_part(wait=False)``: the budget cannot give the next part without waiting."""
+
+
 class PartProducer:
     """Reads parts from ``source`` in order; ``eof`` turns true after the last one."""
 
@@ -53,6 +64,7 @@ class PartProducer:
         *,
         checksum_algorithm: str | None,
         equal_parts: bool,
+        probe: int = 0,
         size_hint: int | None = None,
     ) -> None:
         self.source = source
@@ -63,6 +75,7 @@ class PartProducer:
         self.budgets = budgets
         self.checksum_algorithm = checksum_algorithm
         self.equal_parts = equal_parts
+        self.probe = probe
         self.next_number = 1
         self.bytes_read = 0
         self.eof = False
@@ -70,13 +83,11 @@ class PartProducer:
         # Acknowledged parts' buffers, kept with their reservations for the next parts:
         # a recycled buffer skips the allocation, zero-fill and page faults of a new
         # one (about an eighth of the CPU of a file upload), and stays inside the
-        # budget. Alone, a transfer keeps as many as its window holds (its window is
-        # its own); under a shared budget only one, so that idle buffers never keep
-        # another transfer waiting.
+        # budget. Under a shared budget a transfer keeps one, and more (up to what its
+        # own window holds) only while the shared budget is uncrowded: a lone transfer
+        # recycles its whole window, 64 at once do not hoard idle buffers.
         self._spares: list[tuple[bytearray, Reservation]] = []
-        self._max_spares = (
-            1 if len(budgets) > 1 else max(1, budgets[0].limit // max(1, plan.size_of(1)))
-        )
+        self._max_spares = max(1, budgets[0].limit // max(1, plan.size_of(1)))
         self._waiting = False  # the producer waits for budget: don't hold any back
         self.grows = isinstance(source, ChunkSource) and source.grows
         if self.grows:
@@ -98,8 +109,13 @@ class PartProducer:
                 part_number=self.next_number,
             ) from exc
 
-    async def next_part(self) -> Part | None:
-        """The next part, or ``None`` when the source is exhausted."""
+    async def next_part(self, *, wait: bool = True) -> Part | None:
+        """The next part, or ``None`` when the source is exhausted.
+
+        With ``wait=False`` it raises :class:`WouldWait` (having read nothing)
+        instead of waiting for budget: a caller that already holds parts must
+        not wait for more (hold and wait).
+        """
         if self.eof:
             return None
         number = self.next_number
@@ -119,23 +135,68 @@ class PartProducer:
                 part_number=number,
             )
         size = self.plan.size_of(number)
+        if self.source.size is not None:  # a small object or the last part: no more than is left
+            size = max(0, min(size, self.source.size - self.bytes_read))
         if self.grows:
             data, reservation = await self._grow(size)
             return self._finish(number, size, data, reservation)
-        buffer, reservation = self._take_spare(size)
+        head = Reservation()
+        if number == 1 and self.probe and self.source.size is None:
+            size = await self._probe(size, head)
+        ended = head.any_held() and self.source.size is not None  # its head is its whole part
+        buffer, reservation = (None, head) if ended else self._take_spare(size)
         try:
-            if buffer is None:
-                self._waiting = True
-                try:
-                    for budget in self.budgets:
-                        await reservation.take(budget, size)
-                finally:
-                    self._waiting = False
+            if buffer is None and not ended:
+                await self._reserve(reservation, size, wait=wait)
             data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
             raise
+        finally:
+            if not ended:
+                head.release()  # the part's own reservation now covers the probed bytes
         return self._finish(number, size, data, reservation)
+
+    async def _reserve(self, reservation: Reservation, size: int, *, wait: bool) -> None:
+        if not wait:
+            if not all(reservation.try_take(b, size) for b in self.budgets):
+                reservation.release()
+                raise WouldWait
+            return
+        self._waiting = True
+        try:
+            for budget in self.budgets:
+                await reservation.take(budget, size)
+        finally:
+            self._waiting = False
+
+    async def _probe(self, size: int, head: Reservation) -> int:
+        """Peek at a stream's head; its part size if it ended there (``head`` then holds it).
+
+        Under a shared budget the probed bytes are charged to its ``heads``
+        half and to it; alone they are the bound's ``high_water_mark``.
+        """
+        if not getattr(self.source, "probes", False):
+            return size
+        peek = cast(ChunkSource, self.source).peek
+        limit = min(size, self.probe)
+        shared = self.budgets[1:]
+        if any(size > b.limit - b.heads.limit for b in shared):
+            return size  # a budget too small to split: no probe (parts must always fit)
+        try:
+            for budget in shared:
+                await head.take(budget.heads, limit)
+                await head.take(budget, limit)
+            await self._call(peek, limit)
+        except BaseException:
+            head.release()
+            raise
+        if self.source.size is None:
+            return size  # longer than the probe: a whole part it is
+        head.shrink_to(self.source.size)
+        if not shared:
+            head.release()
+        return min(size, self.source.size)
 
     async def _grow(self, size: int) -> tuple[Buffer, Reservation]:
         """Fill a part as its bytes arrive, taking budget one step ahead of them."""
@@ -240,6 +301,7 @@ class PartProducer:
         if (
             len(self._spares) < self._max_spares
             and not self._waiting
+            and (not self._spares or not any(self._crowded(b) for b in self.budgets[1:]))
             and not self.eof
             and isinstance(data, bytearray)
             and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
@@ -247,6 +309,11 @@ class PartProducer:
             self._spares.append((data, part.reservation))
         else:
             part.reservation.release()
+
+    @staticmethod
+    def _crowded(budget: MemoryBudget) -> bool:
+        """Others wait for the shared budget, or more than half of it is held."""
+        return bool(budget.waiting or budget.heads.waiting or 2 * budget.in_use > budget.limit)
 
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
         while self._spares:

@@ -58,7 +58,7 @@ from ..checkpoint import (
     settle,
 )
 from .completer import complete, settle_mismatch, verify_checksum
-from .parts import Part, PartProducer
+from .parts import Part, PartProducer, WouldWait
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
 from .uploader import CompletedPart, PartUploader, check_not_emptied, send_watched
@@ -139,12 +139,14 @@ class UploadPipeline:
             budgets,
             checksum_algorithm=self.algorithm,
             equal_parts=config.equal_parts,
+            probe=config.high_water_mark,
             size_hint=size_hint,
         )
         self.log = log.bind(bucket=bucket, key=key)
+        self.readahead: ReadAhead | None = None
 
     async def run(self) -> UploadResult:
-        readahead = self._readahead()
+        readahead = self.readahead = self._readahead()
         try:
             if self.resolve_store is not None:  # before the source is read
                 self.store = await self.resolve_store()
@@ -156,6 +158,8 @@ class UploadPipeline:
                 tg.cancel_scope.cancel()
             return result
         finally:
+            if readahead is not None:
+                readahead.release()
             self.producer.release_all()
             await self.source.aclose()
 
@@ -167,7 +171,9 @@ class UploadPipeline:
             or self.config.high_water_mark <= 0
         ):
             return None
-        readahead = ReadAhead(self.source._next_chunk, self.config.high_water_mark)
+        readahead = ReadAhead(
+            self.source._next_chunk, self.config.high_water_mark, budget=self.shared_budget
+        )
         self.source._next_chunk = readahead.next_chunk  # type: ignore[method-assign]
         return readahead
 
@@ -180,8 +186,13 @@ class UploadPipeline:
         if self.checkpoint is not None and await self._resume(self.checkpoint):
             result = await self._multipart([])
         else:
-            head = await self._read_head()
-            if self.producer.eof and sum(p.size for p in head) < self.config.multipart_threshold:
+            size = self.source.size
+            if self.checkpoint is None and size is not None and size >= self.config.multipart_threshold:
+                head = await self._read_head_during_create()
+            else:
+                head = await self._read_head()
+            small = sum(p.size for p in head) < self.config.multipart_threshold
+            if self.upload_id is None and self.producer.eof and small:
                 result = await self._put_object(head)
             else:
                 result = await self._multipart(head)
@@ -200,21 +211,47 @@ class UploadPipeline:
     async def _read_head(self) -> list[Part]:
         """Parts up to the multipart threshold, or the whole source if it is smaller.
 
-        With a budget shared between transfers the head is one part: a transfer
-        that held part 1 while waiting for room for part 2 could wait forever,
-        every other transfer holding its own part 1 (hold and wait). A source
-        between ``part_size`` and ``multipart_threshold`` then goes multipart.
+        With a budget shared between transfers only the first part may wait
+        for budget: a transfer that held part 1 while waiting for room for part 2
+        could wait forever, every other transfer holding its own part 1 (hold and
+        wait). Further head parts are taken only if the budget has room now;
+        otherwise a source between ``part_size`` and ``multipart_threshold``
+        goes multipart with what it has.
         """
         head: list[Part] = []
         total = 0
-        while not self.producer.eof and not (head and self.shared_budget is not None):
-            part = await self.producer.next_part()
+        while not self.producer.eof:
+            try:
+                part = await self.producer.next_part(
+                    wait=not head or self.shared_budget is None
+                )
+            except WouldWait:
+                break
+            if self.readahead is not None:
+                self.readahead.go()
             if part is None:
                 break
             head.append(part)
             total += part.size
             if total >= self.config.multipart_threshold:
                 break
+        return head
+
+    async def _read_head_during_create(self) -> list[Part]:
+        """A source known to go multipart: CreateMultipartUpload's round trip overlaps
+        reading (and checksumming) the first part, so the first request leaves at once."""
+
+        async def create() -> None:
+            self.upload_id = await self._create()
+
+        try:
+            async with task_group() as tg:
+                tg.start_soon(create)
+                head = await self._read_head()
+        except BaseException as exc:
+            if self.upload_id is not None:  # created, then the source failed: abort it
+                await self._abort(exc)
+            raise
         return head
 
     async def _put_object(self, head: list[Part]) -> UploadResult:

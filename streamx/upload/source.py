@@ -200,6 +200,7 @@ class ChunkSource:
 
     description = "stream"
     readahead = True  # staged up to high_water_mark ahead of the parts (see readahead.py)
+    probes = True  # the head is peeked at before part 1 is reserved (see parts.py)
     grows = False  # parts take their budget as the bytes arrive (see parts.py)
 
     def __init__(self) -> None:
@@ -219,6 +220,34 @@ class ChunkSource:
                 steps.send(await self._next_chunk())
         except StopIteration as done:
             return cast(Buffer, done.value)
+
+    async def peek(self, limit: int) -> None:
+        """Read up to ``limit`` bytes ahead (before the first part); a stream that ends
+        within them gets its ``size``, so its part is sized to what arrived."""
+        steps = self._peeking(limit)
+        try:
+            steps.send(None)
+            while True:
+                steps.send(await self._next_chunk())
+        except StopIteration:
+            pass
+
+    def _peeking(self, limit: int) -> Generator[None, memoryview | bytes | None, None]:
+        pieces = [self._carry] if self._carry else []
+        have = len(self._carry)
+        while have <= limit and not self._eof:  # one chunk past it: an end at the limit shows
+            chunk = yield
+            if chunk is None:
+                self._eof = True
+            else:
+                pieces.append(chunk)
+                have += len(chunk)
+        if len(pieces) > 1:
+            self._carry = b"".join(pieces)
+        elif pieces:
+            self._carry = pieces[0]
+        if self._eof:
+            self.size = have
 
     def _assemble(
         self, n: int, into: bytearray | None
@@ -313,6 +342,9 @@ class SyncIterSource(ChunkSource):
     """
 
     readahead = False
+    # No probe: it would join the head's chunks in a worker thread, whose malloc
+    # arena keeps the memory (see read() below); parts are budgeted whole instead.
+    probes = False
 
     def __init__(self, iterable: Iterable[Any]) -> None:
         super().__init__()
