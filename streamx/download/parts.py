@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from botocore.exceptions import FlexibleChecksumError
 
 from .._checksum import PartChecksum, Running, composite, param_name
 from .._concurrency import FirstFailure
@@ -221,7 +222,15 @@ class PartDownload:
         body = response["Body"]
         while pos < sent.end:
             with map_errors("GetObject", bucket=p.bucket, key=p.key):
-                chunk = await body.read(min(sent.end - pos, _READ))
+                try:
+                    chunk = await body.read(min(sent.end - pos, _READ))
+                except FlexibleChecksumError as exc:  # botocore's check (ChecksumMode=ENABLED)
+                    raise ChecksumError(
+                        f"part {n} does not match its stored checksum: {exc}",
+                        bucket=p.bucket,
+                        key=p.key,
+                        part_number=n,
+                    ) from exc
             if not chunk:
                 raise NetworkError(f"part {n} ended at byte {pos}", bucket=p.bucket, key=p.key)
             running.update(chunk)
