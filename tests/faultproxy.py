@@ -26,7 +26,8 @@ status   (request)    read the whole body, do not forward, answer ``status`` wit
 truncate response     send the headers and ``at`` bytes of the body (``at=0``: nothing
                       at all), then close (FIN)
 corrupt  request      flip one bit of the request body byte at offset ``at``, forward
-corrupt  response     flip one bit of the response body byte at offset ``at``
+corrupt  response     flip one bit of the response body byte at offset ``at`` (and, if
+                      ``header`` is given, set it as the ``header`` action does)
 header   response     forward the server's answer with response header ``header`` set to
                       ``value`` (a store that reports something else, e.g. a checksum)
 ======== ============ =============================================================
@@ -315,7 +316,7 @@ class FaultProxy:
                     raise _Reset
                 writer.close()
                 raise ConnectionError("closed by FaultProxy before the response")
-        if response_fault is not None and response_fault.action == "header":
+        if response_fault is not None and response_fault.header:  # "header", or "corrupt" too
             name = response_fault.header.lower()
             rpairs = [(k, v) for k, v in rpairs if k.lower() != name]
             rpairs.append((response_fault.header, response_fault.value))

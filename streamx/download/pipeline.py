@@ -43,6 +43,7 @@ from .._retry import RetryPolicy
 from .._s3 import S3
 from .checkpoint import DownloadCheckpoint, DownloadRecord
 from .fetcher import RangeFetcher
+from .parts import try_parts
 from .planner import ByteRange, RangeSpec, coalesce, resolve, slice_from, split
 from .reassembler import Reassembler
 from .resume import previous_record, resume, start
@@ -90,6 +91,7 @@ class DownloadPipeline:
         )
         self.log = log.bind(bucket=bucket, key=key)
         self.ranges = 0
+        self.head: dict[str, Any] | None = None  # a HEAD already asked (see .parts)
 
     async def first_range(self, budgets: list[MemoryBudget]) -> tuple[Reservation, Any, int]:
         """The first ``part_size`` bytes, which also tell the object's size and ETag."""
@@ -146,7 +148,13 @@ class DownloadPipeline:
         size = self.fetcher.size or 0
         if first_len == size and self.fetcher.first_response is not None:
             expected, reason = stored_checksum(self.fetcher.first_response)
-        if expected is None:
+        if (
+            expected is None
+            and self.head is not None
+            and self.head.get("ETag") == self.fetcher.etag
+        ):
+            expected, reason = stored_checksum(self.head)
+        elif expected is None:
             expected, reason = await probe(
                 self.s3, self.bucket, self.key, self.fetcher.etag, self.fetcher.retry
             )
@@ -176,6 +184,8 @@ class DownloadPipeline:
             if record is not None:
                 keep = True
                 work, sums = await resume(self, record, sink, checkpoint)
+            elif checkpoint is None and await try_parts(self, sink):
+                return await self._done_by_parts(sink)
             else:
                 work, sums, keep = await start(self, sink, checkpoint)
             try:
@@ -200,6 +210,12 @@ class DownloadPipeline:
         await self.progress.finish()
         size = self.fetcher.size or 0
         self.log.info("download.complete", size=size, ranges=self.ranges)
+        return self._result(sink.path)
+
+    async def _done_by_parts(self, sink: FileSink) -> DownloadResult:
+        await sink.commit()
+        await self.progress.finish()
+        self.log.info("download.complete", size=self.fetcher.size or 0, parts=self.ranges)
         return self._result(sink.path)
 
     # -- to an ordered sink ----------------------------------------------------------

@@ -26,8 +26,9 @@ So a value is trusted only when its type can be told: ``ChecksumType:
 FULL_OBJECT``, or no type and an object that is not multipart (its ETag has
 no ``-N`` suffix: a single PUT). Composite values (a ``-N`` suffix, or
 ``ChecksumType: COMPOSITE``) cannot be checked against a stream without the
-part boundaries and are ignored, as is a value of unknown type on a
-multipart object. A checksum header on a *partial* response is never used
+part boundaries and are ignored here, as is a value of unknown type on a
+multipart object (``download_file`` without a checkpoint verifies a
+composite object part by part where the store allows it: :mod:`.parts`). A checksum header on a *partial* response is never used
 (no standard says whether it describes the range or the object): the value
 comes from a HEAD (``ChecksumMode=ENABLED``), or from a GET that returned the
 whole object.
