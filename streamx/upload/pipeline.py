@@ -241,12 +241,9 @@ class UploadPipeline:
         """A source known to go multipart: CreateMultipartUpload's round trip overlaps
         reading (and checksumming) the first part, so the first request leaves at once."""
 
-        async def create() -> None:
-            self.upload_id = await self._create()
-
         try:
             async with task_group() as tg:
-                tg.start_soon(create)
+                tg.start_soon(self._open_multipart)
                 head = await self._read_head()
         except BaseException as exc:
             if self.upload_id is not None:  # created, then the source failed: abort it
@@ -422,6 +419,13 @@ class UploadPipeline:
                     self.log.info("upload.checkpoint.discarded", error=str(exc))
         file.remove()
 
+    async def _open_multipart(self) -> None:
+        """Conditions checked against the store (no request), the pre-flight HEAD (fail
+        before sending gigabytes; the authoritative check is at Complete), then Create."""
+        check_conditions(self.store, condition_points("upload", self.conditions, multipart=True))
+        await preflight(self.s3, self.bucket, self.key, self.conditions)
+        self.upload_id = await self._create()
+
     async def _create(self) -> str:
         create_args = dict(self.put_args)
         if self.send_checksums and self.algorithm:
@@ -468,11 +472,8 @@ class UploadPipeline:
 
     async def _multipart(self, head: list[Part]) -> UploadResult:
         if self.upload_id is None:
-            points = condition_points("upload", self.conditions, multipart=True)
-            check_conditions(self.store, points)
-            # fail before sending gigabytes; the authoritative check is at Complete
-            await preflight(self.s3, self.bucket, self.key, self.conditions)
-            self.upload_id = await self._create()
+            await self._open_multipart()
+        assert self.upload_id is not None
         self.log = self.log.bind(upload_id=self.upload_id)
         uploader = PartUploader(
             self.s3,
