@@ -71,6 +71,9 @@ class PartProducer:
         # the length the source must have: its own (a file's size when the upload
         # started) or the caller's size= for a stream
         self.expected_size = source.size if source.size is not None else size_hint
+        # a stream's size becomes known once a probe sees its end; what it must hold
+        # was still only the caller's word
+        self.size_from_caller = source.size is None
         self.plan = plan
         self.budgets = budgets
         self.checksum_algorithm = checksum_algorithm
@@ -243,7 +246,7 @@ class PartProducer:
         ):
             self.eof = True
         try:
-            self._check_length(len(data) < size)
+            self._check_length(self.eof)
         except BaseException:
             reservation.release()
             raise
@@ -263,7 +266,7 @@ class PartProducer:
         expected = self.expected_size
         if expected is None:
             return
-        if self.source.size is None and self.bytes_read > expected:
+        if self.size_from_caller and self.bytes_read > expected:
             raise SourceError(
                 f"the stream yielded more than size={expected} bytes ({self.bytes_read} so "
                 "far); pass its exact length as size=, or leave size out for a stream of "
@@ -273,7 +276,7 @@ class PartProducer:
         if ended and self.bytes_read < expected:
             what = (
                 f"size={expected} was given"
-                if self.source.size is None
+                if self.size_from_caller
                 else f"it had {expected} bytes when the upload started (it shrank, or was "
                 "truncated, while being read)"
             )
