@@ -342,7 +342,7 @@ class SeaweedServer(_Server):
             "-s3.autoCreateBucket=false",
             # every bucket gets volumes of its own: small ones, and enough of them
             "-master.volumeSizeLimitMB=256",
-            "-volume.max=200",
+            "-volume.max=2000",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
         # one copy per volume, else a bucket per test soon finds "No writable volumes"

@@ -93,6 +93,7 @@ async def bucket(engine: streamx.Engine) -> AsyncIterator[str]:
     yield name
     leftovers = await list_uploads(engine, name)
     assert leftovers == [], f"multipart uploads left behind: {leftovers}"
+    await drop_bucket(engine, name)
 
 
 @pytest.fixture
@@ -147,6 +148,22 @@ def peak_rss_mib(pid: int) -> float:
 async def list_uploads(engine: streamx.Engine, bucket: str) -> list[dict[str, Any]]:
     """The bucket's multipart uploads (through streamx's own paginated listing)."""
     return [upload async for upload in engine.s3.list_multipart_uploads(bucket)]
+
+
+async def drop_bucket(engine: streamx.Engine, bucket: str) -> None:
+    """Empty and delete a test's bucket: a suite that makes a bucket per test would otherwise
+    hold every object to the end (moto keeps them in memory; SeaweedFS gives each bucket
+    volumes of its own and runs out of them: "No writable volumes"). Best effort: a bucket
+    the test made versioned or locked may refuse, which costs only space."""
+    client = engine.client
+    try:
+        async for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                await client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        await client.delete_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - clean-up only; the test's verdict is already in
+        pass
 
 
 async def read_object(engine: streamx.Engine, bucket: str, key: str) -> bytes:
