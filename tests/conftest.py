@@ -1,6 +1,8 @@
 """Fixtures: real S3 servers (moto in-process, ``rclone serve s3`` as a subprocess).
 
-Behaviour tests take the ``server`` fixture and run against both. Set
+Behaviour tests take the ``server`` fixture and run against moto, rclone and SeaweedFS;
+tests of streamx's own logic (web, tus, CLI) are marked ``servers("moto", "rclone")`` and run
+on those two only (the store does not change what they test). Set
 ``STREAMX_TEST_ENDPOINT=env`` to run them against the endpoint described by the
 standard ``AWS_*`` variables instead (e.g. MinIO from compose.yaml).
 """
@@ -63,17 +65,50 @@ def moto_nocrc_server() -> Iterator[MotoSubprocessServer]:
         yield server  # type: ignore[misc]
 
 
-def _server_names() -> list[str]:
-    """moto, rclone and SeaweedFS; ``STREAMX_TEST_SERVERS=moto,seaweedfs`` narrows the set."""
+ALL_SERVERS = ["moto", "rclone", "seaweedfs"]
+
+
+def _server_names(suffice: tuple[str, ...] = ()) -> list[str]:
+    """The servers a ``server`` test runs on.
+
+    All three by default; ``STREAMX_TEST_SERVERS=moto,seaweedfs`` narrows the set, and
+    ``STREAMX_TEST_ENDPOINT=env`` replaces it. A test marked ``servers("moto", "rclone")``
+    tests streamx's own logic (web, tus, CLI, argument checks), not the store: it runs on
+    those of the chosen servers only, or on the first chosen one if none of them is chosen.
+    """
     if os.environ.get("STREAMX_TEST_ENDPOINT") == "env":
         return ["env"]
     chosen = os.environ.get("STREAMX_TEST_SERVERS")
-    return chosen.split(",") if chosen else ["moto", "rclone", "seaweedfs"]
+    names = chosen.split(",") if chosen else ALL_SERVERS
+    if not suffice:
+        return names
+    return [name for name in names if name in suffice] or names[:1]
 
 
-@pytest.fixture(params=_server_names())
+def _names_server(marker: pytest.Mark) -> bool:
+    argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+    if isinstance(argnames, str):
+        argnames = argnames.split(",")
+    return "server" in [name.strip() for name in argnames]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``server`` (directly or through ``engine``/``bucket``) over the servers,
+    unless the test names its server itself (``parametrize("server", [...], indirect=True)``)."""
+    if "server" not in metafunc.fixturenames:
+        return
+    if any(_names_server(m) for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    marker = metafunc.definition.get_closest_marker("servers")
+    suffice = tuple(marker.args) if marker else ()
+    unknown = set(suffice) - set(ALL_SERVERS)
+    assert not unknown, f"servers() names unknown servers: {sorted(unknown)}"
+    metafunc.parametrize("server", _server_names(suffice), indirect=True)
+
+
+@pytest.fixture
 def server(request: pytest.FixtureRequest) -> Any:
-    """Each behaviour test runs once per real server."""
+    """Each behaviour test runs once per real server (see :func:`_server_names`)."""
     if request.param == "env":
         return EnvServer()
     return request.getfixturevalue(f"{request.param}_server")
@@ -113,6 +148,19 @@ def sleeps() -> Sleeps:
 async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
     """An engine whose every request goes through the proxy."""
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        yield eng
+
+
+@pytest.fixture(params=["direct", "aiobotocore"])
+async def tengine(
+    request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
+) -> AsyncIterator[streamx.Engine]:
+    """:func:`pengine` once per part transport: streamx's own connections (the default)
+    and aiobotocore's (``direct_parts=False``)."""
+    direct = request.param == "direct"
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, direct_parts=direct) as eng:
+        assert (eng.s3.direct is not None) == direct
         yield eng
 
 
@@ -162,7 +210,7 @@ async def drop_bucket(engine: streamx.Engine, bucket: str) -> None:
             if keys:
                 await client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
         await client.delete_bucket(Bucket=bucket)
-    except Exception:  # noqa: BLE001 - clean-up only; the test's verdict is already in
+    except Exception:
         pass
 
 

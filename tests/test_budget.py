@@ -87,64 +87,6 @@ async def test_a_request_larger_than_the_budget_is_clamped() -> None:
 
 
 @pytest.mark.anyio
-async def test_cancelling_a_waiter_takes_nothing_and_wakes_the_next() -> None:
-    budget = streamx.MemoryBudget(10)
-    await budget.acquire(6)
-    served: list[str] = []
-
-    async def want(name: str, n: int) -> None:
-        await budget.acquire(n)
-        served.append(name)
-
-    async with anyio.create_task_group() as tg:
-        first_scope = anyio.CancelScope()
-
-        async def first() -> None:
-            with first_scope:
-                await want("first", 8)
-
-        tg.start_soon(first)
-        await wait_until(lambda: budget.waiting == 1)
-        tg.start_soon(want, "second", 4)  # fits now, but queued behind "first"
-        await wait_until(lambda: budget.waiting == 2)
-        first_scope.cancel()  # leaving the line lets "second" through
-    assert served == ["second"]
-    assert budget.in_use == 10
-    assert budget.waiting == 0
-
-
-@pytest.mark.anyio
-async def test_a_grant_that_races_a_cancellation_is_given_back_once() -> None:
-    """Granted and cancelled in the same tick: the bytes return exactly once."""
-    budget = streamx.MemoryBudget(10)
-    await budget.acquire(10)
-    scope = anyio.CancelScope()
-    outcome: list[str] = []
-
-    async def waiter() -> None:
-        with scope:
-            await budget.acquire(4)
-            outcome.append("granted")
-        if scope.cancelled_caught:
-            outcome.append("cancelled")
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(waiter)
-        await wait_until(lambda: budget.waiting == 1)
-        budget.release(10)  # grants the waiter's 4 bytes...
-        scope.cancel()  # ...and cancels it before it runs again
-    assert budget.in_use in (0, 4)
-    if outcome == ["cancelled"]:
-        assert budget.in_use == 0  # handed back, not lost and not released twice
-    else:
-        assert outcome == ["granted"]
-        budget.release(4)
-    assert budget.in_use == 0
-    await budget.acquire(10)  # the whole budget is available again
-    assert budget.in_use == 10
-
-
-@pytest.mark.anyio
 async def test_a_reservation_releases_exactly_once() -> None:
     shared = streamx.MemoryBudget(100)
     own = streamx.MemoryBudget(50)

@@ -290,23 +290,6 @@ async def test_sink_that_raises(engine: streamx.Engine, bucket: str, tmp_path: P
 
 
 @pytest.mark.anyio
-async def test_cancelled_download_file_leaves_nothing(
-    engine: streamx.Engine, bucket: str, tmp_path: Path
-) -> None:
-    await put(engine, bucket, "c", os.urandom(4 * PART))
-    target = tmp_path / "c.bin"
-    with anyio.CancelScope() as scope:
-
-        def cancel(event: streamx.ProgressEvent) -> None:
-            if event.bytes_done > 0:
-                scope.cancel()
-
-        await engine.download_file(bucket, "c", target, config=cfg(), on_progress=cancel)
-    assert scope.cancelled_caught
-    assert entries(tmp_path) == []
-
-
-@pytest.mark.anyio
 async def test_object_replaced_mid_download(
     engine: streamx.Engine, bucket: str, tmp_path: Path
 ) -> None:
@@ -377,21 +360,3 @@ async def test_download_to_a_pipe_under_a_shared_budget(server: Any, bucket: str
                 result = await engine.download_to(bucket, "p", writer, config=cfg(queue_size=8))
         assert digest.hexdigest() == sha(data) and result.ranges == 4
         assert 0 < budget.peak <= budget.limit and budget.in_use == 0
-
-
-@pytest.mark.anyio
-async def test_cancelled_listing_and_stream(engine: streamx.Engine, bucket: str) -> None:
-    await put(engine, bucket, "a", os.urandom(MiB))
-    await put(engine, bucket, "b", b"b")
-    with anyio.CancelScope() as scope:
-        async for _info in engine.list(bucket, page_size=1):
-            scope.cancel()
-            await anyio.lowlevel.checkpoint()  # cancelled here
-    assert scope.cancelled_caught
-    with anyio.CancelScope() as scope:
-        async with engine.download(bucket, "a", chunk_size=1024) as stream:
-            async for _chunk in stream:
-                scope.cancel()
-                await anyio.lowlevel.checkpoint()
-    assert scope.cancelled_caught and stream._body is None  # released
-    assert [i.key async for i in engine.list(bucket)] == ["a", "b"]

@@ -239,31 +239,6 @@ async def test_a_flipped_byte_after_resume_fails_and_leaves_nothing(
 
 
 @pytest.mark.anyio
-async def test_cancellation_keeps_the_download_for_a_resume(
-    pengine: streamx.Engine, proxy: FaultProxy, bucket: str, obj: str, tmp_path: Path
-) -> None:
-    target, cp = tmp_path / "out.bin", tmp_path / "cp.json"
-    with anyio.CancelScope() as scope:
-
-        def cancel(event: streamx.ProgressEvent) -> None:
-            if event.bytes_done >= PART:
-                scope.cancel()
-
-        cfg = streamx.TransferConfig(part_size=PART, queue_size=1, progress_interval=0)
-        await pengine.download_file(
-            bucket, obj, target, config=cfg, checkpoint=cp, on_progress=cancel
-        )
-    assert scope.cancelled_caught
-    record = recorded(cp)
-    assert "0" in record["ranges"] and exists(Path(record["temp_path"])) == [True]
-    mark = len(proxy.requests)
-    await pengine.download_file(bucket, obj, target, config=cfg, checkpoint=cp)
-    assert sha(target.read_bytes()) == sha(DATA)
-    assert f"bytes=0-{PART - 1}" not in asked(proxy, mark)
-    assert entries(tmp_path) == ["out.bin"]
-
-
-@pytest.mark.anyio
 async def test_mismatching_checkpoints(
     pengine: streamx.Engine, proxy: FaultProxy, bucket: str, obj: str, tmp_path: Path
 ) -> None:

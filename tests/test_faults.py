@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import list_uploads, read_object
+from conftest import read_object
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
@@ -299,34 +299,6 @@ async def test_source_raises_while_parts_are_being_retried(
     assert isinstance(info.value.__cause__, OSError) and info.value.upload_id
     assert proxy.sent("AbortMultipartUpload")
     await assert_absent(engine, bucket, "src")
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("seed", range(5))
-async def test_cancel_at_a_random_point(
-    pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy, seed: int
-) -> None:
-    """Cancelled anywhere (create, parts, retries, complete): no upload left, no partial object."""
-    rng = random.Random(seed)
-    # slow every request a little and fail some, so a cancellation can land anywhere
-    proxy.add(
-        Fault(
-            "stall", phase="response", seconds=0.02, times=None, where=lambda r: rng.random() < 0.7
-        )
-    )
-    proxy.add(Fault("status", op="UploadPart", times=2, code="SlowDown"))
-    deadline = rng.uniform(0.0, 0.6)
-
-    with anyio.move_on_after(deadline) as scope:
-        await pengine.upload(bucket, "cancelled", DATA, config=CFG)
-
-    # Cancelled before CompleteMultipartUpload: no object. Cancelled once it was
-    # sent (it is shielded, so its outcome is known) or not cancelled: the whole object.
-    if scope.cancelled_caught and not proxy.sent("CompleteMultipartUpload"):
-        await assert_absent(engine, bucket, "cancelled")
-    else:
-        assert sha(await read_object(engine, bucket, "cancelled")) == sha(DATA)
-    assert await list_uploads(engine, bucket) == []
 
 
 # ---------------------------------------------------------------- bad input, before any request

@@ -249,34 +249,6 @@ async def test_restart_aborts_the_recorded_upload(
 
 
 @pytest.mark.anyio
-async def test_cancellation_keeps_the_upload_for_a_resume(
-    pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy, tmp_path: Path
-) -> None:
-    cp = tmp_path / "cp.json"
-    proxy.add(Fault("stall", op="UploadPart", query={"partNumber": "4"}))
-    reached = anyio.Event()
-
-    def watch(event: streamx.ProgressEvent) -> None:
-        if event.parts_done >= 3:
-            reached.set()
-
-    cfg = streamx.TransferConfig(part_size=PART, queue_size=1, progress_interval=0)
-    async with anyio.create_task_group() as tg:
-
-        async def run() -> None:
-            await pengine.upload(bucket, "c", DATA, config=cfg, checkpoint=cp, on_progress=watch)
-
-        tg.start_soon(run)
-        await reached.wait()
-        tg.cancel_scope.cancel()
-
-    assert len(await list_uploads(engine, bucket)) == 1 and cp.exists()
-    proxy.clear()
-    await pengine.upload(bucket, "c", DATA, config=CFG, checkpoint=cp)
-    assert await read_object(engine, bucket, "c") == DATA and not cp.exists()
-
-
-@pytest.mark.anyio
 async def test_small_source_with_checkpoint_is_one_put(
     pengine: streamx.Engine, engine: streamx.Engine, bucket: str, proxy: FaultProxy, tmp_path: Path
 ) -> None:

@@ -350,38 +350,6 @@ async def test_progress_callback_can_stop_an_upload(engine: streamx.Engine, buck
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("stage", ["before-create", "mid-parts", "writer"])
-async def test_cancellation_aborts(engine: streamx.Engine, bucket: str, stage: str) -> None:
-    started = anyio.Event()
-
-    async def stalls_after(n_parts: int) -> AsyncIterator[bytes]:
-        for _ in range(n_parts):
-            yield PAYLOAD[:PART]
-        started.set()
-        await anyio.sleep_forever()
-        yield b""  # pragma: no cover
-
-    async with anyio.create_task_group() as tg:
-
-        async def run() -> None:
-            if stage == "writer":
-                async with engine.open_writer(bucket, "c", config=CFG) as writer:
-                    await writer.write(PAYLOAD[: 3 * PART])
-                    started.set()
-                    await anyio.sleep_forever()
-            else:
-                n = 0 if stage == "before-create" else 3
-                await engine.upload(bucket, "c", stalls_after(n), config=CFG)
-
-        tg.start_soon(run)
-        await started.wait()
-        if stage != "before-create":
-            await wait_for_upload(engine, bucket)
-        tg.cancel_scope.cancel()
-    assert await list_uploads(engine, bucket) == []
-
-
-@pytest.mark.anyio
 async def test_leave_parts_on_error_keeps_the_upload(engine: streamx.Engine, bucket: str) -> None:
     def failing() -> Iterator[bytes]:
         yield PAYLOAD[: 2 * PART]
