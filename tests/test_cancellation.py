@@ -27,7 +27,6 @@ import test_upload as upload
 from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy
 from test_budget import wait_until
-from test_faults import sleeps  # noqa: F401 - the fixture: retries record their sleep, never wait
 
 import streamx
 from streamx._budget import MemoryBudget

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = pytest.mark.servers("moto", "rclone")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TRANSFERS = """

@@ -11,7 +11,8 @@ from conftest import list_uploads
 import streamx
 from streamx.maintenance import abort_stale_uploads
 
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 # moto reports a fixed Initiated date in 2010; rclone the real time. A century is
 # "young" for both, zero seconds is "old" for both.

@@ -15,7 +15,8 @@ import streamx
 from streamx.bulk import SyncEvent, sync
 from streamx.testing import MotoServer, RcloneServer
 
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 TREE = {
     "a/b": b"ab" * 100,

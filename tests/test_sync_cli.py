@@ -13,7 +13,8 @@ import pytest
 
 import streamx
 
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 
 def env_for(server: Any) -> dict[str, str]:

@@ -23,6 +23,9 @@ from faultproxy import FaultProxy
 import streamx
 from streamx._limits import TiB
 
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = pytest.mark.servers("moto", "rclone")
+
 MiB = 1024 * 1024
 PART = 5 * MiB
 SMALL = b"small body"
@@ -66,6 +69,7 @@ HEADER_CASES = [
 
 
 @pytest.mark.anyio
+@pytest.mark.servers("rclone")  # refused before any request: the store never sees it
 @pytest.mark.parametrize("size", ["small", "multipart"])
 @pytest.mark.parametrize(("name", "args"), HEADER_CASES, ids=[repr(c[1]) for c in HEADER_CASES])
 async def test_header_injection_is_refused_before_any_request(

@@ -21,7 +21,8 @@ from streamx.web import AccessRequest, UploadSettings, WebError
 from streamx.web.aiohttp import add_routes
 
 MiB = 1024 * 1024
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 
 def user_prefix(request: Any) -> str:

@@ -16,7 +16,8 @@ import streamx
 from streamx.web._metadata import check_metadata, metadata_text
 
 MiB = 1024 * 1024
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 
 def test_metadata_values_become_strings_like_companion() -> None:

@@ -27,6 +27,9 @@ from streamx.web._core import (
     web_error_for,
 )
 
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = pytest.mark.servers("moto", "rclone")
+
 MiB = 1024 * 1024
 
 

@@ -17,7 +17,8 @@ import streamx
 
 MiB = 1024 * 1024
 EVIL = "https://evil.example"
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 
 def as_user(base: str, user: str | None, **headers: str) -> httpx.AsyncClient:

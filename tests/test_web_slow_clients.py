@@ -23,7 +23,8 @@ import streamx
 MiB = 1024 * 1024
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
-pytestmark = pytest.mark.anyio
+# streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
+pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 
 
 def host_port(base: str) -> tuple[str, int]:
