@@ -106,6 +106,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("server", _server_names(suffice), indirect=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``diagonal("a", "b")``: of the a × b parameter combinations, keep those at equal
+    positions (a[0] with b[0], a[1] with b[1], ...), so each value of each runs once. For
+    matrices such as S3 server × web framework, where neither value changes what the other
+    tests; the rest show as deselected."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("diagonal")
+        indices = getattr(getattr(item, "callspec", None), "indices", {})
+        if marker and all(n in indices for n in marker.args):
+            if len({indices[n] for n in marker.args}) > 1:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Any:
     """Each behaviour test runs once per real server (see :func:`_server_names`)."""

@@ -32,6 +32,9 @@ from tus_helpers import (
 import streamx
 from streamx.web.tus import TusOptions, sweep_expired
 
+# tus is streamx's protocol, not the store's: moto with FastAPI, rclone with aiohttp (conftest.py)
+pytestmark = pytest.mark.diagonal("s3server", "framework")
+
 H = {"Tus-Resumable": "1.0.0"}
 OCTETS = {**H, "Content-Type": "application/offset+octet-stream"}
 

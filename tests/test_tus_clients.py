@@ -27,6 +27,9 @@ from tus_helpers import (
 )
 from tusclient import client as tuspy
 
+# tus is streamx's protocol, not the store's: moto with FastAPI, rclone with aiohttp (conftest.py)
+pytestmark = pytest.mark.diagonal("s3server", "framework")
+
 H = {"Tus-Resumable": "1.0.0"}
 RETRIES = [100, 300, 500, 1000, 1000, 2000, 2000, 3000, 3000, 5000, 5000]
 

@@ -221,6 +221,7 @@ def pick_and_upload(browser: Any, paths: list[Path]) -> None:
     browser.find_element(By.CSS_SELECTOR, ".uppy-StatusBar-actionBtn--upload").click()
 
 
+@pytest.mark.diagonal("uppy_app", "adapter")  # rclone with FastAPI, moto with aiohttp
 def test_uppy_dashboard_uploads(browser: Any, uppy_app: UppyApp, tmp_path: Path) -> None:
     files = {
         "big.bin": 12 * MiB + 7,  # three parts of 5, 5 and 2 MiB
@@ -245,6 +246,7 @@ def test_uppy_dashboard_uploads(browser: Any, uppy_app: UppyApp, tmp_path: Path)
         assert "upload" in uppy_app.actions  # small.bin went as a presigned POST
 
 
+@pytest.mark.diagonal("uppy_app", "adapter")  # rclone with FastAPI, moto with aiohttp
 def test_uppy_dashboard_cancel(browser: Any, uppy_app: UppyApp, tmp_path: Path) -> None:
     path = tmp_path / "cancelled.bin"
     write_file(path, 15 * MiB, seed=9)  # three parts: the Cancel comes after the first
@@ -258,6 +260,7 @@ def test_uppy_dashboard_cancel(browser: Any, uppy_app: UppyApp, tmp_path: Path) 
     assert "multipart.complete" not in uppy_app.actions
 
 
+@pytest.mark.diagonal("uppy_app", "adapter")  # rclone with FastAPI, moto with aiohttp
 def test_uppy_dashboard_pause_resume(browser: Any, uppy_app: UppyApp, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
