@@ -27,12 +27,14 @@ MiB = 1024 * 1024
 # ---- unit tests -------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("limit", [0, -1, True, 1.5, "128"])
 def test_rejects_a_bad_limit(limit: object) -> None:
     with pytest.raises(streamx.ConfigError):
         streamx.MemoryBudget(limit)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_engine_rejects_a_bad_budget() -> None:
     with pytest.raises(streamx.ConfigError):
         streamx.Engine(memory_budget="lots")  # type: ignore[arg-type]
@@ -41,6 +43,7 @@ def test_engine_rejects_a_bad_budget() -> None:
     assert engine.memory_budget.limit == 64 * MiB
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 async def test_waiters_are_served_in_fifo_order() -> None:
     """A small request that would fit must not overtake a larger one queued before it."""
@@ -66,6 +69,7 @@ async def test_waiters_are_served_in_fifo_order() -> None:
     assert budget.peak == 8
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 async def test_a_request_larger_than_the_budget_is_clamped() -> None:
     budget = streamx.MemoryBudget(10)
@@ -86,6 +90,7 @@ async def test_a_request_larger_than_the_budget_is_clamped() -> None:
     assert budget.in_use == 0
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 async def test_a_reservation_releases_exactly_once() -> None:
     shared = streamx.MemoryBudget(100)

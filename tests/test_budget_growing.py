@@ -13,7 +13,7 @@ from streamx._limits import PartPlan
 from streamx.upload.parts import GROW_STEP, PartProducer
 from streamx.upload.source import ArrivingSource
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.unit]  # pure logic: no server
 MiB = 1024 * 1024
 
 
@@ -104,6 +104,7 @@ async def test_a_growing_part_holds_what_arrived_not_a_whole_part() -> None:
         for offset in range(10, len(data), 100_000):
             await send.send(data[offset : offset + 100_000])
         await send.aclose()
+    await receive.aclose()  # the caller's stream: streamx does not close what it was given
     producer.release_all()
     assert [len(p) for p in parts] == [8 * MiB, 4 * MiB] and b"".join(parts) == data
     assert shared.in_use == 0 and window.in_use == 0

@@ -62,6 +62,7 @@ def whole_object_value(data: bytes, algorithm: str) -> str:
 # ------------------------------------------------------------------------------- pure functions
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("algorithm", ["CRC32C", "CRC32", "CRC64NVME"])
 @pytest.mark.parametrize("cuts", [[1], [3, 5], [0, 10, 10, 300], [999]])
 def test_combined_crc_equals_crc_of_the_whole(algorithm: str, cuts: list[int]) -> None:
@@ -76,6 +77,7 @@ def test_combined_crc_equals_crc_of_the_whole(algorithm: str, cuts: list[int]) -
     assert running.result() == combined
 
 
+@pytest.mark.unit
 def test_composite_sha256_is_the_hash_of_part_hashes() -> None:
     parts = [b"a" * 10, b"b" * 7]
     digests = b"".join(hashlib.sha256(p).digest() for p in parts)

@@ -13,6 +13,7 @@ from streamx._limits import MiB
 from streamx.testing import free_port
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -37,6 +38,7 @@ def test_bad_config_is_a_value_error(kwargs: dict[str, Any], message: str) -> No
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.unit
 def test_config_is_frozen_and_keyword_only() -> None:
     cfg = streamx.TransferConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -58,6 +60,7 @@ def _closed_file() -> io.BytesIO:
     return f
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("bucket", "key", "source", "extra", "error"),
@@ -97,12 +100,14 @@ async def test_bad_arguments_fail_before_any_request(
                     pytest.fail("the writer must not open")
 
 
+@pytest.mark.unit
 def test_engine_outside_async_with() -> None:
     engine = streamx.Engine()
     with pytest.raises(RuntimeError, match="async with"):
         engine.s3  # noqa: B018
 
 
+@pytest.mark.unit
 def test_engine_repr_hides_credentials() -> None:
     engine = streamx.Engine(aws_access_key_id="AKIDSECRET", aws_secret_access_key="s3cr3t")
     assert "s3cr3t" not in repr(engine) and "AKIDSECRET" not in repr(engine)

@@ -36,6 +36,7 @@ PART = 8 * MiB
 # ---- unit tests -------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_default_budget_is_capped_and_never_below_the_floor() -> None:
     assert default_memory_budget() <= 128 * MiB
     assert default_memory_budget(floor=300 * MiB) == 300 * MiB
@@ -48,6 +49,7 @@ def test_the_default_budget_is_capped_and_never_below_the_floor() -> None:
     assert engine.memory_budget.limit >= big.memory_bound  # a lone transfer gets its window
 
 
+@pytest.mark.unit
 def test_try_acquire_never_waits_and_never_jumps_the_queue() -> None:
     budget = streamx.MemoryBudget(100)
     assert budget.try_acquire(60)
@@ -66,6 +68,7 @@ def test_try_acquire_never_waits_and_never_jumps_the_queue() -> None:
     anyio.run(main)
 
 
+@pytest.mark.unit
 def test_a_reservation_shrinks_to_what_arrived() -> None:
     async def main() -> None:
         shared = streamx.MemoryBudget(10 * MiB)
@@ -97,6 +100,7 @@ def producer(source: AsyncIterSource, shared: streamx.MemoryBudget) -> PartProdu
     )
 
 
+@pytest.mark.unit
 def test_a_small_stream_holds_only_what_arrived_not_a_part() -> None:
     async def main() -> None:
         shared = streamx.MemoryBudget(64 * MiB)
@@ -111,6 +115,7 @@ def test_a_small_stream_holds_only_what_arrived_not_a_part() -> None:
     anyio.run(main)
 
 
+@pytest.mark.unit
 def test_a_long_stream_trades_its_probed_head_for_a_whole_part() -> None:
     async def main() -> None:
         shared = streamx.MemoryBudget(64 * MiB)
@@ -245,6 +250,7 @@ async def test_1000_slow_producers_under_the_default_budget_all_complete(
         assert budget.peak <= budget.limit
 
 
+@pytest.mark.unit
 def test_a_small_object_of_known_size_reserves_its_size_not_a_part() -> None:
     from streamx.upload.source import BytesSource
 

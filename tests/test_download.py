@@ -50,6 +50,7 @@ def cfg(queue_size: int = 4) -> streamx.TransferConfig:
 # -- pure planning -------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_resolve_reads_ranges_like_slices() -> None:
     data = bytes(range(100))
     for spec in [(0, 10), (10, 10), (90, None), (-7, None), (5, -5), (-20, -10), (0, 100)]:
@@ -68,6 +69,7 @@ def test_resolve_reads_ranges_like_slices() -> None:
         check_spec((-10, 5))  # a suffix start with an absolute end depends on the size
 
 
+@pytest.mark.unit
 def test_coalesce_merges_near_and_splits_long() -> None:
     wanted = [ByteRange(0, 10), ByteRange(5, 20), ByteRange(20, 30), ByteRange(1000, 1010)]
     assert coalesce(wanted, gap=0, max_size=100) == [ByteRange(0, 30), ByteRange(1000, 1010)]

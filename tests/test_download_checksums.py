@@ -89,6 +89,7 @@ async def composite_upload(engine: streamx.Engine, bucket: str, key: str, data: 
 # -- which values are trusted ------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_only_values_of_a_known_type_are_trusted() -> None:
     single = '"5ffd3843f43dad3b15fb079dddb6c87b"'
     multi = '"24fee29023f7006aa299120e56d94d8d-3"'

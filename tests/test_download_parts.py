@@ -45,6 +45,7 @@ CONFIG = streamx.TransferConfig(part_size=PART, queue_size=2)
 # -- the decisions, pure ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_composite_values_are_recognised() -> None:
     assert composite_of({"ChecksumCRC32C": "AAAAAA==-3"}) == CompositeChecksum(
         "CRC32C", "AAAAAA==-3", 3
@@ -58,6 +59,7 @@ def test_composite_values_are_recognised() -> None:
     assert composite_of({"ETag": '"ab-2"'}) is None
 
 
+@pytest.mark.unit
 def test_parts_are_fetched_only_to_verify_a_composite_object_without_checkpoint() -> None:
     head = {"ChecksumCRC32C": "AAAAAA==-3"}
     assert should_fetch_parts(head, checksum="when_supported", checkpoint=False)
@@ -67,6 +69,7 @@ def test_parts_are_fetched_only_to_verify_a_composite_object_without_checkpoint(
     assert not should_fetch_parts(full, checksum="when_supported", checkpoint=False)
 
 
+@pytest.mark.unit
 def test_part_and_composite_checks() -> None:
     check_part("CRC32C", SUMS[0].b64, SUMS[0], bucket="b", key="k", part=1)
     with pytest.raises(streamx.ChecksumError) as info:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 import streamx
+
+pytestmark = pytest.mark.unit  # pure logic: no server
 
 
 def test_all_matches_public_names() -> None:

@@ -349,6 +349,7 @@ async def test_bad_input_fails_before_any_request(
         assert proxy.requests == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "bad",
     [

@@ -119,6 +119,7 @@ async def test_an_upload_gone_meanwhile_is_skipped(
         await _cleanup(engine, bucket)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("args", "kwargs", "match"),
     [
@@ -149,6 +150,7 @@ async def test_bad_arguments_fail_before_any_request(
             await engine.abort_stale_uploads(*args, **kwargs)
 
 
+@pytest.mark.unit
 async def test_older_than_is_required() -> None:
     async with streamx.Engine(endpoint_url="http://127.0.0.1:9", region_name="us-east-1") as engine:
         with pytest.raises(TypeError):

@@ -15,6 +15,8 @@ from streamx.upload import parts as parts_module
 from streamx.upload.parts import PartProducer
 from streamx.upload.source import open_source
 
+pytestmark = pytest.mark.unit  # pure logic: no server
+
 PART = 5 * 1024 * 1024
 
 

@@ -20,6 +20,7 @@ from streamx._limits import (
 )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("part_size", [5 * MiB, 8 * MiB, 16 * MiB, 100 * MiB, 5 * GiB])
 def test_stream_plan_holds_5_tib_in_10000_parts(part_size: int) -> None:
     plan = PartPlan.for_stream(part_size)
@@ -31,6 +32,7 @@ def test_stream_plan_holds_5_tib_in_10000_parts(part_size: int) -> None:
     assert sizes == sorted(sizes), "parts never shrink"
 
 
+@pytest.mark.unit
 def test_stream_plan_keeps_parts_small_as_long_as_possible() -> None:
     plan = PartPlan.for_stream(8 * MiB)
     assert plan.interval is not None and plan.interval > 1000
@@ -40,17 +42,20 @@ def test_stream_plan_keeps_parts_small_as_long_as_possible() -> None:
     assert PartPlan(8 * MiB, plan.interval + 1).capacity < MAX_OBJECT_SIZE
 
 
+@pytest.mark.unit
 def test_large_base_needs_no_growth() -> None:
     plan = PartPlan.for_stream(600 * MiB)
     assert plan.interval is None and plan.capacity == 600 * MiB * MAX_PARTS
 
 
+@pytest.mark.unit
 def test_equal_parts_capacity_is_part_size_times_10000() -> None:
     plan = PartPlan.for_stream(8 * MiB, equal_parts=True)
     assert plan.size_of(1) == plan.size_of(MAX_PARTS) == 8 * MiB
     assert plan.capacity == 8 * MiB * MAX_PARTS
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("size", "expected"),
     [(0, 8 * MiB), (1, 8 * MiB), (80 * GiB, 9 * MiB), (5 * TiB, 525 * MiB)],
@@ -61,11 +66,13 @@ def test_known_size_grows_to_fit_10000_parts(size: int, expected: int) -> None:
     assert plan.base * MAX_PARTS >= size
 
 
+@pytest.mark.unit
 def test_known_size_over_5_tib_is_refused() -> None:
     with pytest.raises(ValueError, match="5 TiB"):
         PartPlan.for_known_size(MAX_OBJECT_SIZE + 1, 8 * MiB)
 
 
+@pytest.mark.unit
 @given(st.integers(1, MAX_PARTS), st.sampled_from([5 * MiB, 8 * MiB, 64 * MiB]))
 def test_offsets_are_prefix_sums(n: int, base: int) -> None:
     plan = PartPlan.for_stream(base)
@@ -75,6 +82,7 @@ def test_offsets_are_prefix_sums(n: int, base: int) -> None:
         assert plan.offset_of(n) == plan.offset_of(n - 1) + plan.size_of(n - 1)
 
 
+@pytest.mark.unit
 def test_part_number_outside_s3_range() -> None:
     with pytest.raises(ValueError):
         PartPlan(8 * MiB).size_of(0)
@@ -89,6 +97,7 @@ def test_memory_bound_stream_limit() -> None:
     assert cfg.memory_bound == cfg.high_water_mark + 32 * MiB
 
 
+@pytest.mark.unit
 def test_sizes_format_and_parse() -> None:
     assert format_size(8 * MiB) == "8 MiB"
     assert format_size(1536) == "1.5 KiB"

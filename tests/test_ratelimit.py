@@ -34,6 +34,7 @@ class Clock:
         await anyio.lowlevel.checkpoint()
 
 
+@pytest.mark.unit
 async def test_requests_per_second_after_the_burst() -> None:
     clock = Clock()
     limit = streamx.RateLimit(requests_per_second=10, clock=clock, sleep=clock.sleep)
@@ -45,6 +46,7 @@ async def test_requests_per_second_after_the_burst() -> None:
     assert clock.now == pytest.approx(2.0)
 
 
+@pytest.mark.unit
 async def test_bytes_per_second_and_debt_is_paid_in_order() -> None:
     clock = Clock()
     limit = streamx.RateLimit(bytes_per_second=1000, clock=clock, sleep=clock.sleep)
@@ -57,6 +59,7 @@ async def test_bytes_per_second_and_debt_is_paid_in_order() -> None:
     assert limit.bytes == 9000 and limit.slept == pytest.approx(7.0)
 
 
+@pytest.mark.unit
 async def test_aimd_window() -> None:
     clock = Clock()
     limit = streamx.RateLimit(max_in_flight=16, cooldown=1.0, clock=clock, sleep=clock.sleep)
@@ -78,6 +81,7 @@ async def test_aimd_window() -> None:
     assert limit.window == 1
 
 
+@pytest.mark.unit
 async def test_slot_holds_the_window() -> None:
     limit = streamx.RateLimit(max_in_flight=2)
     peak = 0
@@ -95,6 +99,7 @@ async def test_slot_holds_the_window() -> None:
     assert peak == 2 and limit.in_flight == 0
 
 
+@pytest.mark.unit
 def test_bad_arguments() -> None:
     for kwargs in (
         {"bytes_per_second": 0},

@@ -258,6 +258,7 @@ async def test_small_source_with_checkpoint_is_one_put(
     assert [r.op for r in proxy.requests] == ["PutObject"] and not cp.exists()
 
 
+@pytest.mark.unit
 def test_checkpoint_argument_validation(tmp_path: Path) -> None:
     from streamx.checkpoint import open_checkpoint
 

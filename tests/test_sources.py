@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 import streamx
 from streamx.upload.source import open_source
 
+pytestmark = pytest.mark.unit  # pure logic: no server
+
 DATA = os.urandom(300_000)
 
 
@@ -102,7 +104,8 @@ async def test_readers_and_streams(tmp_path: object) -> None:
     send.close()
     from anyio.streams.buffered import BufferedByteReceiveStream
 
-    check(await drain(BufferedByteReceiveStream(receive), 65_536), DATA, 65_536)
+    async with BufferedByteReceiveStream(receive) as stream:  # the caller's to close
+        check(await drain(stream, 65_536), DATA, 65_536)
 
 
 @pytest.mark.anyio

@@ -33,6 +33,7 @@ from streamx._stores import (
 # -- the table ---------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_every_profile_cites_a_source_for_its_facts() -> None:
     assert set(PROFILES) == {
         "aws", "minio", "r2", "b2", "gcs", "wasabi", "ceph", "seaweedfs", "rclone", "moto",
@@ -42,6 +43,7 @@ def test_every_profile_cites_a_source_for_its_facts() -> None:
         assert set(p.conditions) <= set(POINTS), p.name
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("endpoint", "name"),
     [
@@ -59,6 +61,7 @@ def test_detect_from_the_host_name(endpoint: str | None, name: str) -> None:
     assert detect(endpoint).name == name
 
 
+@pytest.mark.unit
 def test_an_unknown_store_name_is_a_config_error() -> None:
     with pytest.raises(streamx.ConfigError, match="store must be one of"):
         profile("s4")
@@ -69,16 +72,19 @@ def test_an_unknown_store_name_is_a_config_error() -> None:
 # -- profile -> transfer settings ----------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_aws_keeps_the_defaults() -> None:
     config = TransferConfig()
     assert adapt(config, PROFILES["aws"]) is config
 
 
+@pytest.mark.unit
 def test_unknown_store_keeps_the_defaults() -> None:
     config = TransferConfig()
     assert adapt(config, UNKNOWN) is config
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["b2", "gcs"])
 def test_stores_that_refusechecksum_headers_get_none(name: str) -> None:
     adapted = adapt(TransferConfig(), PROFILES[name])
@@ -86,6 +92,7 @@ def test_stores_that_refusechecksum_headers_get_none(name: str) -> None:
     assert adapt(TransferConfig(checksum="off"), PROFILES[name]).checksum == "off"
 
 
+@pytest.mark.unit
 def test_r2_gets_equal_parts_and_a_full_object_algorithm_it_verifies() -> None:
     adapted = adapt(TransferConfig(), PROFILES["r2"])
     assert adapted.equal_parts is True
@@ -96,6 +103,7 @@ def test_r2_gets_equal_parts_and_a_full_object_algorithm_it_verifies() -> None:
     ).checksum_algorithm == ("SHA256")
 
 
+@pytest.mark.unit
 def test_minio_keeps_crc32c() -> None:
     """MinIO keeps a composite value whatever type is asked (streamx verifies it as such):
     no reason to trade CRC32C for a slower algorithm."""
@@ -107,6 +115,7 @@ def test_minio_keeps_crc32c() -> None:
 # -- conditions ------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_condition_points() -> None:
     assert condition_points("upload", {"IfNoneMatch": "*"}) == [
         "PutObject:IfNoneMatch",
@@ -122,6 +131,7 @@ def test_condition_points() -> None:
     assert condition_points("upload", {}) == []
 
 
+@pytest.mark.unit
 def test_check_conditions_refuses_only_what_is_known_to_be_ignored() -> None:
     check_conditions(PROFILES["aws"], POINTS)
     check_conditions(UNKNOWN, POINTS)  # unknown: the engine probes first
@@ -135,11 +145,13 @@ def test_check_conditions_refuses_only_what_is_known_to_be_ignored() -> None:
 # -- sizes -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_aws_limit_is_10000_parts_of_5_gib() -> None:
     assert PROFILES["aws"].max_object_size == MAX_PARTS * MAX_PART_SIZE
     assert round(PROFILES["aws"].max_object_size / TiB, 1) == 48.8
 
 
+@pytest.mark.unit
 def test_planner_reaches_48_8_tib_on_aws() -> None:
     limit = PROFILES["aws"].max_object_size
     plan = PartPlan.for_known_size(limit, 8 * MiB, max_object_size=limit)
@@ -152,6 +164,7 @@ def test_planner_reaches_48_8_tib_on_aws() -> None:
         PartPlan.for_known_size(limit + 1, 8 * MiB, max_object_size=limit)
 
 
+@pytest.mark.unit
 def test_planner_stops_at_5_tib_elsewhere() -> None:
     PartPlan.for_known_size(5 * TiB, 8 * MiB)
     with pytest.raises(ValueError, match="5 TiB"):
@@ -249,6 +262,7 @@ def _pipeline(store: str, size_hint: int) -> Any:
     )
 
 
+@pytest.mark.unit
 def test_a_stream_with_a_size_hint_may_pass_5_tib_on_aws_only() -> None:
     plan = _pipeline("aws", 40 * TiB).plan
     assert plan.capacity >= 40 * TiB and plan.base <= MAX_PART_SIZE

@@ -15,7 +15,7 @@ from streamx.bulk.entries import Entry, walk_local
 from streamx.bulk.manifest import Manifest, Watermark
 from streamx.bulk.plan import Filters, SyncOrderError, decide, merge
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.unit]  # pure logic: no server
 
 
 def make_tree(root: Path, keys: list[str]) -> None:

@@ -203,6 +203,7 @@ ENGINE_CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "message"), ENGINE_CASES, ids=[repr(c[0]) for c in ENGINE_CASES]
 )
@@ -214,12 +215,14 @@ def test_engine_arguments_are_validated(kwargs: dict[str, Any], message: str) ->
             assert repr(secret) not in str(info.value)
 
 
+@pytest.mark.unit
 def test_a_bad_aws_endpoint_url_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "127.0.0.1:9000")
     with pytest.raises(streamx.ConfigError, match=r"AWS_ENDPOINT_URL.*add http://"):
         streamx.Engine()
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 async def test_an_unknown_aws_profile_variable_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
@@ -231,6 +234,7 @@ async def test_an_unknown_aws_profile_variable_is_a_config_error(
             pytest.fail("the engine must not open")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "bad",
     [

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.servers("moto", "rclone")
 MiB = 1024 * 1024
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "key",
     [
@@ -55,6 +56,7 @@ def test_bad_keys_are_400(key: str) -> None:
     assert err.value.status == 400
 
 
+@pytest.mark.unit
 def test_key_prefix() -> None:
     assert check_key("users/7/a/b.txt", "users/7/") == "users/7/a/b.txt"
     assert check_key("ünïcode/ok.txt", "") == "ünïcode/ok.txt"
@@ -66,6 +68,7 @@ def test_key_prefix() -> None:
     assert err.value.status == 400
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value", [0, 10_001, -1, "0", "10001", "1.5", 1.0, True, None, "", "٣"])
 def test_bad_part_numbers(value: Any) -> None:
     with pytest.raises(WebError) as err:
@@ -73,6 +76,7 @@ def test_bad_part_numbers(value: Any) -> None:
     assert err.value.status == 400
 
 
+@pytest.mark.unit
 def test_part_numbers() -> None:
     assert check_part_number(1) == 1
     assert check_part_number("10000") == 10_000
@@ -83,6 +87,7 @@ def test_part_numbers() -> None:
     assert err.value.status == 413
 
 
+@pytest.mark.unit
 def test_parts_list() -> None:
     ok = [{"PartNumber": 1, "ETag": '"a"'}, {"PartNumber": 3, "ETag": "b"}]
     assert check_parts(ok) == ok
@@ -99,6 +104,7 @@ def test_parts_list() -> None:
             check_parts(bad)
 
 
+@pytest.mark.unit
 def test_sizes_types_metadata() -> None:
     assert check_size(None, 10) is None
     assert check_size("10", 10) == 10
@@ -119,6 +125,7 @@ def test_sizes_types_metadata() -> None:
             check_metadata(bad)
 
 
+@pytest.mark.unit
 def test_settings_validate() -> None:
     engine = streamx.Engine(endpoint_url="http://127.0.0.1:1")
     base: dict[str, Any] = {"bucket": "b", "engine": engine, "authorize": allow_all}
@@ -145,6 +152,7 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
+@pytest.mark.unit
 @pytest.mark.anyio
 async def test_read_json() -> None:
     assert await read_json(_chunks(b'{"a"', b": 1}"), None) == {"a": 1}
@@ -158,6 +166,7 @@ async def test_read_json() -> None:
     assert err.value.status == 413
 
 
+@pytest.mark.unit
 def test_error_mapping_and_causes() -> None:
     assert web_error_for(NotFoundError("x", code="NoSuchUpload")).status == 404
     assert web_error_for(AccessDeniedError("x", code="AccessDenied")).status == 502

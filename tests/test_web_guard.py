@@ -19,6 +19,8 @@ from streamx.web._guard import (
     stream_method_allowed,
 )
 
+pytestmark = pytest.mark.unit  # pure logic: no server
+
 
 def test_upload_tokens_bind_bucket_key_and_identity() -> None:
     tokens = UploadTokens("a secret of at least sixteen bytes")
