@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# the 20 slowest tests are listed at the end of every run: the suite's budget is 15 min on 2 cores
 test: lint browser-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=20 $(PYTEST_ARGS)
 
 test-browser: $(STAMP) browser-deps
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
