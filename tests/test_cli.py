@@ -66,6 +66,7 @@ def text(data: bytes) -> str:
 # -- streaming 200 MiB through stdin and stdout -----------------------------------------
 
 
+@pytest.mark.servers("rclone")  # the CLI's streaming, not the store's: rclone keeps memory flat
 async def test_pipe_200_mib_through_stdin_and_back_out(
     server: Any, engine: streamx.Engine, bucket: str
 ) -> None:
@@ -147,6 +148,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.servers("moto", "rclone")  # moto keeps names as AWS does; rclone is a real disk
 async def test_recursive_copy_of_a_tree_with_odd_names(
     server: Any, bucket: str, tmp_path: Path
 ) -> None:
