@@ -414,22 +414,24 @@ async def test_the_proxy_corrupts_and_truncates_responses(
     """The response faults the download tests rely on do what they say."""
     body = DATA[:100_000]
     await pengine.upload(bucket, "r", body)
-    client = pengine.client
+
+    async def get(**kwargs: Any) -> bytes:
+        response = await pengine.client.get_object(Bucket=bucket, Key="r", **kwargs)
+        async with response["Body"] as stream:  # released also when the read fails
+            return bytes(await stream.read())
 
     proxy.add(Fault("corrupt", phase="response", op="GetObject", at=70_000))
-    got = await (await client.get_object(Bucket=bucket, Key="r"))["Body"].read()
+    got = await get()
     assert len(got) == len(body) and got != body
     assert [i for i in range(len(body)) if got[i] != body[i]] == [70_000]
 
     proxy.add(Fault("truncate", phase="response", op="GetObject", at=50_000))
     with pytest.raises(Exception) as info:
-        await (await client.get_object(Bucket=bucket, Key="r", Range="bytes=0-99999"))[
-            "Body"
-        ].read()
+        await get(Range="bytes=0-99999")
     assert not isinstance(info.value, AssertionError)
 
     proxy.add(Fault("reset", phase="response", op="GetObject", at=10_000))
     with pytest.raises(Exception) as info:
-        await (await client.get_object(Bucket=bucket, Key="r"))["Body"].read()
+        await get()
     assert not isinstance(info.value, AssertionError)
     assert [r.fault for r in proxy.sent("GetObject")] == ["corrupt", "truncate", "reset"]
