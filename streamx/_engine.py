@@ -19,7 +19,7 @@ import anyio
 from ._budget import MemoryBudget, default_memory_budget
 from ._config import TransferConfig
 from ._direct import DirectParts
-from ._errors import ConfigError, UsageError
+from ._errors import ConfigError, ConfigTypeError, UsageError
 from ._events import Progress, ProgressCallback
 from ._objects import CopyResult, DeleteResult, DownloadResult, ObjectInfo
 from ._ratelimit import RateLimit
@@ -629,7 +629,7 @@ class Engine:
 
         check_bucket_key(bucket, key)
         if isinstance(ranges, str | bytes) or not hasattr(ranges, "__iter__"):
-            raise TypeError("ranges must be an iterable of (start, end) pairs")
+            raise ConfigTypeError("ranges must be an iterable of (start, end) pairs")
         specs = [check_spec(r) for r in ranges]
         gap = DEFAULT_COALESCE_GAP if coalesce_gap is None else coalesce_gap
         if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
@@ -748,7 +748,7 @@ class Engine:
         from .migrate import migrate_object
 
         if not isinstance(other, Engine):
-            raise TypeError(f"other must be an Engine, not {type(other).__name__}")
+            raise ConfigTypeError(f"other must be an Engine, not {type(other).__name__}")
         dst_key = src_key if dst_key is None else dst_key
         check_bucket_key(src_bucket, src_key)
         check_bucket_key(dst_bucket, dst_key)

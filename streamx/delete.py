@@ -25,7 +25,14 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
-from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
+from ._errors import (
+    AccessDeniedError,
+    ConfigError,
+    ConfigTypeError,
+    NotFoundError,
+    S3Error,
+    StreamxError,
+)
 from ._log import log
 from ._objects import DeleteError, DeleteResult
 from ._retry import RetryPolicy
@@ -57,13 +64,15 @@ def check_key(key: object) -> str:
 def check_keys(keys: object) -> None:
     """Reject what cannot be a key source before any request (and every key of a sequence)."""
     if isinstance(keys, str | bytes):
-        raise TypeError("keys must be an iterable of keys, not a single str; wrap it in a list")
+        raise ConfigTypeError(
+            "keys must be an iterable of keys, not a single str; wrap it in a list"
+        )
     if isinstance(keys, list | tuple | set | frozenset):
         for key in keys:
             check_item(key)
         return
     if not isinstance(keys, Iterable | AsyncIterable):
-        raise TypeError(
+        raise ConfigTypeError(
             f"keys must be a (sync or async) iterable of str, not {type(keys).__name__}"
         )
 

@@ -40,17 +40,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .._checksum import PartChecksum, Running, from_b64
-from .._errors import CheckpointError, ObjectChangedError
+from .._errors import CheckpointError, ObjectChangedSinceCheckpoint
 from ..checkpoint import JsonFile, open_checkpoint
 from .planner import ByteRange
 
 FORMAT = "streamx-download-checkpoint/1"
 _HINT = "pass restart=True to start over, or use another checkpoint path"
 _READ = 1024 * 1024
-
-
-class ObjectChangedSinceCheckpoint(CheckpointError, ObjectChangedError):
-    """The object is not the version the checkpoint recorded (another ETag or size)."""
 
 
 @dataclass

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._budget import MemoryBudget, Reservation
-from .._errors import CheckpointError, NotFoundError
+from .._errors import CheckpointError, NotFoundError, ObjectChangedSinceCheckpoint
 from .checkpoint import (
     DownloadCheckpoint,
     DownloadRecord,
-    ObjectChangedSinceCheckpoint,
     check_record,
     check_version,
     reverify,

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from .._checksum import Running
-from .._errors import NetworkError, S3Error, StreamxError
+from .._errors import InvalidRangeError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._objects import ObjectInfo
 from .._retry import RetryPolicy, is_retryable
@@ -253,9 +253,9 @@ class DownloadStream:
         if spec is not None and total is not None:
             try:
                 wanted = resolve(spec, total)
-            except ValueError:
+            except InvalidRangeError as exc:
                 await self.aclose()
-                raise
+                raise exc.add_context(bucket=self.bucket, key=self.key) from None
             if wanted != sent:
                 await self.aclose()
                 raise StreamxError(
@@ -277,8 +277,8 @@ class DownloadStream:
         self.info = ObjectInfo.from_head(self.key, head)
         try:
             r = resolve(spec, self.size)
-        except ValueError as exc:
-            raise ValueError(f"{exc} of s3://{self.bucket}/{self.key}") from None
+        except InvalidRangeError as exc:
+            raise exc.add_context(bucket=self.bucket, key=self.key) from None
         self.range = r
         self.position = r.start
         return r

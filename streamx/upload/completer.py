@@ -42,15 +42,11 @@ from .._checksum import (
     supports_full_object,
 )
 from .._conditions import precondition_errors
-from .._errors import ChecksumError, StreamxError
+from .._errors import ChecksumError, CompletedChecksumError, StreamxError
 from .._log import log
 from .._results import UploadResult
 from .._s3 import S3, map_errors
 from .uploader import CompletedPart
-
-
-class CompletedChecksumError(ChecksumError):
-    """The upload completed, but the stored object's checksum is wrong (it was deleted)."""
 
 
 def expected_checksum(parts: list[PartChecksum], reported: str, kind: str | None = None) -> str:
