@@ -393,7 +393,7 @@ class Engine:
         ``checkpoint=PATH`` makes the upload resumable after a crash: its state
         is recorded in PATH after each acknowledged part, the multipart upload
         is kept (not aborted) on failure, and the same call with the same PATH
-        uploads only what is missing (see :mod:`streamx.checkpoint`). A
+        uploads only what is missing (see :mod:`streamx.upload.checkpoint`). A
         checkpoint that does not match raises :class:`CheckpointError`;
         ``restart=True`` aborts the recorded upload and starts over.
 
@@ -402,7 +402,7 @@ class Engine:
         is read from ``token.bytes_done``, anything else is read through and its
         bytes up to there checked against the token. On failure the upload is kept.
         """
-        from .checkpoint import fingerprint, open_checkpoint
+        from .upload.checkpoint import fingerprint, open_checkpoint
 
         file = open_checkpoint(checkpoint, restart)
         token = _check_token(resume, bucket, key)
@@ -745,7 +745,7 @@ class Engine:
         metadata are carried over unless ``put_args`` set them. See also
         :func:`streamx.migrate_prefix`.
         """
-        from .migrate import migrate_object
+        from .copy import carried_args, copy_result
 
         if not isinstance(other, Engine):
             raise ConfigTypeError(f"other must be an Engine, not {type(other).__name__}")
@@ -755,17 +755,17 @@ class Engine:
         cfg = other._config(config)
         args = check_put_args(put_args)
         Progress(on_progress, interval=cfg.progress_interval)  # validates the callback
-        return await migrate_object(
-            self,
-            src_bucket,
-            src_key,
-            other,
-            dst_bucket,
-            dst_key,
-            config=cfg,
-            on_progress=on_progress,
-            put_args=args,
-        )
+        async with self.download(src_bucket, src_key) as stream:
+            result = await other.upload(
+                dst_bucket,
+                dst_key,
+                stream,
+                config=cfg,
+                on_progress=on_progress,
+                size=stream.size,
+                **carried_args(stream.info, args),
+            )
+        return copy_result(result)
 
     def list(
         self,

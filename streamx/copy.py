@@ -38,7 +38,8 @@ from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
 from ._limits import MAX_PARTS, PartPlan
 from ._log import log
-from ._objects import CopyResult
+from ._objects import CopyResult, ObjectInfo
+from ._results import UploadResult
 from ._retry import RetryPolicy
 from ._s3 import S3, _service_model, check_put_args, split_conditions
 from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
@@ -80,6 +81,31 @@ def _pinned_error(exc: S3Error, src_bucket: str, src_key: str, etag: str | None)
             part_number=exc.part_number,
         )
     return exc
+
+
+def carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Content type and metadata of the source, unless the caller sets their own
+    (:meth:`Engine.copy_to`, which streams an object from one store into another)."""
+    args = dict(put_args)
+    if info is not None and not any(name in args for name in METADATA_FIELDS):
+        if info.content_type:
+            args["ContentType"] = info.content_type
+        if info.metadata:
+            args["Metadata"] = dict(info.metadata)
+    return args
+
+
+def copy_result(result: UploadResult) -> CopyResult:
+    """The :class:`CopyResult` of a copy streamed through an upload."""
+    return CopyResult(
+        bucket=result.bucket,
+        key=result.key,
+        etag=result.etag,
+        size=result.size,
+        part_count=result.part_count,
+        version_id=result.version_id,
+        upload_id=result.upload_id,
+    )
 
 
 class Copier:

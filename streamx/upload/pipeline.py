@@ -45,7 +45,7 @@ from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._s3 import S3, split_conditions
 from .._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
-from ..checkpoint import (
+from .checkpoint import (
     Checkpoint,
     CheckpointFile,
     PartRecord,
