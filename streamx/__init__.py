@@ -42,7 +42,7 @@ from ._ratelimit import RateLimit
 from ._results import UploadResult
 from ._stores import StoreProfile
 from .bulk import SyncEvent, SyncProgress, SyncResult, sync, sync_on_ray
-from .download.fetcher import DownloadStream
+from .download.stream import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix

@@ -7,11 +7,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
-from ._limits import MAX_PART_SIZE, MAX_PARTS, MAX_PUT_SIZE, MIN_PART_SIZE, MiB, TiB, format_size
+from ._limits import (
+    MAX_MEMORY,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_PUT_SIZE,
+    MIN_PART_SIZE,
+    MiB,
+    format_size,
+)
 from ._validate import check_timeout
-
-#: More memory than any machine streamx runs on: a larger number is a unit mistake.
-MAX_MEMORY = 1 * TiB
 
 ChecksumAlgorithm = Literal["CRC32C", "CRC32", "CRC64NVME", "SHA256"]
 ChecksumMode = Literal["when_supported", "when_required", "off"]

@@ -35,7 +35,7 @@ from ._stores import (
 )
 from ._stores import profile as store_profile
 from ._validate import check_bucket_key, check_budget, check_client_args, check_local_path
-from .download.fetcher import DownloadStream
+from .download.stream import DownloadStream
 from .listing import Listing
 from .maintenance import StaleUpload
 from .upload.pipeline import UploadPipeline
@@ -566,12 +566,13 @@ class Engine:
         """
         from .download.checkpoint import open_download_checkpoint
         from .download.sink import FileSink
+        from .download.to_file import to_file
 
         pipeline = self._download_pipeline(bucket, key, config, on_progress)
         local = check_local_path(path)
         file = open_download_checkpoint(checkpoint, restart)
         sink = FileSink(local)
-        result: DownloadResult = await pipeline.to_file(sink, file, restart=restart)
+        result: DownloadResult = await to_file(pipeline, sink, file, restart=restart)
         return result
 
     async def download_to(
@@ -592,10 +593,11 @@ class Engine:
         a sink that raises stops the download and its exception propagates.
         """
         from .download.sink import open_sink
+        from .download.to_sink import to_sink
 
         pipeline = self._download_pipeline(bucket, key, config, on_progress)
         ordered = open_sink(sink)
-        result: DownloadResult = await pipeline.to_sink(ordered)
+        result: DownloadResult = await to_sink(pipeline, ordered)
         return result
 
     async def get_range(self, bucket: str, key: str, start: int, end: int | None) -> bytes:
@@ -624,8 +626,8 @@ class Engine:
         all are pinned to one ETag. One HEAD learns the size first, so
         out-of-bounds or inverted ranges raise ``ValueError`` before any GET.
         """
-        from .download.pipeline import get_ranges
         from .download.planner import DEFAULT_COALESCE_GAP, check_spec
+        from .download.ranges import get_ranges
 
         check_bucket_key(bucket, key)
         if isinstance(ranges, str | bytes) or not hasattr(ranges, "__iter__"):

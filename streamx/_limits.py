@@ -29,6 +29,9 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 
+#: More memory than any machine streamx runs on: a larger number is a unit mistake.
+MAX_MEMORY = 1 * TiB
+
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000

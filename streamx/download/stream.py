@@ -21,10 +21,10 @@ from .._checksum import Running
 from .._errors import InvalidRangeError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._objects import ObjectInfo
-from .._retry import RetryPolicy, is_retryable
+from .._retry import RetryPolicy
 from .._s3 import S3, map_errors
-from .fetcher import _changed, _translate_get, parse_content_range
 from .planner import ByteRange, RangeSpec, header_for, resolve
+from .response import changed, parse_content_range, translate_get
 from .verify import StoredChecksum, check, stored_checksum, unverified
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
@@ -302,10 +302,10 @@ class DownloadStream:
         try:
             response = await self._get(params)
         except S3Error as exc:
-            raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+            raise translate_get(exc, self.bucket, self.key, self.etag) from exc
         seen = response.get("ETag")
         if self.etag is not None and seen != self.etag:
-            raise _changed(self.bucket, self.key, self.etag, seen)
+            raise changed(self.bucket, self.key, self.etag, seen)
         sent, _ = parse_content_range(response)
         if sent is None and remaining.start == 0:
             sent = ByteRange(0, int(response.get("ContentLength", 0)))
@@ -319,37 +319,35 @@ class DownloadStream:
     async def _read(self, n: int) -> bytes:
         """Up to ``n`` bytes, resuming the GET after a retryable failure."""
         assert self.range is not None
-        attempt = 1
-        while True:
-            try:
-                if self._body is None:
-                    await self._resume()
-                n = min(n, self.range.end - self.position)
-                with map_errors("GetObject", bucket=self.bucket, key=self.key):
-                    chunk: bytes = await self._body.read(n)
-                if not chunk:
-                    raise NetworkError(
-                        f"the connection ended at byte {self.position} of {self.range}",
-                        bucket=self.bucket,
-                        key=self.key,
-                    )
-                self.position += len(chunk)
-                if self._running is not None:
-                    self._running.update(chunk)
-                return chunk
-            except StreamxError as exc:
-                if not is_retryable(exc) or attempt >= self._retry.max_attempts:
-                    raise
-                log.warning(
-                    "download.stream.resume",
+        wanted = self.range
+
+        async def attempt() -> bytes:
+            if self._body is None:
+                await self._resume()
+            with map_errors("GetObject", bucket=self.bucket, key=self.key):
+                chunk: bytes = await self._body.read(min(n, wanted.end - self.position))
+            if not chunk:
+                raise NetworkError(
+                    f"the connection ended at byte {self.position} of {wanted}",
                     bucket=self.bucket,
                     key=self.key,
-                    resume_at=self.position,
-                    attempt=attempt,
-                    error=type(exc).__name__,
                 )
-                if self._stack is not None:
-                    stack, self._stack, self._body = self._stack, None, None
-                    await stack.aclose()
-                await self._retry.sleep(self._retry.delay(attempt))
-                attempt += 1
+            self.position += len(chunk)
+            if self._running is not None:
+                self._running.update(chunk)
+            return chunk
+
+        async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            log.warning(
+                "download.stream.resume",
+                bucket=self.bucket,
+                key=self.key,
+                resume_at=self.position,
+                attempt=attempt_no,
+                error=type(exc).__name__,
+            )
+            if self._stack is not None:  # the next attempt resumes with a new GET
+                stack, self._stack, self._body = self._stack, None, None
+                await stack.aclose()
+
+        return await self._retry.call(attempt, on_retry=on_retry)

@@ -39,17 +39,15 @@ than silently weakened.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._abort import abort_upload
 from .._conditions import preflight
 from .._errors import ConditionalConflictError, PreconditionFailedError
 from .._log import log
 from .._retry import RetryPolicy
+from ._base import ServiceBase
 from ._errors import WebError, web_error_for
-
-if TYPE_CHECKING:
-    from ._service import UploadService
 
 PUT = "PutObject:IfNoneMatch"
 COMPLETE = "CompleteMultipartUpload:IfNoneMatch"
@@ -57,7 +55,7 @@ EITHER = (PUT, COMPLETE)  # an Engine.upload: a single PUT or a multipart upload
 NO_OVERWRITE: dict[str, Any] = {"IfNoneMatch": "*"}
 
 
-async def write_conditions(service: UploadService, points: tuple[str, ...]) -> dict[str, Any]:
+async def write_conditions(service: ServiceBase, points: tuple[str, ...]) -> dict[str, Any]:
     """The conditions a write relying on ``points`` carries: none when overwrites are
     allowed; ``IfNoneMatch="*"`` when the store honours it (an unknown store is probed
     first); a 500 when the store is known to ignore it."""
@@ -82,7 +80,7 @@ async def write_conditions(service: UploadService, points: tuple[str, ...]) -> d
 
 
 async def refuse_taken_key(
-    service: UploadService, key: str, points: tuple[str, ...]
+    service: ServiceBase, key: str, points: tuple[str, ...]
 ) -> dict[str, Any]:
     """:func:`write_conditions`, then one HeadObject: a key that is already taken raises
     :class:`~streamx.PreconditionFailedError` (answered 409) before the client sends a byte.
@@ -104,7 +102,7 @@ def refuse_post() -> WebError:
 
 
 async def complete_unless_taken(
-    service: UploadService, key: str, upload_id: str, parts: list[dict[str, Any]]
+    service: ServiceBase, key: str, upload_id: str, parts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """CompleteMultipartUpload with the write conditions. When they fail the upload can
     never complete, so it is aborted (shielded, retried, time-boxed) and the answer is 409."""

@@ -1,0 +1,94 @@
+"""``get_ranges``: the bytes of many ranges of one object version, coalesced and in parallel."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from .._checksum import Running, combine
+from .._concurrency import FirstFailure
+from .._config import TransferConfig
+from .._log import log
+from .._retry import RetryPolicy
+from .._s3 import S3
+from .fetcher import RangeFetcher
+from .pipeline import update
+from .planner import RangeSpec, coalesce, resolve, slice_from
+from .verify import check, checksum_of, stored_checksum, unverified
+
+
+async def get_ranges(
+    s3: S3,
+    bucket: str,
+    key: str,
+    specs: Sequence[RangeSpec],
+    config: TransferConfig,
+    *,
+    coalesce_gap: int,
+    retry: RetryPolicy | None = None,
+) -> list[bytes]:
+    """The bytes of each range in ``specs``, in the order asked.
+
+    One HEAD learns the size, the ETag and the stored checksum (every range
+    is checked against the size before any GET, and every GET is pinned to
+    the ETag); nearby ranges are coalesced, long ones split into
+    ``part_size`` requests, and at most ``queue_size`` requests run at once.
+    When the requests cover the whole object, their checksums (combined in
+    order) are checked against the stored full-object value; a partial read
+    has nothing to be checked against.
+    """
+    verify = config.checksum != "off"
+    head = await s3.head_object(bucket, key, **({"ChecksumMode": "ENABLED"} if verify else {}))
+    size = int(head.get("ContentLength", 0))
+    wanted = [resolve(spec, size) for spec in specs]
+    requests = coalesce(wanted, gap=coalesce_gap, max_size=config.part_size)
+    fetcher = RangeFetcher(
+        s3,
+        bucket,
+        key,
+        retry=retry or RetryPolicy(max_attempts=config.max_attempts),
+        part_timeout=config.part_timeout or None,
+        stall_timeout=config.stall_timeout,
+        etag=head.get("ETag"),
+    )
+    fetcher.size = size
+    results: list[bytearray] = [bytearray()] * len(requests)
+    limiter = anyio.CapacityLimiter(config.queue_size)
+    whole = (
+        bool(requests)
+        and requests[0].start == 0
+        and requests[-1].end == size
+        and all(a.end == b.start for a, b in itertools.pairwise(requests))
+    )
+    expected, reason = stored_checksum(head) if verify else (None, "checksum='off'")
+    if not whole:
+        reason = "only part of the object was read"
+    sums: list[Any] = [None] * len(requests)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            results[i] = await fetcher.fetch(requests[i])
+            if whole and expected is not None and expected.combinable:
+                sums[i] = await checksum_of(expected.algorithm, results[i])
+
+    first = FirstFailure()
+    async with anyio.create_task_group() as tg:
+        for i in range(len(requests)):
+            tg.start_soon(first.run, tg.cancel_scope, one, i)
+    first.raise_if_failed()
+    if whole and expected is not None:
+        if expected.combinable:
+            ours = combine(sums)
+        else:  # SHA256: the bytes are all in memory, in order
+            running = Running(expected.algorithm)
+            for data in results:
+                await update(running, data)
+            ours = running.result()
+        check(expected, ours, bucket=bucket, key=key, what="ranges read")
+    elif verify and requests:
+        unverified(bucket, key, reason)
+    log.debug("download.ranges", bucket=bucket, key=key, asked=len(wanted), requests=len(requests))
+    return [slice_from(w, requests, results) for w in wanted]
