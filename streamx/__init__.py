@@ -40,6 +40,7 @@ from ._objects import (
 )
 from ._ratelimit import RateLimit
 from ._results import UploadResult
+from ._retry import RetryPolicy
 from ._stores import StoreProfile
 from .bulk import SyncEvent, SyncProgress, SyncResult, sync, sync_on_ray
 from .download.stream import DownloadStream
@@ -83,6 +84,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimit",
     "ResumeToken",
+    "RetryPolicy",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",

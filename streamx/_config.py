@@ -197,3 +197,12 @@ class TransferConfig:
         while n <= MAX_PARTS and plan.size_of(n) <= self.window:
             n += 1
         return plan.offset_of(n) if n <= MAX_PARTS else plan.capacity
+
+
+def resolve_config(config: object, default: TransferConfig) -> TransferConfig:
+    """A call's ``config=``: a :class:`TransferConfig`, or ``None`` for the engine's."""
+    if config is None:
+        return default
+    if not isinstance(config, TransferConfig):
+        raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
+    return config

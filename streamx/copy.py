@@ -33,15 +33,14 @@ import anyio
 from ._abort import abort_upload
 from ._concurrency import FirstFailure
 from ._conditions import failed, precondition_errors, preflight
-from ._config import TransferConfig
+from ._context import TransferContext
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
 from ._limits import MAX_PARTS, PartPlan
 from ._log import log
 from ._objects import CopyResult, ObjectInfo
 from ._results import UploadResult
-from ._retry import RetryPolicy
-from ._s3 import S3, _service_model, check_put_args, split_conditions
+from ._s3 import _service_model, check_put_args, split_conditions
 from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 
 #: The headers CopyObject carries over unless told otherwise.
@@ -113,28 +112,26 @@ class Copier:
 
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         src_bucket: str,
         src_key: str,
         bucket: str,
         key: str,
-        config: TransferConfig,
         *,
         put_args: dict[str, Any],
         progress: Progress,
-        retry: RetryPolicy | None = None,
         store: StoreProfile = UNKNOWN,
     ) -> None:
-        self.s3 = s3
+        self.s3 = ctx.s3
         self.src_bucket = src_bucket
         self.src_key = src_key
         self.bucket = bucket
         self.key = key
-        self.config = config
+        self.config = ctx.config
         self.put_args, self.conditions = split_conditions(put_args)
         self.store = store
         self.progress = progress
-        self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
+        self.retry = ctx.retry
         self.etag: str | None = None
         self.upload_id: str | None = None
         self.log = log.bind(src=f"{src_bucket}/{src_key}", bucket=bucket, key=key)

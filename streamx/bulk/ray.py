@@ -32,6 +32,7 @@ import anyio
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
+from ._api.base import s3_layer
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
@@ -56,7 +57,7 @@ async def split_points(side: Side, shards: int) -> list[str]:
     if shards <= 1:
         return []
     if isinstance(side, S3Side):
-        response = await side.engine.s3.list_objects_v2(
+        response = await s3_layer(side.engine).list_objects_v2(
             side.bucket, Prefix=side.prefix, Delimiter="/", MaxKeys=1000
         )
         tops = [str(p["Prefix"])[len(side.prefix) :] for p in response.get("CommonPrefixes", [])]

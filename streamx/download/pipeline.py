@@ -36,12 +36,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._budget import MemoryBudget, Reservation
 from .._checksum import Running
 from .._concurrency import FirstFailure
-from .._config import TransferConfig
+from .._context import TransferContext
 from .._events import Progress
 from .._log import log
 from .._objects import DownloadResult
-from .._retry import RetryPolicy
-from .._s3 import S3
 from .fetcher import RangeFetcher
 from .planner import ByteRange
 from .verify import (
@@ -59,26 +57,23 @@ class DownloadPipeline:
 
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         bucket: str,
         key: str,
-        config: TransferConfig,
         *,
         progress: Progress,
-        shared_budget: MemoryBudget | None = None,
-        retry: RetryPolicy | None = None,
     ) -> None:
-        self.s3 = s3
+        config = self.config = ctx.config
+        self.s3 = ctx.s3
         self.bucket = bucket
         self.key = key
-        self.config = config
         self.progress = progress
-        self.shared_budget = shared_budget
+        self.shared_budget = ctx.budget
         self.fetcher = RangeFetcher(
-            s3,
+            ctx.s3,
             bucket,
             key,
-            retry=retry or RetryPolicy(max_attempts=config.max_attempts),
+            retry=ctx.retry,
             part_timeout=config.part_timeout or None,
             stall_timeout=config.stall_timeout,
         )

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
 
 from .._checksum import Running, combine
 from .._concurrency import FirstFailure
-from .._config import TransferConfig
+from .._context import TransferContext
+from .._errors import ConfigError, ConfigTypeError
 from .._log import log
-from .._retry import RetryPolicy
-from .._s3 import S3
 from .fetcher import RangeFetcher
 from .pipeline import update
-from .planner import RangeSpec, coalesce, resolve, slice_from
+from .planner import DEFAULT_COALESCE_GAP, RangeSpec, check_spec, coalesce, resolve, slice_from
 from .verify import check, checksum_of, stored_checksum, unverified
 
 
+def check_ranges(ranges: object, coalesce_gap: object) -> tuple[list[RangeSpec], int]:
+    """``ranges`` and ``coalesce_gap`` of ``Engine.get_ranges``, before any request."""
+    if isinstance(ranges, str | bytes) or not isinstance(ranges, Iterable):
+        raise ConfigTypeError("ranges must be an iterable of (start, end) pairs")
+    specs = [check_spec(r) for r in ranges]
+    gap = DEFAULT_COALESCE_GAP if coalesce_gap is None else coalesce_gap
+    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
+        raise ConfigError(f"coalesce_gap must be a non-negative int, not {gap!r}")
+    return specs, gap
+
+
 async def get_ranges(
-    s3: S3,
+    ctx: TransferContext,
     bucket: str,
     key: str,
     specs: Sequence[RangeSpec],
-    config: TransferConfig,
     *,
     coalesce_gap: int,
-    retry: RetryPolicy | None = None,
 ) -> list[bytes]:
     """The bytes of each range in ``specs``, in the order asked.
 
@@ -40,6 +48,7 @@ async def get_ranges(
     order) are checked against the stored full-object value; a partial read
     has nothing to be checked against.
     """
+    s3, config = ctx.s3, ctx.config
     verify = config.checksum != "off"
     head = await s3.head_object(bucket, key, **({"ChecksumMode": "ENABLED"} if verify else {}))
     size = int(head.get("ContentLength", 0))
@@ -49,7 +58,7 @@ async def get_ranges(
         s3,
         bucket,
         key,
-        retry=retry or RetryPolicy(max_attempts=config.max_attempts),
+        retry=ctx.retry,
         part_timeout=config.part_timeout or None,
         stall_timeout=config.stall_timeout,
         etag=head.get("ETag"),

@@ -18,16 +18,24 @@ from typing import Any
 import anyio
 
 from .._checksum import Running
-from .._errors import InvalidRangeError, NetworkError, S3Error, StreamxError
+from .._context import TransferContext
+from .._errors import ConfigError, InvalidRangeError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._objects import ObjectInfo
-from .._retry import RetryPolicy
-from .._s3 import S3, map_errors
+from .._s3 import map_errors
 from .planner import ByteRange, RangeSpec, header_for, resolve
 from .response import changed, parse_content_range, translate_get
 from .verify import StoredChecksum, check, stored_checksum, unverified
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
+
+
+def check_chunk_size(chunk_size: object) -> None:
+    """``chunk_size=`` of ``Engine.download``: a positive int or ``None``."""
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ConfigError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
 
 
 class DownloadStream:
@@ -37,8 +45,7 @@ class DownloadStream:
     ends or is broken off, or when the stream is garbage collected. A dropped
     connection is resumed from the next missing byte (pinned to the ETag).
 
-    With ``verify`` (the engine's ``TransferConfig.checksum`` is not
-    ``"off"``) a stream that reads the whole object is checked against the
+    Unless the engine's ``TransferConfig.checksum`` is ``"off"``, a stream that reads the whole object is checked against the
     stored full-object checksum: a ``HeadObject(ChecksumMode=ENABLED)`` runs
     alongside the GET (unless the GET itself carries a trusted value, as
     rclone's do), the checksum is updated as chunks pass, and after the last
@@ -50,21 +57,19 @@ class DownloadStream:
 
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         bucket: str,
         key: str,
         spec: RangeSpec | None,
         *,
         chunk_size: int | None,
-        retry: RetryPolicy,
-        verify: bool = True,
     ) -> None:
-        self._s3 = s3
+        self._s3 = ctx.s3
         self.bucket = bucket
         self.key = key
         self._spec = spec
         self._chunk_size = chunk_size
-        self._retry = retry
+        self._retry = ctx.retry
         self._stack: AsyncExitStack | None = None
         self._body: Any = None
         self._opened = False
@@ -75,7 +80,7 @@ class DownloadStream:
         self.info: ObjectInfo | None = None
         self.position = 0  # absolute offset of the next byte
         # verification (see download/verify.py): whole-object reads only
-        self._verify = verify
+        self._verify = ctx.config.checksum != "off"
         self._first: dict[str, Any] | None = None  # the first GET's headers
         self._head: dict[str, Any] | None = None  # HeadObject(ChecksumMode=ENABLED), if sent
         self._head_error: str | None = None

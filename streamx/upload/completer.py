@@ -125,7 +125,9 @@ async def complete(
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:
         assert algorithm is not None
-        checksum = await settle_mismatch(s3, response, ordered, algorithm, exc, abort_timeout, context)
+        checksum = await settle_mismatch(
+            s3, response, ordered, algorithm, exc, abort_timeout, context
+        )
     return UploadResult(
         bucket=bucket,
         key=key,

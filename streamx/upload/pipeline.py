@@ -31,19 +31,18 @@ from .._checksum import checksum_errors, checksum_type, compute, param_name
 from .._concurrency import FirstFailure, task_group
 from .._conditions import is_our_object, precondition_errors, preflight
 from .._config import TransferConfig
+from .._context import TransferContext
 from .._errors import (
     CheckpointError,
     ChecksumError,
-    ConfigError,
     PreconditionFailedError,
     StreamxError,
 )
 from .._events import Progress
-from .._limits import MAX_OBJECT_SIZE, PartPlan, format_size
+from .._limits import MAX_OBJECT_SIZE, PartPlan
 from .._log import log
 from .._results import UploadResult
-from .._retry import RetryPolicy
-from .._s3 import S3, split_conditions
+from .._s3 import split_conditions
 from .._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 from .checkpoint import (
     Checkpoint,
@@ -75,33 +74,32 @@ def plan_parts(
 class UploadPipeline:
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         bucket: str,
         key: str,
         source: Source,
-        config: TransferConfig,
         *,
         progress: Progress,
         put_args: dict[str, Any],
-        shared_budget: MemoryBudget | None = None,
         size_hint: int | None = None,
-        retry: RetryPolicy | None = None,
         checkpoint: CheckpointFile | None = None,
         restart: bool = False,
         store: StoreProfile = UNKNOWN,
         resolve_store: Callable[[], Awaitable[StoreProfile]] | None = None,
     ) -> None:
-        self.s3 = s3
+        """Arguments are checked by the caller (:mod:`.call`); this only wires the stages."""
+        config = self.config = ctx.config
+        shared_budget = ctx.budget
+        self.s3 = ctx.s3
         self.bucket = bucket
         self.key = key
         self.source = source
-        self.config = config
         self.progress = progress
         # the conditions go on PutObject / CompleteMultipartUpload only, never on Create
         self.put_args, self.conditions = split_conditions(put_args)
         self.store = store
         self.resolve_store = resolve_store  # probes an unknown store (Engine._store_for)
-        self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
+        self.retry = ctx.retry
         self.upload_id: str | None = None
         self.checkpoint = checkpoint
         self.restart = restart
@@ -114,13 +112,6 @@ class UploadPipeline:
         self.source_offset: int | None = None  # set when the source starts mid-object
         self.finished = False  # CompleteMultipartUpload succeeded
         size = source.size if source.size is not None else size_hint
-        if size is not None and size > store.max_object_size:
-            raise ConfigError(
-                f"{format_size(size)} is over {store.title}'s "
-                f"{format_size(store.max_object_size)} object limit",
-                bucket=bucket,
-                key=key,
-            )
         self.plan = plan_parts(config, size, store.max_object_size)
         if source.size is None and size_hint is not None:
             # size= sizes the parts of a stream; the producer holds the stream to it
@@ -187,7 +178,11 @@ class UploadPipeline:
             result = await self._multipart([])
         else:
             size = self.source.size
-            if self.checkpoint is None and size is not None and size >= self.config.multipart_threshold:
+            if (
+                self.checkpoint is None
+                and size is not None
+                and size >= self.config.multipart_threshold
+            ):
                 head = await self._read_head_during_create()
             else:
                 head = await self._read_head()
@@ -222,9 +217,7 @@ class UploadPipeline:
         total = 0
         while not self.producer.eof:
             try:
-                part = await self.producer.next_part(
-                    wait=not head or self.shared_budget is None
-                )
+                part = await self.producer.next_part(wait=not head or self.shared_budget is None)
             except WouldWait:
                 break
             if self.readahead is not None:

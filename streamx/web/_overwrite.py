@@ -41,11 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._abort import abort_upload
-from .._conditions import preflight
 from .._errors import ConditionalConflictError, PreconditionFailedError
 from .._log import log
-from .._retry import RetryPolicy
 from ._base import ServiceBase
 from ._errors import WebError, web_error_for
 
@@ -86,7 +83,7 @@ async def refuse_taken_key(
     :class:`~streamx.PreconditionFailedError` (answered 409) before the client sends a byte.
     Silent if the HEAD cannot tell; the store's check at the write decides anyway."""
     conditions = await write_conditions(service, points)
-    await preflight(service.engine.s3, service.bucket, key, conditions)
+    await service.engine.multipart.preflight(service.bucket, key, conditions)
     return conditions
 
 
@@ -107,23 +104,17 @@ async def complete_unless_taken(
     """CompleteMultipartUpload with the write conditions. When they fail the upload can
     never complete, so it is aborted (shielded, retried, time-boxed) and the answer is 409."""
     conditions = await write_conditions(service, (COMPLETE,))
-    s3 = service.engine.s3
+    multipart = service.engine.multipart
     try:
-        return await s3.complete_multipart_upload(
-            service.bucket, key, upload_id, parts, **conditions
-        )
+        return await multipart.complete(service.bucket, key, upload_id, parts, **conditions)
     except (PreconditionFailedError, ConditionalConflictError) as exc:
-        config = service.settings.transfer_config or service.engine.config
-        await abort_upload(
-            s3,
+        await multipart.discard(
             service.bucket,
             key,
             upload_id,
-            what="web.multipart",
-            config=config,
-            retry=RetryPolicy(max_attempts=config.max_attempts),
-            log=log.bind(key=key, upload_id=upload_id),
             cause=exc,
+            what="web.multipart",
+            config=service.settings.transfer_config,
         )
         error = web_error_for(exc.add_context(key=key))
         raise WebError(409, f"{error.message}; the upload was aborted", error.code) from exc

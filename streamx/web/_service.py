@@ -37,16 +37,16 @@ class UploadService(ServiceBase):
 
     # -- presigning ----------------------------------------------------------------------
 
-    async def _url(self, operation: str, **params: Any) -> str:
+    async def _url(self, operation: str, key: str, **params: Any) -> str:
         lifetime = self.settings.url_lifetime
-        url = await self.engine.s3.presign_url(
-            operation, {"Bucket": self.bucket, **params}, lifetime
+        url = await self.engine.presign_url(
+            operation, self.bucket, key, expires_in=lifetime, **params
         )
         # never the URL itself: it is a credential until it expires
         log.info(
             "web.presigned",
             operation=operation,
-            key=params.get("Key"),
+            key=key,
             upload_id=params.get("UploadId"),
             part_number=params.get("PartNumber"),
             expires_in=lifetime,
@@ -58,13 +58,13 @@ class UploadService(ServiceBase):
         content_type = check_content_type(call.field("content_type"))
         # a presigned PUT can only enforce a size through a signed Content-Length
         size = check_size(call.field("size"), self.max_size, required=self.max_size < MAX_PART_SIZE)
-        params: dict[str, Any] = {"Key": key, "ContentType": content_type}
+        params: dict[str, Any] = {"ContentType": content_type}
         headers = {"Content-Type": content_type}
         if size is not None:
             params["ContentLength"] = size
         if await refuse_taken_key(self, key, (PUT,)):  # signed in: the client must send it
             params["IfNoneMatch"] = headers["If-None-Match"] = "*"
-        url = await self._url("put_object", **params)
+        url = await self._url("put_object", key, **params)
         return {
             "url": url,
             "key": key,
@@ -75,7 +75,7 @@ class UploadService(ServiceBase):
 
     async def presign_get(self, call: Call) -> dict[str, Any]:
         key = await self.authorize(call.request, "download", call.params.get("key"))
-        url = await self._url("get_object", Key=key)
+        url = await self._url("get_object", key)
         return {"url": url, "key": key, "expires_in": self.settings.url_lifetime}
 
     # -- the multipart contract ------------------------------------------------------------
@@ -85,17 +85,19 @@ class UploadService(ServiceBase):
         params: dict[str, Any] = {"ContentType": content_type}
         if meta:
             params["Metadata"] = meta
-        upload_id = await self.engine.s3.create_multipart_upload(self.bucket, key, **params)
+        upload_id = await self.engine.multipart.create(self.bucket, key, **params)
         log.info("web.multipart.created", key=key, upload_id=upload_id)
         return upload_id
 
     async def _part_url(self, key: str, upload_id: str, number: int) -> str:
-        return await self._url("upload_part", Key=key, UploadId=upload_id, PartNumber=number)
+        return await self._url("upload_part", key, UploadId=upload_id, PartNumber=number)
 
     async def _complete(self, key: str, upload_id: str, raw_parts: object) -> dict[str, Any]:
         parts = check_parts(raw_parts)
-        s3 = self.engine.s3
-        stored = {p["PartNumber"]: p for p in await s3.list_parts(self.bucket, key, upload_id)}
+        multipart = self.engine.multipart
+        stored = {
+            p["PartNumber"]: p for p in await multipart.list_parts(self.bucket, key, upload_id)
+        }
         total = 0
         for part in parts:
             number = part["PartNumber"]
@@ -110,7 +112,7 @@ class UploadService(ServiceBase):
                 )
             total += int(stored[number].get("Size", 0))
         if total > self.max_size:
-            await s3.abort_multipart_upload(self.bucket, key, upload_id)
+            await multipart.abort(self.bucket, key, upload_id)
             raise WebError(
                 413,
                 f"the parts add up to {format_size(total)}, over this server's "
@@ -131,11 +133,11 @@ class UploadService(ServiceBase):
         }
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        await self.engine.s3.abort_multipart_upload(self.bucket, key, upload_id)
+        await self.engine.multipart.abort(self.bucket, key, upload_id)
         log.info("web.multipart.aborted", key=key, upload_id=upload_id)
 
     async def _list(self, key: str, upload_id: str) -> list[dict[str, Any]]:
-        stored = await self.engine.s3.list_parts(self.bucket, key, upload_id)
+        stored = await self.engine.multipart.list_parts(self.bucket, key, upload_id)
         return [
             {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p.get("Size")}
             for p in stored
@@ -226,7 +228,9 @@ class UploadService(ServiceBase):
             fields[f"x-amz-meta-{name}"] = text
             conditions.append({f"x-amz-meta-{name}": text})
         lifetime = self.settings.url_lifetime
-        form = await self.engine.s3.presign_post(self.bucket, key, fields, conditions, lifetime)
+        form = await self.engine.presign_post(
+            self.bucket, key, fields=fields, conditions=conditions, expires_in=lifetime
+        )
         log.info("web.presigned", operation="post_object", key=key, expires_in=lifetime)
         return {"method": "POST", "url": form["url"], "fields": form["fields"], "expires": lifetime}
 

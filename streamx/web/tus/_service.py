@@ -19,6 +19,7 @@ from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from ..._log import log
+from .._api.base import s3_layer
 from .._core import UploadSettings, WebError, check_content_type, check_key, web_error_for
 from .._service import UploadService
 from ._patch import PatchWriter
@@ -57,7 +58,7 @@ class TusService:
         self.settings = self.uploads.settings
         self.max_size = min(self.settings.max_size, MAX_OBJECT_SIZE)
         self.store = TusStore(
-            lambda: self.uploads.engine.s3,
+            lambda: s3_layer(self.uploads.engine),
             self.settings.bucket,
             self.options.state_prefix,
             self.options.lock_timeout,
