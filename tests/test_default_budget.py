@@ -239,7 +239,7 @@ async def test_1000_slow_producers_under_the_default_budget_all_complete(
         assert all(results[f"large/{i}"] == 20 * MiB for i in range(large))
         listed = [obj.key async for obj in engine.list(bucket)]
         assert len(listed) == small + large
-        uploads = [u async for u in engine.s3.list_multipart_uploads(bucket)]
+        uploads = [u async for u in engine.multipart.uploads(bucket)]
         assert uploads == []
         assert (budget.in_use, budget.heads.in_use) == (0, 0)
         assert budget.peak <= budget.limit

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..._engine import Engine
 from ..._errors import ConfigError
-from .._api.base import s3_layer
+from ..._api.base import s3_layer
 from ._protocol import TusError, TusOptions, now
 from ._state import TusStore
 
