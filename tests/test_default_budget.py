@@ -26,8 +26,8 @@ import streamx
 from streamx._budget import Reservation, default_memory_budget
 from streamx._limits import PartPlan
 from streamx.testing import RcloneServer
+from streamx.upload.chunks import AsyncIterSource
 from streamx.upload.parts import PartProducer, WouldWait
-from streamx.upload.source import AsyncIterSource
 
 MiB = 1024 * 1024
 PART = 8 * MiB

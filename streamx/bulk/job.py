@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._concurrency import task_group
 from .._errors import ConfigError, NotFoundError
 from . import conditions as conds
-from .._api.base import s3_layer
 from .entries import in_s3_order
 from .execute import Counts, SyncEvent
 from .local import EventCallback, LocalExecutor, ProgressCallback

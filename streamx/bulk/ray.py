@@ -29,10 +29,10 @@ from typing import Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from .._api.base import s3_layer
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight

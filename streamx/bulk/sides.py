@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._checksum import Running
 from .._errors import ChecksumError, NotFoundError
 from .._retry import RetryPolicy
-from .._api.base import s3_layer
 from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local, walk_s3
 from .plan import newer
 

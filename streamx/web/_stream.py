@@ -22,7 +22,7 @@ from typing import Any
 from .._errors import SourceError, StreamxError
 from .._limits import format_size
 from .._log import log
-from ..upload.source import ArrivingSource
+from ..upload.chunks import ArrivingSource
 from ._base import ServiceBase
 from ._core import WebError, check_content_type, check_size, find_cause, web_error_for
 from ._guard import guard_body, stream_method_allowed

@@ -14,12 +14,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from ..._api.base import s3_layer
 from ..._budget import MemoryBudget
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from ..._log import log
-from ..._api.base import s3_layer
 from .._core import UploadSettings, WebError, check_content_type, check_key, web_error_for
 from .._service import UploadService
 from ._patch import PatchWriter

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..._api.base import s3_layer
 from ..._engine import Engine
 from ..._errors import ConfigError
-from ..._api.base import s3_layer
 from ._protocol import TusError, TusOptions, now
 from ._state import TusStore
 
