@@ -6,15 +6,12 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import anyio
-
 from .._checksum import Running, combine
-from .._concurrency import FirstFailure
 from .._context import TransferContext
 from .._errors import ConfigError, ConfigTypeError
+from .._events import Progress
 from .._log import log
-from .fetcher import RangeFetcher
-from .pipeline import update
+from .pipeline import DownloadPipeline, Work, update
 from .planner import DEFAULT_COALESCE_GAP, RangeSpec, check_spec, coalesce, resolve, slice_from
 from .verify import check, checksum_of, stored_checksum, unverified
 
@@ -54,18 +51,13 @@ async def get_ranges(
     size = int(head.get("ContentLength", 0))
     wanted = [resolve(spec, size) for spec in specs]
     requests = coalesce(wanted, gap=coalesce_gap, max_size=config.part_size)
-    fetcher = RangeFetcher(
-        s3,
-        bucket,
-        key,
-        retry=ctx.retry,
-        part_timeout=config.part_timeout or None,
-        stall_timeout=config.stall_timeout,
-        etag=head.get("ETag"),
+    # the pipeline's one fan-out: queue_size requests at a time, in order
+    pipeline = DownloadPipeline(
+        ctx, bucket, key, progress=Progress(None, interval=config.progress_interval)
     )
-    fetcher.size = size
+    fetcher = pipeline.fetcher
+    fetcher.etag, fetcher.size = head.get("ETag"), size
     results: list[bytearray] = [bytearray()] * len(requests)
-    limiter = anyio.CapacityLimiter(config.queue_size)
     whole = (
         bool(requests)
         and requests[0].start == 0
@@ -77,17 +69,16 @@ async def get_ranges(
         reason = "only part of the object was read"
     sums: list[Any] = [None] * len(requests)
 
-    async def one(i: int) -> None:
-        async with limiter:
-            results[i] = await fetcher.fetch(requests[i])
+    async def one(work: Work) -> None:
+        i, r, reservation = work  # nothing reserved: the caller gets every byte anyway
+        try:
+            results[i] = await fetcher.fetch(r)
             if whole and expected is not None and expected.combinable:
                 sums[i] = await checksum_of(expected.algorithm, results[i])
+        finally:
+            reservation.release()
 
-    first = FirstFailure()
-    async with anyio.create_task_group() as tg:
-        for i in range(len(requests)):
-            tg.start_soon(first.run, tg.cancel_scope, one, i)
-    first.raise_if_failed()
+    await pipeline.fan_out(list(enumerate(requests)), [], one)
     if whole and expected is not None:
         if expected.combinable:
             ours = combine(sums)
