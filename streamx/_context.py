@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ._budget import MemoryBudget
 from ._config import TransferConfig
+from ._events import Progress, ProgressCallback
 from ._retry import RetryPolicy
 from ._s3 import S3
 
@@ -33,3 +34,8 @@ class TransferContext:
     budget: MemoryBudget | None
     retry: RetryPolicy
     clock: Callable[[], float] = field(default=time.monotonic)
+
+    def progress(self, callback: ProgressCallback | None) -> Progress:
+        """The transfer's progress channel: ``callback`` throttled to
+        ``config.progress_interval``, timed by this context's clock."""
+        return Progress(callback, interval=self.config.progress_interval, clock=self.clock)

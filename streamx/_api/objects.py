@@ -68,16 +68,17 @@ class ObjectAPI(EngineBase):
         check_bucket_key(dst_bucket, dst_key)
         cfg = resolve_config(config, self.config)
         args = check_copy_args(put_args)
-        progress = Progress(on_progress, interval=cfg.progress_interval)
+        Progress(on_progress, interval=cfg.progress_interval)  # validates the callback
         await self._store_for(dst_bucket, "copy", args)
+        ctx = self._context(cfg)
         copier = Copier(
-            self._context(cfg),
+            ctx,
             src_bucket,
             src_key,
             dst_bucket,
             dst_key,
             put_args=args,
-            progress=progress,
+            progress=ctx.progress(on_progress),
             store=self.store,
         )
         return await copier.run()

@@ -55,8 +55,9 @@ class ReadAPI(EngineBase):
     ) -> DownloadPipeline:
         check_bucket_key(bucket, key)
         cfg = resolve_config(config, self.config)
-        progress = Progress(on_progress, interval=cfg.progress_interval)
-        return DownloadPipeline(self._context(cfg), bucket, key, progress=progress)
+        Progress(on_progress, interval=cfg.progress_interval)  # validates the callback
+        ctx = self._context(cfg)
+        return DownloadPipeline(ctx, bucket, key, progress=ctx.progress(on_progress))
 
     async def download_file(
         self,

@@ -9,7 +9,6 @@ from typing import Any
 from .._checksum import Running, combine
 from .._context import TransferContext
 from .._errors import ConfigError, ConfigTypeError
-from .._events import Progress
 from .._log import log
 from .pipeline import DownloadPipeline, Work, update
 from .planner import DEFAULT_COALESCE_GAP, RangeSpec, check_spec, coalesce, resolve, slice_from
@@ -52,9 +51,7 @@ async def get_ranges(
     wanted = [resolve(spec, size) for spec in specs]
     requests = coalesce(wanted, gap=coalesce_gap, max_size=config.part_size)
     # the pipeline's one fan-out: queue_size requests at a time, in order
-    pipeline = DownloadPipeline(
-        ctx, bucket, key, progress=Progress(None, interval=config.progress_interval)
-    )
+    pipeline = DownloadPipeline(ctx, bucket, key, progress=ctx.progress(None))
     fetcher = pipeline.fetcher
     fetcher.etag, fetcher.size = head.get("ETag"), size
     results: list[bytearray] = [bytearray()] * len(requests)

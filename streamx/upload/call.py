@@ -98,7 +98,7 @@ def start_pipeline(
         call.bucket,
         call.key,
         source,
-        progress=Progress(call.on_progress, interval=ctx.config.progress_interval),
+        progress=ctx.progress(call.on_progress),
         put_args=call.put_args,
         size_hint=call.size,
         store=store,
