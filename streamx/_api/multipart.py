@@ -21,7 +21,7 @@ from .._context import TransferContext
 from .._errors import ConfigError
 from .._log import log
 from .._s3 import check_put_args
-from .._validate import check_bucket_key
+from .._validate import check_bucket, check_bucket_key, check_prefix
 from .base import EngineBase
 
 #: The operations :meth:`DriveAPI.presign_url` signs.
@@ -154,7 +154,8 @@ class MultipartUploads:
 
     async def uploads(self, bucket: str, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
         """The unfinished multipart uploads under ``prefix`` (``Key``, ``UploadId``, ...)."""
-        check_bucket_key(bucket, prefix or "x")
+        check_bucket(bucket)
+        check_prefix(prefix)
         async for upload in self._context(None).s3.list_multipart_uploads(bucket, prefix):
             yield upload
 
