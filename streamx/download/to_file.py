@@ -19,7 +19,7 @@ from .sink import FileSink
 
 
 async def to_file(
-    self: DownloadPipeline,
+    pipeline: DownloadPipeline,
     sink: FileSink,
     checkpoint: DownloadCheckpoint | None = None,
     *,
@@ -31,21 +31,21 @@ async def to_file(
     file is kept on failure, and a recorded download is resumed (see
     :mod:`.checkpoint`).
     """
-    self.log.info("download.start", path=sink.path, checkpoint=checkpoint is not None)
+    pipeline.log.info("download.start", path=sink.path, checkpoint=checkpoint is not None)
     record: DownloadRecord | None = None
     if checkpoint is not None:
-        record = previous_record(self, checkpoint, sink, restart)
+        record = previous_record(pipeline, checkpoint, sink, restart)
     keep = False  # keep the temporary file on failure: a checkpoint names it
     try:
         if record is not None:
             keep = True
-            work, sums = await resume(self, record, sink, checkpoint)
-        elif checkpoint is None and await try_parts(self, sink):
-            return await _done_by_parts(self, sink)
+            work, sums = await resume(pipeline, record, sink, checkpoint)
+        elif checkpoint is None and await try_parts(pipeline, sink):
+            return await _done_by_parts(pipeline, sink)
         else:
-            work, sums, keep = await start(self, sink, checkpoint)
+            work, sums, keep = await start(pipeline, sink, checkpoint)
         try:
-            await self.fan_out(work.pending, work.budgets, work.handle, extras=work.extras)
+            await pipeline.fan_out(work.pending, work.budgets, work.handle, extras=work.extras)
         finally:
             work.release()  # range 0's memory, even if its task never got to run
         sums.verify(work.count, "downloaded file")
@@ -55,7 +55,7 @@ async def to_file(
             sink.keep()  # the recorded files stay until restart=True
         elif keep and not isinstance(exc, ChecksumError | ObjectChangedError):
             sink.keep()
-            self.log.info("download.kept_for_resume", temp_path=sink.temp_path)
+            pipeline.log.info("download.kept_for_resume", temp_path=sink.temp_path)
         else:  # nothing worth resuming: wrong bytes, another version, or not started
             sink.discard()
             if checkpoint is not None:
@@ -63,14 +63,14 @@ async def to_file(
         raise
     if checkpoint is not None:
         checkpoint.remove()
-    await self.progress.finish()
-    size = self.fetcher.size or 0
-    self.log.info("download.complete", size=size, ranges=self.ranges)
-    return self.result(sink.path)
+    await pipeline.progress.finish()
+    size = pipeline.fetcher.size or 0
+    pipeline.log.info("download.complete", size=size, ranges=pipeline.ranges)
+    return pipeline.result(sink.path)
 
 
-async def _done_by_parts(self: DownloadPipeline, sink: FileSink) -> DownloadResult:
+async def _done_by_parts(pipeline: DownloadPipeline, sink: FileSink) -> DownloadResult:
     await sink.commit()
-    await self.progress.finish()
-    self.log.info("download.complete", size=self.fetcher.size or 0, parts=self.ranges)
-    return self.result(sink.path)
+    await pipeline.progress.finish()
+    pipeline.log.info("download.complete", size=pipeline.fetcher.size or 0, parts=pipeline.ranges)
+    return pipeline.result(sink.path)

@@ -16,7 +16,7 @@ from .sink import OrderedSink
 from .verify import FALLBACK_ALGORITHM, RangeSums, check, unverified
 
 
-async def to_sink(self: DownloadPipeline, sink: OrderedSink) -> DownloadResult:
+async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResult:
     """Deliver the object to ``sink`` in order through a bounded reorder window.
 
     The object's checksum is computed from the bytes as they are handed
@@ -24,12 +24,12 @@ async def to_sink(self: DownloadPipeline, sink: OrderedSink) -> DownloadResult:
     every byte before the check can fail (use ``download_file`` to get
     nothing at all on a mismatch).
     """
-    cfg = self.config
-    budgets = self.budgets(cfg.part_size * cfg.queue_size * 2)
-    self.log.info("download.start", sink=sink.description)
-    first, data, size = await self.first_range(budgets)
+    cfg = pipeline.config
+    budgets = pipeline.budgets(cfg.part_size * cfg.queue_size * 2)
+    pipeline.log.info("download.start", sink=sink.description)
+    first, data, size = await pipeline.first_range(budgets)
     rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
-    sums = RangeSums(self.bucket, self.key)
+    sums = RangeSums(pipeline.bucket, pipeline.key)
     running: list[Running] = []
 
     async def write(buf: bytearray) -> None:
@@ -47,28 +47,28 @@ async def to_sink(self: DownloadPipeline, sink: OrderedSink) -> DownloadResult:
     reassembler = Reassembler(write)
     reassembler.put(0, data, first)
     del data
-    self.ranges = 1
+    pipeline.ranges = 1
 
     async def fetch_one(work: Work) -> None:
         index, r, reservation = work
         try:
-            buf = await self.fetcher.fetch(r)
+            buf = await pipeline.fetcher.fetch(r)
         except BaseException:
             reservation.release()
             raise
         reassembler.put(index, buf, reservation)
 
     async def delivered(n: int) -> None:
-        await self.progress.advance(n, parts=1)
+        await pipeline.progress.advance(n, parts=1)
 
     try:
-        await self.fan_out(
+        await pipeline.fan_out(
             [(i + 1, r) for i, r in enumerate(rest)],
             budgets,
             fetch_one,
             extras=[
                 lambda: reassembler.run(len(rest) + 1, delivered),
-                lambda: self.settle(sums, min(cfg.part_size, size), None),
+                lambda: pipeline.settle(sums, min(cfg.part_size, size), None),
             ],
         )
     finally:
@@ -77,12 +77,12 @@ async def to_sink(self: DownloadPipeline, sink: OrderedSink) -> DownloadResult:
         check(
             sums.expected,
             running[0].result(),
-            bucket=self.bucket,
-            key=self.key,
+            bucket=pipeline.bucket,
+            key=pipeline.key,
             what="object delivered",
         )
     else:
-        unverified(self.bucket, self.key, sums.reason)
-    await self.progress.finish()
-    self.log.info("download.complete", size=size, ranges=self.ranges)
-    return self.result(None)
+        unverified(pipeline.bucket, pipeline.key, sums.reason)
+    await pipeline.progress.finish()
+    pipeline.log.info("download.complete", size=size, ranges=pipeline.ranges)
+    return pipeline.result(None)
