@@ -130,7 +130,7 @@ class MultipartUploads:
         upload_id: str,
         *,
         cause: BaseException,
-        what: str = "multipart",
+        what: str,
         config: TransferConfig | None = None,
     ) -> None:
         """Abort the upload after ``cause`` made it useless, as a failed transfer does:
