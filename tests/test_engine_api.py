@@ -100,3 +100,23 @@ async def test_an_engines_retry_policy_paces_every_transfer(
         result = await eng.upload(bucket, "paced", b"abc")  # the engine's default 5 attempts
         assert result.size == 3
         assert len(recorder.delays) == 4 and all(0.25 <= d <= 2.0 for d in recorder.delays)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("call", "error", "builtin"),
+    [
+        (lambda e: e.get_ranges("b", "k", "0-9"), streamx.ConfigTypeError, TypeError),
+        (lambda e: e.get_ranges("b", "k", [(0, "9")]), streamx.ConfigTypeError, TypeError),
+        (lambda e: e.get_ranges("b", "k", [(9, 0)]), streamx.ConfigError, ValueError),
+        (lambda e: e.delete_many("b", "one-key"), streamx.ConfigTypeError, TypeError),
+        (lambda e: e.copy_to(object(), "b", "k", "b2"), streamx.ConfigTypeError, TypeError),
+    ],
+)
+async def test_bad_arguments_raise_errors_of_the_tree(
+    call: Any, error: type[Exception], builtin: type[Exception]
+) -> None:
+    """Still the builtin type callers catch, now also a streamx error (before any request)."""
+    with pytest.raises(error) as info:
+        await call(streamx.Engine())
+    assert isinstance(info.value, builtin) and isinstance(info.value, streamx.StreamxError)
