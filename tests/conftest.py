@@ -176,10 +176,11 @@ async def tengine(
     request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
 ) -> AsyncIterator[streamx.Engine]:
     """:func:`pengine` once per part transport: streamx's own connections (the default)
-    and aiobotocore's (``direct_parts=False``)."""
+    and aiobotocore's (``direct_parts=False``); retries never really sleep."""
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
-    async with streamx.Engine(**args, direct_parts=direct) as eng:
+    retry = streamx.RetryPolicy(sleep=sleeps)
+    async with streamx.Engine(**args, direct_parts=direct, retry=retry) as eng:
         yield eng
 
 
