@@ -212,9 +212,10 @@ def test_tuspy_checksums_and_two_servers(
     path = random_file(str(tmp_path / "f.bin"), 17 * MiB + 1)
     a = TusServer(s3server, bucket, framework)
     b = TusServer(s3server, bucket, "aiohttp" if framework == "fastapi" else "fastapi")
-    with running(a, b):
+    # tuspy never closes a file it opened from a path: each uploader gets a stream we close
+    with running(a, b), open(path, "rb") as f1, open(path, "rb") as f2, open(path, "rb") as f3:
         first = tuspy.TusClient(a.url, headers={"X-User": "gil"}).uploader(
-            path, chunk_size=3 * MiB, upload_checksum=True, metadata={"filename": "f.bin"}
+            file_stream=f1, chunk_size=3 * MiB, upload_checksum=True, metadata={"filename": "f.bin"}
         )
         for _ in range(3):
             first.upload_chunk()
@@ -223,9 +224,9 @@ def test_tuspy_checksums_and_two_servers(
         other_url = b.url + upload_id(url)
         stranger = tuspy.TusClient(b.url, headers={"X-User": "mal"})
         with pytest.raises(Exception, match="404"):
-            stranger.uploader(path, url=other_url, chunk_size=MiB).upload()
+            stranger.uploader(file_stream=f2, url=other_url, chunk_size=MiB).upload()
         second = tuspy.TusClient(b.url, headers={"X-User": "gil"}).uploader(
-            path, url=other_url, chunk_size=4 * MiB, upload_checksum=True
+            file_stream=f3, url=other_url, chunk_size=4 * MiB, upload_checksum=True
         )
         assert second.offset == 9 * MiB
         second.upload()
