@@ -95,6 +95,11 @@ class _Driver:
             send.send_nowait(actor)
         self._return = send
 
+    def close(self) -> None:
+        """Close the pool of free actors (its two stream ends)."""
+        self._return.close()
+        self.free.close()
+
     async def record(self, kind: str, key: str, size: int, error: str | None) -> None:
         event = SyncEvent(kind, key, size, error)  # type: ignore[arg-type]
         self.counts.add(event)
@@ -297,6 +302,7 @@ async def sync_on_ray(
                         await manifest.save()
                 raise
             finally:
+                driver.close()
                 for handle in handles:
                     ray.kill(handle, no_restart=True)
         finally:
