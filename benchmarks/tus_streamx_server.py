@@ -21,7 +21,10 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     holder: dict[str, Any] = {}
     settings = UploadSettings(
-        bucket=cfg["bucket"], engine=lambda: holder["engine"], authorize=allow_all
+        bucket=cfg["bucket"],
+        engine=lambda: holder["engine"],
+        authorize=allow_all,
+        overwrite=True,  # rclone ignores If-None-Match (and @tus/server does not check either)
     )
     options = TusOptions(part_size=cfg["part_size"])
 

@@ -419,7 +419,8 @@ def test_many_patches_share_the_memory_limit(s3server: Any) -> None:
         async with streamx.Engine(**s3server.engine_args()) as engine:
             limit = 10 * MiB
             service = TusService(
-                UploadSettings(bucket=bucket, engine=engine, authorize=allow_all),
+                # overwrite=True: rclone cannot refuse overwrites (test_tus_overwrite.py)
+                UploadSettings(bucket=bucket, engine=engine, authorize=allow_all, overwrite=True),
                 TusOptions(part_size=5 * MiB, memory_limit=limit),
             )
             ids = []

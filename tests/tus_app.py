@@ -1,7 +1,7 @@
 """A tus server process for the tests: ``python tests/tus_app.py CONFIG_JSON``.
 
 CONFIG_JSON: {"framework": "fastapi"|"aiohttp", "port": N, "bucket": ..., "engine": {...
-Engine kwargs}, "options": {TusOptions kwargs}, "max_size": N}. Users come from the
+Engine kwargs}, "options": {TusOptions kwargs}, "max_size": N, "overwrite": bool}. Users come from the
 ``X-User`` header (401 without), their prefix is ``users/<name>/``; keys containing
 ``/private/`` are refused by the authorization hook (403); the metadata ``objectKey``
 picks the key (else ``prefix + upload id``). Served at ``/api/tus/``.
@@ -44,6 +44,7 @@ def main() -> None:
         authorize=authorize,
         prefix=user_prefix,
         max_size=cfg.get("max_size", 1 << 40),
+        overwrite=cfg.get("overwrite", False),
     )
     options = TusOptions(make_key=make_key, allow_origins=("*",), **cfg.get("options", {}))
 

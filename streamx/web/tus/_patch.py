@@ -32,9 +32,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ..._budget import MemoryBudget
 from ..._concurrency import task_group
+from ..._conditions import is_our_object
 from ..._config import TransferConfig
+from ..._errors import ConditionalConflictError, PreconditionFailedError
 from ..._log import log
 from ..._retry import RetryPolicy
+from ...upload.completer import complete
+from ...upload.uploader import CompletedPart
+from .._errors import web_error_for
+from .._overwrite import NO_OVERWRITE
 from ._buffer import PartBuffer
 from ._protocol import TusError, now
 from ._state import TusStore, UploadInfo
@@ -249,20 +255,62 @@ class PatchWriter:
         await self.store.delete(old)
 
     async def _complete(self, rest: memoryview) -> None:
-        """``rest``: the last part's bytes (the stored pieces included)."""
+        """``rest``: the last part's bytes (the stored pieces included).
+
+        An upload created under ``overwrite=False`` makes its object with
+        ``If-None-Match: *`` (on the PutObject or the CompleteMultipartUpload): when
+        the key was taken meanwhile the store refuses, the upload can never complete,
+        so it is removed (multipart upload aborted, helper objects deleted) and the
+        PATCH answers 409 -- the object that won stays as it is.
+        """
         info = self.info
         s3, bucket = self.s3, self.store.bucket
-        if info.upload_id is None:  # never filled a part: one PutObject
-            body = bytes(rest)
-            await self.retry.call(lambda: s3.put_object(bucket, info.key, body, **self.put_args))
-        else:
-            if rest or not info.parts:
-                info.parts.append(await self._upload_part(len(info.parts) + 1, rest))
-            parts = [{"PartNumber": n, "ETag": etag} for n, etag, _ in info.parts]
+        conditions: dict[str, Any] = dict(NO_OVERWRITE) if info.if_none_match else {}
+        try:
+            if info.upload_id is None:  # never filled a part: one PutObject
+                await self._put_object(bytes(rest), conditions)
+            else:
+                if rest or not info.parts:
+                    info.parts.append(await self._upload_part(len(info.parts) + 1, rest))
+                done = {n: CompletedPart(n, etag, size, None) for n, etag, size in info.parts}
+                await complete(  # shielded: its outcome is always learnt
+                    s3,
+                    bucket,
+                    info.key,
+                    info.upload_id,
+                    done,
+                    expected_parts=len(done),
+                    algorithm=None,
+                    send_checksums=False,
+                    abort_timeout=self.config.abort_timeout,
+                    conditions=conditions,
+                )
+        except (PreconditionFailedError, ConditionalConflictError) as exc:
+            log.info("tus.refused", upload=info.id, key=info.key, error=type(exc).__name__)
             with anyio.CancelScope(shield=True):
-                await s3.complete_multipart_upload(bucket, info.key, info.upload_id, parts)
+                await self.store.remove(info, abort=True)
+            error = web_error_for(exc.add_context(key=info.key))
+            raise TusError(409, f"{error.message}; the upload was removed") from exc
         info.pieces = []
         info.completed = self.completed = True
         log.info("tus.completed", upload=info.id, key=info.key, size=info.length)
         with anyio.CancelScope(shield=True):
             await self.store.remove(info, abort=False)
+
+    async def _put_object(self, body: bytes, conditions: dict[str, Any]) -> None:
+        s3, bucket, key = self.s3, self.store.bucket, self.info.key
+        retried: list[int] = []
+
+        async def on_retry(attempt: int, exc: BaseException) -> None:
+            retried.append(attempt)
+
+        params = {**self.put_args, **conditions}
+        try:
+            await self.retry.call(
+                lambda: s3.put_object(bucket, key, body, **params), on_retry=on_retry
+            )
+        except PreconditionFailedError:
+            # after a retry, the 412 may answer our own first attempt (it landed, its
+            # answer was lost): then the object is ours, byte for byte
+            if not retried or not await is_our_object(s3, bucket, key, body, []):
+                raise

@@ -20,6 +20,7 @@ from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from ..._log import log
 from .._core import UploadSettings, WebError, check_content_type, check_key, web_error_for
+from .._overwrite import EITHER, refuse_taken_key
 from .._service import UploadService
 from ._patch import PatchWriter
 from ._protocol import (
@@ -193,6 +194,10 @@ class TusService:
         make_key = self.options.make_key
         key = make_key(request.native, prefix, upload, metadata) if make_key else prefix + upload
         key = await self.uploads.authorize(request.native, "tus.create", check_key(key, prefix))
+        # overwrite=False: 409 for a taken key before any byte is read (the body of a
+        # creation-with-upload included); the write that makes the object carries the
+        # condition, so a key taken meanwhile is refused by the store, never replaced
+        conditions = await refuse_taken_key(self.uploads, key, EITHER)
         content_type = self._content_type(metadata)
         plan = self._plan(length)
         created = now()
@@ -209,6 +214,7 @@ class TusService:
             expires=None if expiration is None else created + expiration,
             plan_base=plan.base,
             plan_interval=plan.interval,
+            if_none_match=bool(conditions),
         )
         await self.store.save(info)
         log.info("tus.created", upload=upload, key=key, length=length)

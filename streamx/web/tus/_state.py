@@ -64,6 +64,9 @@ class UploadInfo:
     parts: list[list[Any]] = field(default_factory=list)  # [number, etag, size]
     pieces: list[list[int]] = field(default_factory=list)  # [offset, size]
     completed: bool = False  # the object exists (the info is about to be deleted)
+    # created under UploadSettings(overwrite=False): the PutObject or Complete that makes
+    # the object carries If-None-Match: * (see _service.py)
+    if_none_match: bool = False
 
     @property
     def plan(self) -> PartPlan:
