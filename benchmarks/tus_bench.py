@@ -96,6 +96,7 @@ def start_server(
             "bucket": bucket,
             "engine": args,
             "part_size": PART,
+            **json.loads(os.environ.get("TUS_BENCH_STREAMX", "{}")),  # TusOptions to try
         }
         cmd = [sys.executable, str(HERE / "tus_streamx_server.py"), json.dumps(cfg)]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}

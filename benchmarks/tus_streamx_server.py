@@ -1,7 +1,7 @@
 """The streamx tus server of benchmarks/tus_bench.py: ``python tus_streamx_server.py CONFIG_JSON``.
 
 CONFIG_JSON: {"framework": "aiohttp"|"fastapi", "port": N, "bucket": ..., "engine": {Engine
-kwargs}, "part_size": N}. No authorization (a benchmark), tus at /api/tus/.
+kwargs}, "part_size": N, optional "memory_limit"/"concurrency": TusOptions}. No authorization (a benchmark), tus at /api/tus/.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def main() -> None:
         authorize=allow_all,
         overwrite=True,  # rclone ignores If-None-Match (and @tus/server does not check either)
     )
-    options = TusOptions(part_size=cfg["part_size"])
+    extra = {k: cfg[k] for k in ("memory_limit", "concurrency") if k in cfg}
+    options = TusOptions(part_size=cfg["part_size"], **extra)
 
     @asynccontextmanager
     async def engine() -> AsyncIterator[None]:

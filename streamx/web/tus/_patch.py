@@ -30,15 +30,17 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..._budget import MemoryBudget
+from ..._budget import MemoryBudget, Reservation
 from ..._concurrency import task_group
 from ..._conditions import is_our_object
 from ..._config import TransferConfig
 from ..._errors import ConditionalConflictError, PreconditionFailedError
+from ..._events import Progress
 from ..._log import log
 from ..._retry import RetryPolicy
 from ...upload.completer import complete
-from ...upload.uploader import CompletedPart
+from ...upload.parts import Part
+from ...upload.uploader import CompletedPart, PartUploader
 from .._errors import web_error_for
 from .._overwrite import NO_OVERWRITE
 from ._buffer import PartBuffer
@@ -89,6 +91,7 @@ class PatchWriter:
         self.next_commit = len(info.parts) + 1
         self.commit_lock = anyio.Lock()  # info writes in part order, one at a time
         self.create_lock = anyio.Lock()
+        self.sender: PartUploader | None = None  # once the multipart upload exists
         self.saved = True  # the info in the store is the one in memory
 
     @property
@@ -174,30 +177,33 @@ class PatchWriter:
     async def _upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
         info = self.info
         async with self.create_lock:
-            if info.upload_id is None:
+            upload_id = info.upload_id
+            if upload_id is None:
                 with anyio.CancelScope(shield=True):  # an UploadId must not get lost
-                    info.upload_id = await self.s3.create_multipart_upload(
+                    upload_id = info.upload_id = await self.s3.create_multipart_upload(
                         self.store.bucket, info.key, **self.put_args
                     )
                     await self.store.save(info)  # recorded before any part: DELETE finds it
-        upload_id = info.upload_id
-        s3 = self.s3
-
-        async def attempt() -> dict[str, Any]:
-            if s3.direct is not None:
-                response: dict[str, Any] = await s3.upload_part_direct(
+            if upload_id is None:  # only if the shielded scope above swallowed a failure
+                raise TusError(503, "the multipart upload could not be created; retry")
+            if self.sender is None:
+                # the upload pipeline's part sender: the direct transport or aiobotocore,
+                # retries, stall detection, the emptied-body check
+                self.sender = PartUploader(
+                    self.s3,
                     self.store.bucket,
                     info.key,
                     upload_id,
-                    number,
-                    data,
+                    producer=None,
+                    progress=Progress(None, interval=3600.0),
+                    retry=self.retry,
+                    part_timeout=self.config.part_timeout or None,
                     stall_timeout=self.config.stall_timeout,
+                    send_checksums=False,
+                    log=log.bind(upload=info.id, key=info.key, upload_id=upload_id),
                 )
-                return response
-            return dict(await s3.upload_part(self.store.bucket, info.key, upload_id, number, data))
-
-        response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
-        return [number, str(response["ETag"]), len(data)]
+        done = await self.sender.upload_one(Part(number, data, None, Reservation()))
+        return [number, done.etag, done.size]
 
     async def _commit(self, parts: list[list[Any]], *, consumed: bool) -> None:
         """List ``parts`` in the info (dropping consumed pieces) and save it."""
