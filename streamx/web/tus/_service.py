@@ -63,7 +63,7 @@ class TusService:
             self.options.state_prefix,
             self.options.lock_timeout,
         )
-        self.budget = MemoryBudget(self.options.memory_limit)  # every PATCH together
+        self.budget = MemoryBudget(self.options.memory_bound)  # every PATCH together
 
     def _budgets(self) -> list[MemoryBudget]:
         shared = self.uploads.engine.memory_budget
