@@ -158,7 +158,7 @@ class PatchWriter:
             async for number, full in receive:
                 try:
                     with full.view() as data:
-                        part = await self._upload_part(number, data)
+                        part = await self.upload_part(number, data)
                 finally:
                     full.free()
                 async with self.commit_lock:
@@ -174,7 +174,8 @@ class PatchWriter:
                     else:
                         await self._commit(ready, consumed=True)
 
-    async def _upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
+    async def multipart_id(self) -> str:
+        """The upload's S3 UploadId, created (and recorded in the info) on first use."""
         info = self.info
         async with self.create_lock:
             upload_id = info.upload_id
@@ -186,6 +187,13 @@ class PatchWriter:
                     await self.store.save(info)  # recorded before any part: DELETE finds it
             if upload_id is None:  # only if the shielded scope above swallowed a failure
                 raise TusError(503, "the multipart upload could not be created; retry")
+            return upload_id
+
+    async def upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
+        """Send part ``number``; ``[number, etag, size]`` for the info."""
+        info = self.info
+        upload_id = await self.multipart_id()
+        async with self.create_lock:
             if self.sender is None:
                 # the upload pipeline's part sender: the direct transport or aiobotocore,
                 # retries, stall detection, the emptied-body check
@@ -235,7 +243,7 @@ class PatchWriter:
             if part.skip:
                 await part.put_front(await self.store.read_pieces(info))
             with part.view() as last:
-                await self._complete(last)
+                await self.complete_with(last)
             return
         rest = bytes(part.view(part.skip)) if new else b""
         if rest:
@@ -260,7 +268,7 @@ class PatchWriter:
         await self.store.save(info)
         await self.store.delete(old)
 
-    async def _complete(self, rest: memoryview) -> None:
+    async def complete_with(self, rest: memoryview) -> None:
         """``rest``: the last part's bytes (the stored pieces included).
 
         An upload created under ``overwrite=False`` makes its object with
@@ -277,7 +285,7 @@ class PatchWriter:
                 await self._put_object(bytes(rest), conditions)
             else:
                 if rest or not info.parts:
-                    info.parts.append(await self._upload_part(len(info.parts) + 1, rest))
+                    info.parts.append(await self.upload_part(len(info.parts) + 1, rest))
                 done = {n: CompletedPart(n, etag, size, None) for n, etag, size in info.parts}
                 await complete(  # shielded: its outcome is always learnt
                     s3,
@@ -301,7 +309,12 @@ class PatchWriter:
         info.completed = self.completed = True
         log.info("tus.completed", upload=info.id, key=info.key, size=info.length)
         with anyio.CancelScope(shield=True):
-            await self.store.remove(info, abort=False)
+            if info.concat == "partial":  # its data waits for a final upload (_concat.py)
+                info.upload_id = None
+                await self.store.save(info)
+                await self.store.remove_pieces(info)
+            else:
+                await self.store.remove(info, abort=False)
 
     async def _put_object(self, body: bytes, conditions: dict[str, Any]) -> None:
         s3, bucket, key = self.s3, self.store.bucket, self.info.key

@@ -26,6 +26,7 @@ EXTENSIONS = (
     "termination",
     "expiration",
     "checksum",
+    "concatenation",
 )
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"

@@ -67,6 +67,9 @@ class UploadInfo:
     # created under UploadSettings(overwrite=False): the PutObject or Complete that makes
     # the object carries If-None-Match: * (see _service.py)
     if_none_match: bool = False
+    # the concatenation extension (_concat.py): "partial" (the bytes go to ID.data), or
+    # the final upload's Upload-Concat header, answered by HEAD
+    concat: str | None = None
 
     @property
     def plan(self) -> PartPlan:
@@ -120,6 +123,10 @@ class TusStore:
 
     def piece_key(self, upload: str, offset: int) -> str:
         return f"{self.state_prefix}{upload}.part.{offset}"
+
+    def data_key(self, upload: str) -> str:
+        """Where a partial upload's bytes go (the concatenation extension)."""
+        return f"{self.state_prefix}{upload}.data"
 
     def lock_key(self, upload: str) -> str:
         return f"{self.state_prefix}{upload}.lock"
@@ -202,6 +209,12 @@ class TusStore:
             # the lock last: while the info exists, nobody else may take the upload
             await self.delete([k for k in keys if k != lock])
             await self.delete([lock])
+
+    async def remove_pieces(self, info: UploadInfo) -> None:
+        """A completed partial upload: every helper object but its info, data and lock."""
+        keep = {self.info_key(info.id), self.data_key(info.id), self.lock_key(info.id)}
+        with anyio.move_on_after(60, shield=True):
+            await self.delete([k for k in await self.helper_keys(info.id) if k not in keep])
 
     # -- the lock -------------------------------------------------------------------------
 
