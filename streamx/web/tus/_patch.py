@@ -19,6 +19,23 @@ With ``Upload-Checksum`` the PATCH is all or nothing: parts are sent as they fil
 but the info only lists them once the digest matches; on a mismatch (460) the
 offset stays where it was. Without it, every acknowledged part is committed at
 once, and a client that drops mid-body keeps what arrived (tus semantics).
+
+**The machinery shared with the upload pipeline**: every part goes through
+:meth:`~streamx.upload.uploader.PartUploader.upload_one` (the direct transport or
+aiobotocore, retries, stall detection, the emptied-body check), the end through
+:func:`~streamx.upload.completer.complete` (shielded, conditions, 412 → abort), and
+the parts grow into anonymous mappings under the growing-budget rule of
+``_budget.py``, as the pipeline's growing parts do. What does *not* fit is the
+writer's suspend/resume (:class:`~streamx.upload.resume.ResumeToken`) as the unit
+of a PATCH: ``suspend()`` drops the part being filled, where tus must keep every
+byte it acknowledged (the tail below 5 MiB is stored as a piece, and the next PATCH
+puts it in front of its first part, which a resumed writer cannot take); each
+``open_writer(resume=)`` checks the parts with ListParts (and waits out a cut), one
+more request per PATCH and a listing of up to 10,000 parts, where the info object
+already is the record; a failed pipeline aborts the upload, a failed PATCH must
+keep it for the client's retry; and ``Upload-Checksum`` needs parts sent but not
+committed until the digest matches. The info's parts are a ResumeToken's parts
+(number, ETag, size) under another name.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 EXPOSED_HEADERS = (
     "Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Defer-Length, "
-    "Upload-Expires, Tus-Version, Tus-Resumable, Tus-Extension, Tus-Max-Size, "
+    "Upload-Expires, Upload-Concat, Tus-Version, Tus-Resumable, Tus-Extension, Tus-Max-Size, "
     "Tus-Checksum-Algorithm"
 )
 ALLOWED_HEADERS = (
@@ -174,6 +174,24 @@ class TusResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+def add_cors(request: TusRequest, response: TusResponse, allowed: tuple[str, ...]) -> None:
+    """CORS headers on ``response`` for an allowed ``Origin`` (``("*",)``: any)."""
+    origin = request.header("origin")
+    if not origin or not allowed or ("*" not in allowed and origin not in allowed):
+        return
+    response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+    if "*" not in allowed:
+        response.headers["Vary"] = "Origin"
+    response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    if request.method.upper() == "OPTIONS":
+        asked = request.header("access-control-request-headers")
+        response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        response.headers["Access-Control-Allow-Headers"] = (
+            f"{ALLOWED_HEADERS}, {asked}" if asked else ALLOWED_HEADERS
+        )
+        response.headers["Access-Control-Max-Age"] = "86400"
 
 
 def check_upload_id(value: str | None) -> str:

@@ -7,6 +7,17 @@ asks the same prefix and authorization hooks as the other routes of
 ``tus.head``, ``tus.patch`` and ``tus.delete``. An upload belongs to the prefix it
 was created under: another user's requests for it are answered 404, as for an
 id that does not exist. Ids are 192 random bits, so they cannot be guessed.
+
+**Overwrites** (``UploadSettings.overwrite``, default ``False``): creation answers
+**409** (``object_exists``, as the other routes do) when the key is taken, before a
+byte of the body is read; the PutObject or CompleteMultipartUpload that makes the
+object carries ``If-None-Match: *``, so a key taken meanwhile is refused by the store,
+the upload (which can never complete) is removed and the PATCH answers 409. Not 412:
+tus gives 412 its own meaning (an unsupported ``Tus-Resumable`` version), and the
+client sent no precondition of its own. tus-js-client retries a 409 while it has
+``retryDelays`` left (after a refused PATCH, HEAD finds no upload and a new creation
+gets the same 409), writing nothing. A store that ignores the condition: 500
+``overwrite_unenforceable`` at creation, as on every other route.
 """
 
 from __future__ import annotations
@@ -27,10 +38,7 @@ from .._service import UploadService
 from ._concat import Concatenation, parse_final
 from ._patch import PatchWriter
 from ._protocol import (
-    ALLOWED_HEADERS,
-    ALLOWED_METHODS,
     CHECKSUM_ALGORITHMS,
-    EXPOSED_HEADERS,
     EXTENSIONS,
     OFFSET_OCTET_STREAM,
     TUS_VERSION,
@@ -38,6 +46,7 @@ from ._protocol import (
     TusOptions,
     TusRequest,
     TusResponse,
+    add_cors,
     check_upload_id,
     http_date,
     now,
@@ -113,25 +122,8 @@ class TusService:
         if response.body:
             response.headers.setdefault("Content-Type", "text/plain; charset=utf-8")
         response.headers["Tus-Resumable"] = TUS_VERSION
-        self._cors(request, response)
+        add_cors(request, response, self.options.allow_origins)
         return response
-
-    def _cors(self, request: TusRequest, response: TusResponse) -> None:
-        origin = request.header("origin")
-        allowed = self.options.allow_origins
-        if not origin or not allowed or ("*" not in allowed and origin not in allowed):
-            return
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-        if "*" not in allowed:
-            response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        if request.method.upper() == "OPTIONS":
-            asked = request.header("access-control-request-headers")
-            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response.headers["Access-Control-Allow-Headers"] = (
-                f"{ALLOWED_HEADERS}, {asked}" if asked else ALLOWED_HEADERS
-            )
-            response.headers["Access-Control-Max-Age"] = "86400"
 
     def options_response(self, request: TusRequest) -> TusResponse:
         return TusResponse(
