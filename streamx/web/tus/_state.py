@@ -280,6 +280,9 @@ class TusStore:
             await anyio.sleep(self.lock_timeout / 3)
             body = json.dumps({"token": token, "at": now()}).encode()
             try:
-                await self._put_once(self.lock_key(upload), body)
+                # shielded: a refresh cut by the lock's release could still land after
+                # the release's DELETE (the store had its body) and leave a stale lock
+                with anyio.move_on_after(self.lock_timeout / 3, shield=True):
+                    await self._put_once(self.lock_key(upload), body)
             except StreamxError as exc:
                 log.warning("tus.lock_refresh_failed", upload=upload, error=type(exc).__name__)
