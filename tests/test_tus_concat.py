@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from tus_helpers import (
     MiB,
@@ -54,6 +55,17 @@ def test_parallel_uploads_are_concatenated(
             )
             assert events[-1]["event"] == "success", events[-1]
             keys.append(f"users/cat/{events[-1]['url'].rstrip('/').rsplit('/', 1)[1]}")
+        # refusals: a partial that is not complete, another user's, a length on a final
+        h = {"Tus-Resumable": "1.0.0", "X-User": "cat"}
+        r = httpx.post(tus.url, headers={**h, "Upload-Length": "10", "Upload-Concat": "partial"})
+        assert r.status_code == 201, r.text
+        partial = str(httpx.URL(tus.url).join(r.headers["location"]))
+        assert httpx.head(partial, headers=h).headers["upload-concat"] == "partial"
+        final = {**h, "Upload-Concat": f"final;{partial}"}
+        assert httpx.post(tus.url, headers=final).status_code == 400  # not complete
+        assert httpx.post(tus.url, headers={**final, "X-User": "mal"}).status_code == 400
+        assert httpx.post(tus.url, headers={**final, "Upload-Length": "10"}).status_code == 400
+        assert httpx.delete(partial, headers=h).status_code == 204
     assert bucket_keys(server, bucket) == sorted(keys)  # no partial, no helper object
     for key in keys:
         assert sha256_object(server, bucket, key) == sha256_file(path)
