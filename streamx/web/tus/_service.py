@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 
+from ..._api.base import s3_layer
 from ..._budget import MemoryBudget
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
@@ -70,7 +71,7 @@ class TusService:
         self.settings = self.uploads.settings
         self.max_size = min(self.settings.max_size, MAX_OBJECT_SIZE)
         self.store = TusStore(
-            lambda: self.uploads.engine.s3,
+            lambda: s3_layer(self.uploads.engine),
             self.settings.bucket,
             self.options.state_prefix,
             self.options.lock_timeout,
