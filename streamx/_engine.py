@@ -299,11 +299,13 @@ class Engine:
         any byte is sent instead of silently overwriting.
         """
         from ._probe import probe
+        from ._retry import RetryPolicy
 
         check_bucket_key(bucket, "x")
         async with self._probe_lock:  # concurrent conditional writes probe once
             if not self.store.probed:
-                self.store = await probe(self.s3, bucket, self.store)
+                retry = RetryPolicy(max_attempts=self.config.max_attempts)
+                self.store = await probe(self.s3, bucket, self.store, retry)
         return self.store
 
     async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:
