@@ -19,6 +19,7 @@ About 15 small requests; the result is cached on the engine.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,11 +111,7 @@ async def probe(
         with anyio.move_on_after(30, shield=True):
             for upload_id in uploads:
                 try:
-                    await retry.call(
-                        lambda upload_id=upload_id: s3.abort_multipart_upload(
-                            bucket, key, upload_id
-                        )
-                    )
+                    await retry.call(partial(s3.abort_multipart_upload, bucket, key, upload_id))
                 except StreamxError:
                     pass  # completed, or already gone
             try:

@@ -65,7 +65,7 @@ async def test_engine_probe_rides_out_a_503(
     proxy.add(Fault("status", op="PutObject", status=503, code="SlowDown"))
     found = await eng.probe(bucket)
     assert found.probed and found.honours("PutObject:IfNoneMatch") is True
-    assert [r.status for r in proxy.sent("PutObject")][0] == 503
+    assert proxy.sent("PutObject")[0].status == 503
 
 
 async def test_lasting_throttling_fails_the_probe_instead_of_guessing(
