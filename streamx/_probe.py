@@ -19,8 +19,8 @@ About 15 small requests; the result is cached on the engine.
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
