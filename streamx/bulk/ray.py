@@ -32,7 +32,6 @@ import anyio
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from . import conditions as conds
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
@@ -241,10 +240,12 @@ async def sync_on_ray(
             if checkpoint is not None:
                 manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
                 marks = manifest.load()
-            if conditional and isinstance(dst, S3Side):
-                # probed once here, not by every actor (a probe cut short by a killed actor
-                # would leave its scratch key behind); the actors get the answer
-                await conds.prepare(engine, dst.bucket)
+            # the store is probed once, here, not by every actor (a probe cut short by a
+            # killed actor would leave its scratch key behind); the actors get the answer
+            src, dst = await preflight(src), await preflight(dst, probe=conditional)
+            if isinstance(dst, LocalSide):
+                os.makedirs(dst.root, exist_ok=True)
+            else:
                 engine_args = {**engine_args, "store": engine.store}
             if not ray.is_initialized():
                 ray.init(address=ray_address, log_to_driver=False, logging_level="ERROR")
@@ -269,9 +270,6 @@ async def sync_on_ray(
                 conditional=conditional,
             )
             try:
-                src, dst = await preflight(src), await preflight(dst)
-                if isinstance(dst, LocalSide):
-                    os.makedirs(dst.root, exist_ok=True)
                 bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
                 driver = _Driver(
                     ray,
