@@ -40,7 +40,7 @@ async def test_the_default_sends_parts_over_streamx_connections(
     server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
 ) -> None:
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        assert eng.s3.direct is not None
+        assert eng._s3_layer.direct is not None
         result = await eng.upload(bucket, "obj", BIG, config=CFG)
     assert result.part_count == 3
     assert await read_object(engine, bucket, "obj") == BIG
@@ -73,7 +73,7 @@ async def test_temporary_credentials_carry_their_session_token(
         assert "x-amz-security-token" in create.headers["authorization"]
         return
     async with streamx.Engine(**args) as eng:
-        assert eng.s3.direct is not None
+        assert eng._s3_layer.direct is not None
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     for req in proxy.sent("UploadPart"):
@@ -112,10 +112,10 @@ async def test_arguments_that_need_botocores_serialiser_put_through_aiobotocore(
 ) -> None:
     """A timestamp (Expires) or a non-ASCII metadata value: botocore formats them."""
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        assert eng.s3.direct is not None
-        assert not eng.s3.direct.can_put({"Expires": datetime.datetime(2030, 1, 1)})
-        assert not eng.s3.direct.can_put({"Metadata": {"name": "ü"}})
-        assert eng.s3.direct.can_put({"ContentType": "a/b", "BucketKeyEnabled": True})
+        assert eng._s3_layer.direct is not None
+        assert not eng._s3_layer.direct.can_put({"Expires": datetime.datetime(2030, 1, 1)})
+        assert not eng._s3_layer.direct.can_put({"Metadata": {"name": "ü"}})
+        assert eng._s3_layer.direct.can_put({"ContentType": "a/b", "BucketKeyEnabled": True})
         await eng.upload(bucket, "k", b"x" * 100, Expires=datetime.datetime(2030, 1, 1))
     (put,) = proxy.sent("PutObject")
     assert "streamx" not in put.headers["user-agent"]
@@ -128,7 +128,7 @@ async def test_direct_parts_false_sends_them_through_aiobotocore(
 ) -> None:
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=False) as eng:
-        assert eng.s3.direct is None
+        assert eng._s3_layer.direct is None
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     agents = {r.headers["user-agent"] for r in proxy.sent("UploadPart")}
@@ -144,7 +144,7 @@ async def test_a_signed_payload_carries_the_parts_sha256(
     signature covers it (rclone checks signatures and refuses a wrong one)."""
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, sign_payload=True) as eng:
-        assert eng.s3.direct is not None
+        assert eng._s3_layer.direct is not None
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     sums = [r.headers["x-amz-content-sha256"] for r in proxy.sent("UploadPart")]
@@ -204,11 +204,11 @@ def test_a_proxy_in_the_environment_turns_it_off(
 ) -> None:
     async def main() -> tuple[bool, bool]:
         async with streamx.Engine(**moto_server.engine_args()) as plain:
-            with_direct = plain.s3.direct is not None
+            with_direct = plain._s3_layer.direct is not None
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
         monkeypatch.setenv("NO_PROXY", "")
         async with streamx.Engine(**moto_server.engine_args()) as proxied:
-            return with_direct, proxied.s3.direct is not None
+            return with_direct, proxied._s3_layer.direct is not None
 
     assert anyio.run(main) == (True, False)
 
@@ -304,9 +304,9 @@ def test_an_answer_before_the_body_is_read_is_reported(
             aws_secret_access_key="b",
             region_name="us-east-1",
         ) as eng:
-            assert eng.s3.direct is not None
+            assert eng._s3_layer.direct is not None
             with pytest.raises(streamx.S3Error) as info:
-                await eng.s3.upload_part_direct(
+                await eng._s3_layer.upload_part_direct(
                     "bkt", "k", "up-1", 1, bytes(32 * MiB), stall_timeout=5
                 )
             assert info.value.code == "EntityTooLarge"
@@ -441,7 +441,7 @@ def test_parts_go_over_tls_checked_against_the_ca_bundle(
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
-            assert eng.s3.direct is not None
+            assert eng._s3_layer.direct is not None
             result = await eng.upload("tls", "obj", BIG, config=CFG)
             assert result.part_count == 3
             assert await read_object(eng, "tls", "obj") == BIG
@@ -459,14 +459,14 @@ def test_an_untrusted_certificate_fails_the_part_and_leaves_nothing(
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
-            assert eng.s3.direct is not None
-            eng.s3.direct._pool._verify = True  # the system's CAs: not this certificate
+            assert eng._s3_layer.direct is not None
+            eng._s3_layer.direct._pool._verify = True  # the system's CAs: not this certificate
             cfg = streamx.TransferConfig(
                 part_size=5 * MiB, multipart_threshold=5 * MiB, max_attempts=2
             )
             with pytest.raises(streamx.NetworkError) as info:
                 await eng.upload("tls", "refused", BIG, config=cfg)
             assert "SSLCertVerificationError" in str(info.value)
-            assert [u async for u in eng.s3.list_multipart_uploads("tls")] == []
+            assert [u async for u in eng._s3_layer.list_multipart_uploads("tls")] == []
 
     anyio.run(main)

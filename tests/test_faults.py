@@ -20,8 +20,6 @@ from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
-import streamx.upload.pipeline as pipeline_module
-from streamx._retry import RetryPolicy
 from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
@@ -35,18 +33,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    """Every upload pipeline retries with a recording, non-waiting sleep."""
-    recorder = Sleeps()
-
-    def policy(max_attempts: int) -> RetryPolicy:
-        return RetryPolicy(max_attempts=max_attempts, sleep=recorder)
-
-    monkeypatch.setattr(pipeline_module, "RetryPolicy", policy)
-    return recorder
-
-
 @pytest.fixture(params=["direct", "aiobotocore"])
 async def pengine(
     request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
@@ -55,8 +41,9 @@ async def pengine(
     (streamx/_direct.py, the default) and aiobotocore's (``direct_parts=False``)."""
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
-    async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert (eng.s3.direct is not None) == direct
+    retry = streamx.RetryPolicy(sleep=sleeps)  # recorded, never really waited
+    async with streamx.Engine(**args, direct_parts=direct, retry=retry) as eng:
+        assert (eng._s3_layer.direct is not None) == direct
         yield eng
 
 

@@ -12,7 +12,6 @@ from conftest import drop_bucket, list_uploads
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
-from streamx._probe import probe
 from streamx._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
@@ -30,10 +29,13 @@ PROBE_OPS = (
 
 
 @pytest.fixture
-async def through_proxy(moto_server: Any) -> AsyncIterator[tuple[streamx.Engine, FaultProxy, str]]:
+async def through_proxy(
+    moto_server: Any, sleeps: Sleeps
+) -> AsyncIterator[tuple[streamx.Engine, FaultProxy, str]]:
+    """An engine through the fault proxy, with the recording sleep in its retry policy."""
     async with FaultProxy(moto_server.endpoint_url) as proxy:
         args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
-        async with streamx.Engine(**args) as eng:
+        async with streamx.Engine(**args, retry=RetryPolicy(sleep=sleeps)) as eng:
             bucket = f"t-{uuid.uuid4().hex[:12]}"
             await eng.client.create_bucket(Bucket=bucket)
             yield eng, proxy, bucket
@@ -43,29 +45,19 @@ async def through_proxy(moto_server: Any) -> AsyncIterator[tuple[streamx.Engine,
 
 
 async def test_probe_retries_slowdown_and_finds_what_moto_honours(
-    through_proxy: tuple[streamx.Engine, FaultProxy, str],
+    through_proxy: tuple[streamx.Engine, FaultProxy, str], sleeps: Sleeps
 ) -> None:
+    """Engine.probe (what sync's preflight and a conditional write call) uses the engine's
+    retry policy for every request."""
     eng, proxy, bucket = through_proxy
     expected = streamx.Engine(store="moto").store.conditions
     proxy.add(*(Fault("status", op=op, status=503, code="SlowDown") for op in PROBE_OPS))
-    sleeps = Sleeps()
-    found = await probe(eng.s3, bucket, eng.store, RetryPolicy(sleep=sleeps))
+    found = await eng.probe(bucket)
     assert dict(found.conditions) == dict(expected)
     assert found.checksum_headers is True
     throttled = {r.op for r in proxy.requests if r.status == 503}
     assert throttled == set(PROBE_OPS)
     assert len(sleeps.delays) == len(PROBE_OPS)  # one backoff per throttled request
-
-
-async def test_engine_probe_rides_out_a_503(
-    through_proxy: tuple[streamx.Engine, FaultProxy, str],
-) -> None:
-    """Engine.probe (what sync's preflight and a conditional write call) uses the retry policy."""
-    eng, proxy, bucket = through_proxy
-    proxy.add(Fault("status", op="PutObject", status=503, code="SlowDown"))
-    found = await eng.probe(bucket)
-    assert found.probed and found.honours("PutObject:IfNoneMatch") is True
-    assert proxy.sent("PutObject")[0].status == 503
 
 
 async def test_lasting_throttling_fails_the_probe_instead_of_guessing(
@@ -74,6 +66,6 @@ async def test_lasting_throttling_fails_the_probe_instead_of_guessing(
     eng, proxy, bucket = through_proxy
     proxy.add(Fault("status", op="CopyObject", status=503, code="SlowDown", times=None))
     with pytest.raises(streamx.ServiceUnavailableError):
-        await probe(eng.s3, bucket, eng.store, RetryPolicy(max_attempts=3, sleep=Sleeps()))
-    assert len(proxy.sent("CopyObject")) == 3
+        await eng.probe(bucket)
+    assert len(proxy.sent("CopyObject")) == eng.config.max_attempts
     assert not eng.store.probed

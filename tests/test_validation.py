@@ -38,7 +38,7 @@ async def pengine(
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert (eng.s3.direct is not None) == direct
+        assert (eng._s3_layer.direct is not None) == direct
         yield eng
 
 
@@ -95,7 +95,7 @@ async def test_the_direct_sender_itself_never_writes_cr_lf(
     """Below the put-argument checks: the part sender refuses too (defence in depth)."""
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=True) as eng:
-        direct = eng.s3.direct
+        direct = eng._s3_layer.direct
         assert direct is not None
         with pytest.raises(streamx.ConfigError, match="control character"):
             await direct.put_object(
