@@ -47,6 +47,9 @@ from .sides import LocalSide, S3Side, Side
 #: node planned before the first batch left).
 FIRST_BATCH = 16
 
+#: How long a batch waits, in all, for an actor that Ray is restarting.
+UNAVAILABLE_PATIENCE = 60.0
+
 
 def _ray() -> Any:
     try:
@@ -108,24 +111,29 @@ class _Driver:
             await call_back(self.on_event, event)
 
     async def run_batch(self, actor: Any, batch: list[Any], last: str, mark: Watermark) -> None:
-        attempt = 1
+        attempt, deaths = 1, 0
+        waited = 0.0
         try:
             while True:
                 try:
                     events = await actor.run.remote(batch, attempt)
                     break
-                except (
-                    self.ray.exceptions.RayActorError,
-                    self.ray.exceptions.ActorUnavailableError,
-                ) as exc:
-                    if attempt >= self.max_attempts:
+                except self.ray.exceptions.RayActorError as exc:
+                    # ActorUnavailableError (a subclass): restarting, back later; it does not
+                    # count as a death, but is waited for at most UNAVAILABLE_PATIENCE seconds
+                    # (a restart is a new process: seconds on a loaded node)
+                    unavailable = isinstance(exc, self.ray.exceptions.ActorUnavailableError)
+                    deaths += not unavailable
+                    if deaths >= self.max_attempts or waited >= UNAVAILABLE_PATIENCE:
                         events = [
                             ("fail", t[1], 0, f"worker lost: {type(exc).__name__}") for t in batch
                         ]
                         break
-                    attempt += 1
+                    delay = min(0.5 * 2 ** (attempt - 1), 5.0)
+                    attempt += 1  # the retried batch cleans up after the lost attempt
                     self.retries += 1
-                    await anyio.sleep(0.5)  # let Ray restart the actor
+                    await anyio.sleep(delay)  # let Ray restart the actor
+                    waited += delay
         finally:
             await self._return.send(actor)
         ok = True
