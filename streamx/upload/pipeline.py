@@ -61,7 +61,7 @@ from .completer import complete, settle_mismatch, verify_checksum
 from .parts import Part, PartProducer, WouldWait
 from .readahead import ReadAhead
 from .source import ChunkSource, Source
-from .uploader import CompletedPart, PartUploader, check_not_emptied, send_watched
+from .uploader import CompletedPart, PartUploader, check_not_emptied
 
 
 def plan_parts(
@@ -263,30 +263,15 @@ class UploadPipeline:
             params["ChecksumAlgorithm"] = self.algorithm
             params[param_name(self.algorithm)] = checksums[0].b64
 
-        async def send(payload: Any) -> dict[str, Any]:
-            with checksum_errors(self.send_checksums):
-                return await self.s3.put_object(self.bucket, self.key, payload, **params)
-
-        direct = self.s3.direct is not None and self.s3.direct.can_put(params)
-
         async def attempt() -> dict[str, Any]:
-            if direct:  # streamx's own connection (see _direct.py); else aiobotocore's
-                with checksum_errors(self.send_checksums):
-                    return await self.s3.put_object_direct(
-                        self.bucket,
-                        self.key,
-                        body,
-                        stall_timeout=self.config.stall_timeout,
-                        **params,
-                    )
-            return await send_watched(
-                body,
-                send,
-                stall_timeout=self.config.stall_timeout,
-                operation="PutObject",
-                bucket=self.bucket,
-                key=self.key,
-            )
+            with checksum_errors(self.send_checksums):
+                return await self.s3.put_object(
+                    self.bucket,
+                    self.key,
+                    body,
+                    stall_timeout=self.config.stall_timeout,
+                    **params,
+                )
 
         async def on_retry(attempt_no: int, exc: BaseException) -> None:
             self.progress.bytes_retried += len(body)

@@ -178,8 +178,8 @@ class PatchWriter:
         s3 = self.s3
 
         async def attempt() -> dict[str, Any]:
-            if s3.direct is not None:
-                response: dict[str, Any] = await s3.upload_part_direct(
+            return dict(
+                await s3.upload_part(
                     self.store.bucket,
                     info.key,
                     upload_id,
@@ -187,8 +187,7 @@ class PatchWriter:
                     data,
                     stall_timeout=self.config.stall_timeout,
                 )
-                return response
-            return dict(await s3.upload_part(self.store.bucket, info.key, upload_id, number, data))
+            )
 
         response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
         return [number, str(response["ETag"]), len(data)]
