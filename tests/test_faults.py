@@ -22,6 +22,7 @@ from faultproxy import Fault, FaultProxy, Sleeps
 import streamx
 import streamx.upload.pipeline as pipeline_module
 from streamx._retry import RetryPolicy
+from streamx._s3 import ThreadSender
 from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
@@ -52,11 +53,11 @@ async def pengine(
     request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
 ) -> AsyncIterator[streamx.Engine]:
     """Every fault test runs over both part transports: streamx's own connections
-    (streamx/_direct.py, the default) and aiobotocore's (``direct_parts=False``)."""
+    (streamx/_s3/_threaded.py, the default) and aiobotocore's (``direct_parts=False``)."""
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert (eng.s3.direct is not None) == direct
+        assert isinstance(eng.s3.sender, ThreadSender) == direct
         yield eng
 
 

@@ -19,8 +19,8 @@ endpoint rules (addressing style, accelerate, dual-stack ...) decide it.
 
 Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
 gets a progress signal per slice sent, handed to the event loop; the thread's
-own socket timeouts are the stall timeout too (one urllib3 session per timeout
-value), so a thread whose request was given up on returns within that time.
+own socket timeouts are the stall timeout plus a second (one urllib3 session per
+timeout value), so a thread whose request was given up on returns soon after.
 A cancelled request (``part_timeout``, a sibling's failure) stops at the next
 slice, and the caller waits for its thread, so that no thread still sends a
 part when the upload is aborted or the engine closed.
@@ -55,6 +55,7 @@ from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
 
 _SEND_SLICE = 1024 * 1024
+_SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed the stall timeout
 _PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct)"
@@ -219,7 +220,10 @@ class ThreadSender:
         the longest a thread's blocking call can take with it (its longer timeout)."""
         connect, read = self._settings.timeout
         if stall_timeout is not None:
-            connect, read = min(connect, stall_timeout), min(read, stall_timeout)
+            # a little over the stall timeout: the loop's stall detector speaks first, and
+            # a thread whose request it gave up on returns soon after
+            limit = stall_timeout + _SOCKET_MARGIN
+            connect, read = min(connect, limit), min(read, limit)
         with self._lock:
             session = self._sessions.get((connect, read))
             if session is None:
