@@ -280,6 +280,87 @@ def test_each_event_loop_gets_its_own_session(moto_server: Any) -> None:
     assert first is not second
 
 
+class ForwardProxy:
+    """A minimal HTTP forward proxy on 127.0.0.1: notes each request line it is sent
+    (absolute-form, as clients send them to a proxy) and pipes the bytes on."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._srv.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._srv.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        from urllib.parse import urlsplit
+
+        head = read_head(conn)
+        if not head:
+            conn.close()
+            return
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.lines.append(line)
+        target = urlsplit(line.split(" ")[1])
+        upstream = socket.create_connection((target.hostname, target.port))
+        upstream.sendall(head)  # the server takes the absolute form too (RFC 9112 3.2.2)
+
+        def pipe(src: socket.socket, dst: socket.socket, note: bool) -> None:
+            try:
+                while chunk := src.recv(1 << 20):
+                    if note and chunk.startswith((b"PUT http", b"POST http", b"GET http")):
+                        self.lines.append(chunk.split(b"\r\n", 1)[0].decode())
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, conn, False), daemon=True).start()
+        pipe(conn, upstream, True)
+
+
+def test_parts_go_through_the_proxy_botocore_uses(
+    rclone_server: RcloneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY in the environment: aiobotocore's calls and the threads' parts both go
+    through it (the part sender is no longer turned off by a proxy)."""
+    fwd = ForwardProxy()
+    monkeypatch.setenv("HTTP_PROXY", fwd.url)
+    monkeypatch.setenv("NO_PROXY", "")
+
+    async def main() -> None:
+        async with streamx.Engine(**rclone_server.engine_args()) as eng:
+            thread_sender(eng)
+            await eng.client.create_bucket(Bucket="proxied")
+            result = await eng.upload("proxied", "obj", BIG, config=CFG)
+            assert result.part_count == 3
+        monkeypatch.delenv("HTTP_PROXY")
+        async with streamx.Engine(**rclone_server.engine_args()) as eng:
+            assert await read_object(eng, "proxied", "obj") == BIG
+
+    try:
+        anyio.run(main)
+    finally:
+        fwd.close()
+    parts = [line for line in fwd.lines if "partNumber=" in line]
+    assert len(parts) == 3 and all(line.startswith("PUT http://") for line in parts)
+    assert any("?uploads" in line for line in fwd.lines)  # the Create went through it too
+
+
 # ---------------------------------------------------------------- answers and cancellation
 
 
