@@ -116,7 +116,7 @@ _SMALL_BODY = 64 * 1024  # below this one write is cheapest: pass the bytes them
 def request_body(data: Any, on_read: Callable[[], None] | None = None) -> Any:
     """The request body for ``data``; bytes-like bodies go out zero-copy (see BufferBody)."""
     if isinstance(data, bytes | bytearray | memoryview):
-        if len(data) >= _SMALL_BODY or (on_read is not None and len(data)):
+        if len(data) >= _SMALL_BODY or on_read is not None:
             return BufferBody(data, on_read)
         return data.tobytes() if isinstance(data, memoryview) else data
     return data
@@ -129,7 +129,8 @@ class AiobotocoreSender:
         self.client = client
 
     async def send(self, request: PartRequest) -> dict[str, Any]:
-        body = request_body(request.body, request.progress)
+        watched = request.stall_timeout is not None and len(request.body) > 0
+        body = request_body(request.body, request.progress if watched else None)
         if request.operation == "UploadPart":
             call = self.client.upload_part
             extra: dict[str, Any] = {"ContentLength": len(request.body)}

@@ -51,8 +51,15 @@ from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
 
 from .._validate import header_safe
+
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
+
+sniffio: Any
+try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
+    import sniffio
+except ImportError:  # pragma: no cover
+    sniffio = None
 
 _SEND_SLICE = 1024 * 1024
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed the stall timeout
@@ -342,7 +349,11 @@ class _Notifier:
 
     def __init__(self, request: PartRequest) -> None:
         self._loop = asyncio.get_running_loop()
-        self._context = contextvars.copy_context()  # the loop's (anyio finds its backend)
+        # the callback runs outside any task: tell anyio (sniffio) which library runs it,
+        # as anyio.run does and asyncio.run does not
+        self._context = contextvars.copy_context()
+        if sniffio is not None:
+            self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
         self._progress = request.progress
         self._last = -_PROGRESS_EVERY
 
