@@ -51,7 +51,6 @@ from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
 
 from .._validate import header_safe
-
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
 
