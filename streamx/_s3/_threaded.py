@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover
     sniffio = None
 
 _SEND_SLICE = 1024 * 1024
+_SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed the stall timeout
 _PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -306,7 +307,10 @@ class ThreadSender:
         }
         call = _Call()
         notify = _Notifier(request) if request.stall_timeout is not None else None
-        aws = AWSRequest(method="PUT", url=url, headers=headers, data=_slices(view, call, notify))
+        stall = request.stall_timeout
+        size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
+        body = _slices(view, call, notify, size)
+        aws = AWSRequest(method="PUT", url=url, headers=headers, data=body)
         region = self._client.meta.region_name
         _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
         for name, value in aws.headers.items():
@@ -366,14 +370,16 @@ class _Notifier:
                 raise _Cancelled from None
 
 
-def _slices(view: memoryview, call: _Call, notify: _Notifier | None) -> Iterator[memoryview]:
+def _slices(
+    view: memoryview, call: _Call, notify: _Notifier | None, size: int
+) -> Iterator[memoryview]:
     """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
-    for start in range(0, len(view), _SEND_SLICE):
+    for start in range(0, len(view), size):
         if call.aborted:
             raise _Cancelled
         if notify is not None:
             notify()
-        yield view[start : start + _SEND_SLICE]
+        yield view[start : start + size]
     if notify is not None:
         notify()
 
