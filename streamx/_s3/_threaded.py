@@ -358,11 +358,13 @@ class _Notifier:
         if sniffio is not None:
             self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
         self._progress = request.progress
-        self._last = -_PROGRESS_EVERY
+        stall = request.stall_timeout or _PROGRESS_EVERY * 10
+        self._every = min(_PROGRESS_EVERY, stall / 10)
+        self._last = -self._every
 
-    def __call__(self) -> None:
+    def __call__(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last >= _PROGRESS_EVERY:
+        if force or now - self._last >= self._every:
             self._last = now
             try:
                 self._loop.call_soon_threadsafe(self._progress, context=self._context)
@@ -381,7 +383,7 @@ def _slices(
             notify()
         yield view[start : start + size]
     if notify is not None:
-        notify()
+        notify(force=True)  # the whole body is sent: the wait for the answer starts now
 
 
 def _exchange(session: URLLib3Session, prepared: Any, call: _Call) -> Any:
