@@ -48,6 +48,7 @@ $(UPPY_BUNDLE): $(BROWSER_JS)/package.json $(BROWSER_JS)/package-lock.json $(BRO
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streamx tests benchmarks examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports  # the layers and no import cycle: [tool.importlinter] in pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --size $(DEMO_SIZE) $(DEMO_ARGS)

@@ -7,12 +7,16 @@ from ._errors import (
     AccessDeniedError,
     CheckpointError,
     ChecksumError,
+    CompletedChecksumError,
     ConditionalConflictError,
     ConfigError,
+    ConfigTypeError,
+    InvalidRangeError,
     LocalFileError,
     NetworkError,
     NotFoundError,
     ObjectChangedError,
+    ObjectChangedSinceCheckpoint,
     PartLimitError,
     PreconditionFailedError,
     S3Error,
@@ -20,6 +24,7 @@ from ._errors import (
     SourceError,
     SourceTypeError,
     StreamxError,
+    SyncOrderError,
     UsageError,
 )
 from ._events import ProgressEvent
@@ -35,9 +40,10 @@ from ._objects import (
 )
 from ._ratelimit import RateLimit
 from ._results import UploadResult
+from ._retry import RetryPolicy
 from ._stores import StoreProfile
-from .bulk import SyncEvent, SyncOrderError, SyncProgress, SyncResult, sync, sync_on_ray
-from .download.fetcher import DownloadStream
+from .bulk import SyncEvent, SyncProgress, SyncResult, sync, sync_on_ray
+from .download.stream import DownloadStream
 from .listing import Listing, ListPage
 from .maintenance import StaleUpload
 from .migrate import migrate_prefix
@@ -50,8 +56,10 @@ __all__ = [
     "AccessDeniedError",
     "CheckpointError",
     "ChecksumError",
+    "CompletedChecksumError",
     "ConditionalConflictError",
     "ConfigError",
+    "ConfigTypeError",
     "CopyResult",
     "DeleteError",
     "DeleteResult",
@@ -60,6 +68,7 @@ __all__ = [
     "Engine",
     "ListPage",
     "Listing",
+    "InvalidRangeError",
     "LocalFileError",
     "MemoryBudget",
     "MigrationFailure",
@@ -67,6 +76,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "ObjectChangedError",
+    "ObjectChangedSinceCheckpoint",
     "ObjectInfo",
     "PartLimitError",
     "PartPlan",
@@ -74,6 +84,7 @@ __all__ = [
     "ProgressEvent",
     "RateLimit",
     "ResumeToken",
+    "RetryPolicy",
     "S3Error",
     "ServiceUnavailableError",
     "SourceError",

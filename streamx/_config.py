@@ -7,11 +7,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
-from ._limits import MAX_PART_SIZE, MAX_PARTS, MAX_PUT_SIZE, MIN_PART_SIZE, MiB, TiB, format_size
+from ._limits import (
+    MAX_MEMORY,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_PUT_SIZE,
+    MIN_PART_SIZE,
+    MiB,
+    format_size,
+)
 from ._validate import check_timeout
-
-#: More memory than any machine streamx runs on: a larger number is a unit mistake.
-MAX_MEMORY = 1 * TiB
 
 ChecksumAlgorithm = Literal["CRC32C", "CRC32", "CRC64NVME", "SHA256"]
 ChecksumMode = Literal["when_supported", "when_required", "off"]
@@ -192,3 +197,12 @@ class TransferConfig:
         while n <= MAX_PARTS and plan.size_of(n) <= self.window:
             n += 1
         return plan.offset_of(n) if n <= MAX_PARTS else plan.capacity
+
+
+def resolve_config(config: object, default: TransferConfig) -> TransferConfig:
+    """A call's ``config=``: a :class:`TransferConfig`, or ``None`` for the engine's."""
+    if config is None:
+        return default
+    if not isinstance(config, TransferConfig):
+        raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
+    return config

@@ -4,6 +4,7 @@
 
     StreamxError                     root; carries bucket, key, upload_id, part_number
     ├── ConfigError (ValueError)     bad arguments or configuration, raised before any request
+    │   └── ConfigTypeError (TypeError)  an argument of the wrong type (a str where keys go ...)
     ├── UsageError (RuntimeError)    the API used out of order (an Engine or a writer outside
     │                                its ``async with`` block, an Engine entered twice)
     ├── LocalFileError (OSError)     a local file could not be read or written (missing, a
@@ -15,8 +16,13 @@
     │   └── SourceTypeError (TypeError)   the source yielded something that is not bytes-like
     ├── PartLimitError               the stream cannot fit in S3's 10,000 parts
     ├── ChecksumError                bytes on the wire differ from the bytes read
+    │   └── CompletedChecksumError   the completed object's checksum was wrong (it was deleted)
     ├── ObjectChangedError           the object changed during a ranged download
     ├── CheckpointError              a resume checkpoint does not match this transfer
+    │   └── ObjectChangedSinceCheckpoint (also ObjectChangedError)   the recorded version is gone
+    ├── InvalidRangeError (ValueError)   a byte range reaches outside the object (known once
+    │                                the server has said how long it is)
+    ├── SyncOrderError               a listing came back out of S3's key order; the sync stopped
     ├── NetworkError (ConnectionError)   connection refused, reset or timed out
     └── S3Error                      the server answered with an error; has ``code``, ``status``
         ├── NotFoundError (FileNotFoundError)   NoSuchKey, NoSuchBucket, NoSuchUpload, 404
@@ -78,6 +84,10 @@ class StreamxError(Exception):
 
 class ConfigError(StreamxError, ValueError):
     """An argument or setting is invalid; raised before any request is sent."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument has the wrong type; a ``ConfigError`` that ``except TypeError`` also catches."""
 
 
 class UsageError(StreamxError, RuntimeError):
@@ -146,12 +156,32 @@ class ChecksumError(StreamxError):
     """A checksum computed from the bytes differs from the one the server reports."""
 
 
+class CompletedChecksumError(ChecksumError):
+    """The upload completed, but the stored object's checksum is wrong (it was deleted)."""
+
+
 class ObjectChangedError(StreamxError):
     """The object was replaced while it was being read (its ETag changed)."""
 
 
 class CheckpointError(StreamxError):
     """A checkpoint file does not match this transfer, or its upload no longer exists."""
+
+
+class ObjectChangedSinceCheckpoint(CheckpointError, ObjectChangedError):
+    """The object is not the version the checkpoint recorded (another ETag or size)."""
+
+
+class InvalidRangeError(StreamxError, ValueError):
+    """A byte range reaches outside the object or runs backwards in it.
+
+    Raised once the object's size is known (a HEAD, or the first GET's answer); a
+    range that is wrong whatever the size is a :class:`ConfigError` before any request.
+    """
+
+
+class SyncOrderError(StreamxError):
+    """A listing came back out of S3's key order; the sync stopped before acting on it."""
 
 
 class NetworkError(StreamxError, ConnectionError):

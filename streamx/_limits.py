@@ -22,10 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from ._errors import ConfigError
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
+
+#: More memory than any machine streamx runs on: a larger number is a unit mistake.
+MAX_MEMORY = 1 * TiB
 
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
@@ -68,7 +73,7 @@ def parse_size(text: str) -> int:
         i -= 1
     number, unit = s[:i], s[i:]
     if not number or unit not in units:
-        raise ValueError(f"cannot read {text!r} as a size; write e.g. 8MiB, 1GiB or 4096")
+        raise ConfigError(f"cannot read {text!r} as a size; write e.g. 8MiB, 1GiB or 4096")
     return int(float(number) * units[unit])
 
 
@@ -89,7 +94,7 @@ class PartPlan:
 
     def size_of(self, part_number: int) -> int:
         if not 1 <= part_number <= MAX_PARTS:
-            raise ValueError(f"part number {part_number} is outside S3's 1..{MAX_PARTS}")
+            raise ConfigError(f"part number {part_number} is outside S3's 1..{MAX_PARTS}")
         if self.interval is None:
             return self.base
         doublings = min((part_number - 1) // self.interval, 40)
@@ -129,7 +134,7 @@ class PartPlan:
         """
         limit = min(max_object_size, MAX_PARTS * MAX_PART_SIZE)
         if size > limit:
-            raise ValueError(f"{format_size(size)} is over the {format_size(limit)} object limit")
+            raise ConfigError(f"{format_size(size)} is over the {format_size(limit)} object limit")
         needed = _ceil_div(size, MAX_PARTS)
         base = max(part_size, needed)
         if needed > part_size:

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
-from ._limits import MAX_KEY_BYTES, format_size
+from ._limits import MAX_KEY_BYTES, MAX_MEMORY, format_size
 
 if TYPE_CHECKING:
     from ._budget import MemoryBudget
@@ -203,7 +203,7 @@ def check_put_values(args: Mapping[str, Any], shapes: Mapping[str, Any]) -> dict
 
 
 def header_safe(name: str, value: str) -> None:
-    """The last line of defence in a sender that writes headers itself (see _direct.py)."""
+    """The last line of defence in a sender that writes headers itself (see _s3/_threaded.py)."""
     if _CONTROL.search(name) or _CONTROL.search(value) or ":" in name:
         raise ConfigError(f"refusing to send header {name!r}: it holds a control character")
 
@@ -275,7 +275,6 @@ def check_addressing_style(style: object) -> None:
 def check_budget(budget: object) -> MemoryBudget | None:
     """``Engine(memory_budget=)``: a MemoryBudget or a number of bytes, at most 1 TiB."""
     from ._budget import MemoryBudget
-    from ._config import MAX_MEMORY
 
     if isinstance(budget, int) and not isinstance(budget, bool):
         budget = MemoryBudget(budget)

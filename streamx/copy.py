@@ -33,14 +33,14 @@ import anyio
 from ._abort import abort_upload
 from ._concurrency import FirstFailure
 from ._conditions import failed, precondition_errors, preflight
-from ._config import TransferConfig
+from ._context import TransferContext
 from ._errors import ConfigError, ObjectChangedError, S3Error, StreamxError
 from ._events import Progress
 from ._limits import MAX_PARTS, PartPlan
 from ._log import log
-from ._objects import CopyResult
-from ._retry import RetryPolicy
-from ._s3 import S3, check_put_args, service_model, split_conditions
+from ._objects import CopyResult, ObjectInfo
+from ._results import UploadResult
+from ._s3 import check_put_args, service_model, split_conditions
 from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 
 #: The headers CopyObject carries over unless told otherwise.
@@ -82,33 +82,56 @@ def _pinned_error(exc: S3Error, src_bucket: str, src_key: str, etag: str | None)
     return exc
 
 
+def carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Content type and metadata of the source, unless the caller sets their own
+    (:meth:`Engine.copy_to`, which streams an object from one store into another)."""
+    args = dict(put_args)
+    if info is not None and not any(name in args for name in METADATA_FIELDS):
+        if info.content_type:
+            args["ContentType"] = info.content_type
+        if info.metadata:
+            args["Metadata"] = dict(info.metadata)
+    return args
+
+
+def copy_result(result: UploadResult) -> CopyResult:
+    """The :class:`CopyResult` of a copy streamed through an upload."""
+    return CopyResult(
+        bucket=result.bucket,
+        key=result.key,
+        etag=result.etag,
+        size=result.size,
+        part_count=result.part_count,
+        version_id=result.version_id,
+        upload_id=result.upload_id,
+    )
+
+
 class Copier:
     """Copies one object inside one store (one client, server side)."""
 
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         src_bucket: str,
         src_key: str,
         bucket: str,
         key: str,
-        config: TransferConfig,
         *,
         put_args: dict[str, Any],
         progress: Progress,
-        retry: RetryPolicy | None = None,
         store: StoreProfile = UNKNOWN,
     ) -> None:
-        self.s3 = s3
+        self.s3 = ctx.s3
         self.src_bucket = src_bucket
         self.src_key = src_key
         self.bucket = bucket
         self.key = key
-        self.config = config
+        self.config = ctx.config
         self.put_args, self.conditions = split_conditions(put_args)
         self.store = store
         self.progress = progress
-        self.retry = retry or RetryPolicy(max_attempts=config.max_attempts)
+        self.retry = ctx.retry
         self.etag: str | None = None
         self.upload_id: str | None = None
         self.log = log.bind(src=f"{src_bucket}/{src_key}", bucket=bucket, key=key)

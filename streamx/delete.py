@@ -25,11 +25,17 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._concurrency import FirstFailure
-from ._errors import AccessDeniedError, ConfigError, NotFoundError, S3Error, StreamxError
+from ._context import TransferContext
+from ._errors import (
+    AccessDeniedError,
+    ConfigError,
+    ConfigTypeError,
+    NotFoundError,
+    S3Error,
+    StreamxError,
+)
 from ._log import log
 from ._objects import DeleteError, DeleteResult
-from ._retry import RetryPolicy
-from ._s3 import S3
 from ._validate import check_key as _check_key
 
 BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
@@ -57,15 +63,24 @@ def check_key(key: object) -> str:
 def check_keys(keys: object) -> None:
     """Reject what cannot be a key source before any request (and every key of a sequence)."""
     if isinstance(keys, str | bytes):
-        raise TypeError("keys must be an iterable of keys, not a single str; wrap it in a list")
+        raise ConfigTypeError(
+            "keys must be an iterable of keys, not a single str; wrap it in a list"
+        )
     if isinstance(keys, list | tuple | set | frozenset):
         for key in keys:
             check_item(key)
         return
     if not isinstance(keys, Iterable | AsyncIterable):
-        raise TypeError(
+        raise ConfigTypeError(
             f"keys must be a (sync or async) iterable of str, not {type(keys).__name__}"
         )
+
+
+def check_concurrency(n: object) -> int:
+    """``concurrency=`` of ``Engine.delete_many``: a positive int."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"concurrency must be a positive int, not {n!r}")
+    return n
 
 
 async def _aiter(keys: KeySource) -> AsyncIterator[Item]:
@@ -78,12 +93,11 @@ async def _aiter(keys: KeySource) -> AsyncIterator[Item]:
 
 
 async def delete_many(
-    s3: S3,
+    ctx: TransferContext,
     bucket: str,
     keys: KeySource,
     *,
     concurrency: int,
-    retry: RetryPolicy,
     batch_size: int = BATCH_SIZE,
     on_conditional: Callable[[], Awaitable[None]] | None = None,
 ) -> DeleteResult:
@@ -110,7 +124,9 @@ async def delete_many(
     async def one_batch(items: list[Item]) -> None:
         batch = [i if isinstance(i, str) else i[0] for i in items]
         try:
-            response = await retry.call(lambda: s3.delete_objects(bucket, items, quiet=True))
+            response = await ctx.retry.call(
+                lambda: ctx.s3.delete_objects(bucket, items, quiet=True)
+            )
         except (NotFoundError, AccessDeniedError):
             raise
         except S3Error as exc:

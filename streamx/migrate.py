@@ -1,11 +1,12 @@
-"""Cross-store migration: one Engine's download streamed into another Engine's upload.
+"""Cross-store migration of a prefix: :meth:`Engine.copy_to` for every object under it.
 
 The two engines may point at different endpoints with different
-credentials; bytes pass through this process once, never to disk. The source
+credentials; bytes pass through this process once, never to disk. Each object
 is one streamed GET (resumed where a connection drops, pinned to its ETag)
-feeding the destination's upload pipeline as an async iterable, so memory is
-bounded as for any upload of a stream: the destination's
-``TransferConfig.memory_bound`` plus one 1 MiB chunk, per object.
+feeding the destination's upload pipeline as an async iterable
+(:meth:`streamx.Engine.copy_to`), so memory is bounded as for any upload of a
+stream: the destination's ``TransferConfig.memory_bound`` plus one 1 MiB
+chunk, per object. Only the engines' public API is used.
 
 :func:`migrate_prefix` lists a prefix lazily and copies up to ``concurrency``
 objects at once (memory: ``concurrency *`` the bound above, further capped by
@@ -17,7 +18,6 @@ counts bytes acknowledged by the destination, ``parts_done`` objects copied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,59 +28,12 @@ from ._config import TransferConfig
 from ._errors import ConfigError
 from ._events import Progress, ProgressCallback, ProgressEvent
 from ._log import log
-from ._objects import CopyResult, MigrationFailure, MigrationResult, ObjectInfo
+from ._objects import MigrationFailure, MigrationResult, ObjectInfo
 from ._s3 import check_put_args
 from ._validate import check_bucket, check_prefix
-from .copy import METADATA_FIELDS
 
 if TYPE_CHECKING:
     from ._engine import Engine
-
-
-def _carried_args(info: ObjectInfo | None, put_args: Mapping[str, Any]) -> dict[str, Any]:
-    """Content type and metadata of the source, unless the caller sets their own."""
-    args = dict(put_args)
-    if info is not None and not any(name in args for name in METADATA_FIELDS):
-        if info.content_type:
-            args["ContentType"] = info.content_type
-        if info.metadata:
-            args["Metadata"] = dict(info.metadata)
-    return args
-
-
-async def migrate_object(
-    src: Engine,
-    src_bucket: str,
-    src_key: str,
-    dst: Engine,
-    dst_bucket: str,
-    dst_key: str,
-    *,
-    config: TransferConfig | None = None,
-    on_progress: ProgressCallback | None = None,
-    put_args: Mapping[str, Any] | None = None,
-) -> CopyResult:
-    """Stream ``src_bucket/src_key`` from ``src`` into ``dst_bucket/dst_key`` on ``dst``."""
-    async with src.download(src_bucket, src_key) as stream:
-        args = _carried_args(stream.info, put_args or {})
-        result = await dst.upload(
-            dst_bucket,
-            dst_key,
-            stream,
-            config=config,
-            on_progress=on_progress,
-            size=stream.size,
-            **args,
-        )
-    return CopyResult(
-        bucket=result.bucket,
-        key=result.key,
-        etag=result.etag,
-        size=result.size,
-        part_count=result.part_count,
-        version_id=result.version_id,
-        upload_id=result.upload_id,
-    )
 
 
 class _Aggregate:
@@ -145,7 +98,9 @@ async def migrate_prefix(
         raise ConfigError(f"concurrency must be a positive int, not {concurrency!r}")
     if not isinstance(fail_fast, bool):
         raise ConfigError(f"fail_fast must be True or False, not {fail_fast!r}")
-    cfg = dst._config(config)
+    if config is not None and not isinstance(config, TransferConfig):
+        raise ConfigError(f"config must be a TransferConfig, not {type(config).__name__}")
+    cfg = dst.config if config is None else config
     args = check_put_args(put_args)
     listing = src.list(src_bucket, prefix)
     aggregate = _Aggregate(on_progress, cfg.progress_interval)
@@ -167,16 +122,15 @@ async def migrate_prefix(
         async with receive:
             async for info in receive:
                 try:
-                    result = await migrate_object(
-                        src,
+                    result = await src.copy_to(
+                        dst,
                         src_bucket,
                         info.key,
-                        dst,
                         dst_bucket,
                         target(info.key),
                         config=cfg,
                         on_progress=aggregate.for_object(),
-                        put_args=args,
+                        **args,
                     )
                 except Exception as exc:
                     if aggregate.error is not None and aggregate.error is not exc:

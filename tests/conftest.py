@@ -105,14 +105,15 @@ async def proxy(server: Any) -> AsyncIterator[FaultProxy]:
 
 @pytest.fixture
 def sleeps() -> Sleeps:
-    """Backoff sleeps; test modules that patch their RetryPolicy override this."""
+    """Backoff sleeps: the engines of ``pengine`` retry with a recording, non-waiting sleep."""
     return Sleeps()
 
 
 @pytest.fixture
 async def pengine(server: Any, proxy: FaultProxy, sleeps: Sleeps) -> AsyncIterator[streamx.Engine]:
-    """An engine whose every request goes through the proxy."""
-    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+    """An engine whose every request goes through the proxy (its retries never really sleep)."""
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, retry=streamx.RetryPolicy(sleep=sleeps)) as eng:
         yield eng
 
 
@@ -147,7 +148,7 @@ def peak_rss_mib(pid: int) -> float:
 
 async def list_uploads(engine: streamx.Engine, bucket: str) -> list[dict[str, Any]]:
     """The bucket's multipart uploads (through streamx's own paginated listing)."""
-    return [upload async for upload in engine.s3.list_multipart_uploads(bucket)]
+    return [upload async for upload in engine.multipart.uploads(bucket)]
 
 
 async def drop_bucket(engine: streamx.Engine, bucket: str) -> None:
@@ -162,7 +163,7 @@ async def drop_bucket(engine: streamx.Engine, bucket: str) -> None:
             if keys:
                 await client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
         await client.delete_bucket(Bucket=bucket)
-    except Exception:  # noqa: BLE001 - clean-up only; the test's verdict is already in
+    except Exception:
         pass
 
 

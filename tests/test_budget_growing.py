@@ -10,8 +10,8 @@ import pytest
 
 from streamx._budget import MemoryBudget, Reservation
 from streamx._limits import PartPlan
+from streamx.upload.chunks import ArrivingSource
 from streamx.upload.parts import GROW_STEP, PartProducer
-from streamx.upload.source import ArrivingSource
 
 pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024

@@ -16,28 +16,15 @@ from typing import Any
 
 import pytest
 from conftest import list_uploads, profile_of, read_object
-from faultproxy import Fault, FaultProxy, Sleeps
+from faultproxy import Fault, FaultProxy
 
 import streamx
-import streamx.upload.pipeline as pipeline_module
 from streamx._checksum import Running, combine, composite, compute
-from streamx._retry import RetryPolicy
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 DATA = random.Random(7).randbytes(2 * PART + 4321)  # 3 parts
 ALGORITHMS = ["CRC32C", "CRC32", "CRC64NVME", "SHA256"]
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    recorder = Sleeps()
-    monkeypatch.setattr(
-        pipeline_module,
-        "RetryPolicy",
-        lambda max_attempts: RetryPolicy(max_attempts, sleep=recorder),
-    )
-    return recorder
 
 
 def config(algorithm: str = "CRC32C", **kw: Any) -> streamx.TransferConfig:

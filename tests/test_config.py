@@ -100,7 +100,7 @@ async def test_bad_arguments_fail_before_any_request(
 def test_engine_outside_async_with() -> None:
     engine = streamx.Engine()
     with pytest.raises(RuntimeError, match="async with"):
-        engine.s3  # noqa: B018
+        engine.client  # noqa: B018
 
 
 def test_engine_repr_hides_credentials() -> None:

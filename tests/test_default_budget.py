@@ -26,8 +26,8 @@ import streamx
 from streamx._budget import Reservation, default_memory_budget
 from streamx._limits import PartPlan
 from streamx.testing import RcloneServer
+from streamx.upload.chunks import AsyncIterSource
 from streamx.upload.parts import PartProducer, WouldWait
-from streamx.upload.source import AsyncIterSource
 
 MiB = 1024 * 1024
 PART = 8 * MiB
@@ -239,7 +239,7 @@ async def test_1000_slow_producers_under_the_default_budget_all_complete(
         assert all(results[f"large/{i}"] == 20 * MiB for i in range(large))
         listed = [obj.key async for obj in engine.list(bucket)]
         assert len(listed) == small + large
-        uploads = [u async for u in engine.s3.list_multipart_uploads(bucket)]
+        uploads = [u async for u in engine.multipart.uploads(bucket)]
         assert uploads == []
         assert (budget.in_use, budget.heads.in_use) == (0, 0)
         assert budget.peak <= budget.limit

@@ -34,7 +34,7 @@ BIG = hashlib.sha256(b"seed").digest() * (11 * MiB // 32)  # 11 MiB: parts of 5,
 
 
 def thread_sender(eng: streamx.Engine) -> ThreadSender:
-    sender = eng.s3.sender
+    sender = eng._s3_layer.sender
     assert isinstance(sender, ThreadSender)
     return sender
 
@@ -158,7 +158,7 @@ async def test_direct_parts_false_sends_them_through_aiobotocore(
 ) -> None:
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=False) as eng:
-        assert not isinstance(eng.s3.sender, ThreadSender)
+        assert not isinstance(eng._s3_layer.sender, ThreadSender)
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     agents = {r.headers["user-agent"] for r in proxy.sent("UploadPart")}
@@ -227,7 +227,7 @@ async def test_a_failed_upload_leaves_no_sending_thread_behind(
         with pytest.raises(streamx.AccessDeniedError):
             await eng.upload(bucket, "obj", BIG, config=cfg)
         assert active == []
-        assert [u async for u in eng.s3.list_multipart_uploads(bucket)] == []
+        assert [u async for u in eng._s3_layer.list_multipart_uploads(bucket)] == []
 
 
 def test_direct_parts_must_be_a_bool_and_needs_the_engines_own_client() -> None:
@@ -435,7 +435,9 @@ def test_an_answer_before_the_body_is_read_is_reported(
         async with local_engine(url) as eng:
             thread_sender(eng)
             with pytest.raises(streamx.S3Error) as info:
-                await eng.s3.upload_part("bkt", "k", "up-1", 1, bytes(32 * MiB), stall_timeout=5)
+                await eng._s3_layer.upload_part(
+                    "bkt", "k", "up-1", 1, bytes(32 * MiB), stall_timeout=5
+                )
             assert info.value.code == "EntityTooLarge" and info.value.part_number == 1
             assert "no thanks" in str(info.value)
 
@@ -471,7 +473,9 @@ def test_a_stalled_send_is_cut_and_its_thread_returns(
         async with local_engine(url) as eng:
             thread_sender(eng)
             with pytest.raises(streamx.NetworkError, match="no progress for stall_timeout"):
-                await eng.s3.upload_part("bkt", "k", "up-1", 1, bytes(64 * MiB), stall_timeout=0.5)
+                await eng._s3_layer.upload_part(
+                    "bkt", "k", "up-1", 1, bytes(64 * MiB), stall_timeout=0.5
+                )
             assert active == []
 
     try:
@@ -513,7 +517,9 @@ def test_a_cancelled_send_stops_and_its_thread_is_waited_for(
     async def main() -> None:
         async with local_engine(url) as eng:
             with anyio.move_on_after(0.3) as scope:
-                await eng.s3.upload_part("bkt", "k", "up-1", 1, bytes(256 * MiB), stall_timeout=5)
+                await eng._s3_layer.upload_part(
+                    "bkt", "k", "up-1", 1, bytes(256 * MiB), stall_timeout=5
+                )
             assert scope.cancelled_caught
             assert active == []
             sent = len(got)
@@ -544,7 +550,7 @@ def test_a_connection_the_server_closed_is_not_reused(
     async def main() -> None:
         async with local_engine(url) as eng:
             for n in (1, 2, 3):
-                response = await eng.s3.upload_part("bkt", "k", "up-1", n, b"x" * 100)
+                response = await eng._s3_layer.upload_part("bkt", "k", "up-1", n, b"x" * 100)
                 assert response["ETag"] == '"e"'
                 await anyio.sleep(0.05)
 
@@ -643,12 +649,12 @@ def test_an_untrusted_certificate_fails_the_part(
                 sign_payload=None,
                 fallback=AiobotocoreSender(eng.client),
             )
-            eng.s3.sender = sender
+            eng._s3_layer.sender = sender
             try:
                 with pytest.raises(streamx.NetworkError) as info:
-                    await eng.s3.put_object("tls", "refused", BIG)
+                    await eng._s3_layer.put_object("tls", "refused", BIG)
             finally:
-                eng.s3.sender = own
+                eng._s3_layer.sender = own
                 sender.close()
             assert "SSLCertVerificationError" in str(info.value)
             assert args["aws_secret_access_key"] not in str(info.value)

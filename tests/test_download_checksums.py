@@ -123,7 +123,7 @@ async def test_what_each_server_reports(server: Any, engine: streamx.Engine, buc
     await composite_upload(engine, bucket, "composite", small)
     retry = RetryPolicy(max_attempts=1)
     got = {
-        k: await probe(engine.s3, bucket, k, None, retry) for k in ("single", "multi", "composite")
+        k: await probe(engine._s3_layer, bucket, k, None, retry) for k in ("single", "multi", "composite")
     }
     whole = compute("CRC32C", small).b64
     assert got["single"][0] == StoredChecksum("CRC32C", whole)

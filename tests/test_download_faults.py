@@ -18,8 +18,6 @@ import pytest
 from faultproxy import Fault, FaultProxy, Request, Sleeps
 
 import streamx
-import streamx.download.pipeline as pipeline_module
-from streamx._retry import RetryPolicy
 from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
@@ -42,17 +40,6 @@ def starts_at(offset: int) -> Any:
 
 def ranges_asked(proxy: FaultProxy) -> list[str]:
     return [r.headers.get("range", "") for r in proxy.sent("GetObject")]
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    recorder = Sleeps()
-
-    def policy(max_attempts: int) -> RetryPolicy:
-        return RetryPolicy(max_attempts=max_attempts, sleep=recorder)
-
-    monkeypatch.setattr(pipeline_module, "RetryPolicy", policy)
-    return recorder
 
 
 @pytest.fixture

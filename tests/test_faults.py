@@ -20,8 +20,6 @@ from conftest import list_uploads, read_object
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
-import streamx.upload.pipeline as pipeline_module
-from streamx._retry import RetryPolicy
 from streamx._s3 import ThreadSender
 from streamx.testing import capture_logs
 
@@ -36,18 +34,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    """Every upload pipeline retries with a recording, non-waiting sleep."""
-    recorder = Sleeps()
-
-    def policy(max_attempts: int) -> RetryPolicy:
-        return RetryPolicy(max_attempts=max_attempts, sleep=recorder)
-
-    monkeypatch.setattr(pipeline_module, "RetryPolicy", policy)
-    return recorder
-
-
 @pytest.fixture(params=["direct", "aiobotocore"])
 async def pengine(
     request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
@@ -56,8 +42,9 @@ async def pengine(
     (streamx/_s3/_threaded.py, the default) and aiobotocore's (``direct_parts=False``)."""
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
-    async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert isinstance(eng.s3.sender, ThreadSender) == direct
+    retry = streamx.RetryPolicy(sleep=sleeps)  # recorded, never really waited
+    async with streamx.Engine(**args, direct_parts=direct, retry=retry) as eng:
+        assert isinstance(eng._s3_layer.sender, ThreadSender) == direct
         yield eng
 
 

@@ -83,10 +83,10 @@ async def test_age_is_measured_against_the_clock(engine: streamx.Engine, bucket:
             return lambda: initiated + offset
 
         young = await abort_stale_uploads(
-            engine.s3, bucket, older_than=hour, clock=at(hour - dt.timedelta(seconds=1))
+            engine._s3_layer, bucket, older_than=hour, clock=at(hour - dt.timedelta(seconds=1))
         )
         assert young == []
-        old = await abort_stale_uploads(engine.s3, bucket, older_than=hour, clock=at(hour * 2))
+        old = await abort_stale_uploads(engine._s3_layer, bucket, older_than=hour, clock=at(hour * 2))
         assert [s.key for s in old] == ["k"]
         assert old[0].age == hour * 2
     finally:

@@ -80,7 +80,7 @@ async def test_entering_an_engine_twice_is_refused(server: Any, bucket: str) -> 
         assert result.size == 10
         assert await read_object(eng, bucket, "after") == b"still open"
     with pytest.raises(streamx.UsageError, match="async with Engine"):
-        eng.s3  # noqa: B018
+        eng.client  # noqa: B018
     async with eng:  # entering it again after the block is fine
         assert (await eng.head(bucket, "after")).size == 10
 

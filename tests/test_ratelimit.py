@@ -12,8 +12,6 @@ import pytest
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
-import streamx.upload.pipeline as pipeline_module
-from streamx._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -109,17 +107,6 @@ def test_bad_arguments() -> None:
         streamx.Engine(rate_limit=5)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    recorder = Sleeps()
-    monkeypatch.setattr(
-        pipeline_module,
-        "RetryPolicy",
-        lambda max_attempts: RetryPolicy(max_attempts, sleep=recorder),
-    )
-    return recorder
-
-
 async def test_engines_share_one_limit_and_slowdown_shrinks_the_window(
     server: Any,
     proxy: FaultProxy,
@@ -141,8 +128,8 @@ async def test_engines_share_one_limit_and_slowdown_shrinks_the_window(
     proxy.add(Fault("status", op="PutObject", path="/x/f", status=503, code="SlowDown", times=3))
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with (
-        streamx.Engine(**args, rate_limit=limit) as a,
-        streamx.Engine(**args, rate_limit=limit) as b,
+        streamx.Engine(**args, rate_limit=limit, retry=streamx.RetryPolicy(sleep=sleeps)) as a,
+        streamx.Engine(**args, rate_limit=limit, retry=streamx.RetryPolicy(sleep=sleeps)) as b,
     ):
         first = await streamx.sync(tmp_path, f"s3://{bucket}/x", engine=a, concurrency=4)
         await b.head(bucket, "x/f00")

@@ -430,7 +430,9 @@ def test_the_log_event_list_is_complete() -> None:
     """The README's "Logs" section names every event the package logs (grep of the source)."""
     source = "\n".join(p.read_text() for p in (ROOT / "streamx").rglob("*.py"))
     events = set(re.findall(r"log\.(?:debug|info|warning|error|critical)\(\s*f?\"([a-z_.{}]+)\"", source))
-    whats = set(re.findall(r'abort_upload\([^)]*?what="([\w.]+)"', source, re.S)) | {"upload"}
+    # the aborts' event prefixes: abort_upload(what=...) and engine.multipart.discard(what=...)
+    calls = r'(?:abort_upload|\.discard)\([^)]*?what="([\w.]+)"'
+    whats = set(re.findall(calls, source, re.S)) | {"upload"}
     expanded = set()
     for event in events:
         if "{what}" in event:

@@ -287,7 +287,7 @@ async def test_small_source_with_checkpoint_is_one_put(
 
 
 def test_checkpoint_argument_validation(tmp_path: Path) -> None:
-    from streamx.checkpoint import open_checkpoint
+    from streamx.upload.checkpoint import open_checkpoint
 
     assert open_checkpoint(None, False) is None
     assert open_checkpoint(tmp_path / "cp", True) is not None

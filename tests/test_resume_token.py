@@ -127,7 +127,7 @@ async def test_bad_tokens(engine: streamx.Engine, bucket: str) -> None:
     with pytest.raises(streamx.CheckpointError):
         ResumeToken.from_json('{"format": "nope"}')
     assert token.upload_id is not None
-    await engine.s3.abort_multipart_upload(bucket, "t.bin", token.upload_id)
+    await engine.multipart.abort(bucket, "t.bin", token.upload_id)
     with pytest.raises(streamx.CheckpointError, match="no longer exists"):
         async with engine.open_writer(bucket, "t.bin", config=CFG, resume=token) as writer:
             await writer.write(b"x" * MiB)

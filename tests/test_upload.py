@@ -261,7 +261,7 @@ async def test_writer_exception_aborts(engine: streamx.Engine, bucket: str) -> N
             raise KeyError("camera unplugged")
     assert await list_uploads(engine, bucket) == []
     with pytest.raises(streamx.NotFoundError):
-        await engine.s3.head_object(bucket, "w")
+        await engine.head(bucket, "w")
 
 
 async def wait_for_upload(engine: streamx.Engine, bucket: str) -> None:

@@ -39,7 +39,7 @@ async def pengine(
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert isinstance(eng.s3.sender, ThreadSender) == direct
+        assert isinstance(eng._s3_layer.sender, ThreadSender) == direct
         yield eng
 
 
@@ -96,7 +96,7 @@ async def test_the_direct_sender_itself_never_writes_cr_lf(
     """Below the put-argument checks: the part sender refuses too (defence in depth)."""
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=True) as eng:
-        sender = eng.s3.sender
+        sender = eng._s3_layer.sender
         assert isinstance(sender, ThreadSender)
         for params in ({"ContentType": INJECTION}, {"Metadata": {"m": INJECTION}}):
             request = PartRequest(

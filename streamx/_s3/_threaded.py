@@ -47,6 +47,7 @@ import anyio.to_thread
 import botocore.exceptions as bexc
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
 from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
 
@@ -271,8 +272,8 @@ class ThreadSender:
 
     async def _frozen_credentials(self) -> Any:
         creds = self._credentials
-        if isinstance(creds, tuple):
-            return _Frozen(*creds)
+        if isinstance(creds, tuple):  # given to the engine as arguments
+            return ReadOnlyCredentials(*creds)
         frozen = creds.get_frozen_credentials()
         if asyncio.iscoroutine(frozen):  # aiobotocore's refreshable credentials
             frozen = await frozen
@@ -336,15 +337,6 @@ class ThreadSender:
         if http.status_code >= 300:
             raise bexc.ClientError(parsed, op.name)
         return parsed
-
-
-class _Frozen:
-    """Credentials given to the engine as arguments (as botocore's ReadOnlyCredentials)."""
-
-    def __init__(self, access_key: str, secret_key: str, token: str | None) -> None:
-        self.access_key = access_key
-        self.secret_key = secret_key
-        self.token = token
 
 
 class _Notifier:

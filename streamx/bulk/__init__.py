@@ -14,10 +14,10 @@ The data flow, one module per stage::
     ray.py       the fleet executor on Ray (the ``ray`` extra): ``sync_on_ray()``
 """
 
+from .._errors import SyncOrderError
 from .execute import SyncEvent
 from .job import SyncResult, sync
 from .local import SyncProgress
-from .plan import SyncOrderError
 from .ray import sync_on_ray
 
 __all__ = ["SyncEvent", "SyncOrderError", "SyncProgress", "SyncResult", "sync", "sync_on_ray"]

@@ -180,11 +180,10 @@ class BatchWorker:
         low, high = min(writes), max(writes)
         n = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
         common = low[:n]  # the longest prefix of every key written (string, not path)
-        async for upload in dst.engine.s3.list_multipart_uploads(dst.bucket, common):
+        multipart = dst.engine.multipart
+        async for upload in multipart.uploads(dst.bucket, common):
             if upload.get("Key") in writes:
-                await dst.engine.s3.abort_multipart_upload(
-                    dst.bucket, str(upload["Key"]), str(upload["UploadId"])
-                )
+                await multipart.abort(dst.bucket, str(upload["Key"]), str(upload["UploadId"]))
 
     async def _recheck(self, runner: Runner, action: Action) -> SyncEvent | None:
         """On a retried batch: an event if the dead attempt already finished this action."""

@@ -5,7 +5,7 @@ checksums, retries and aborts, and small ones share the engine's memory
 budget: local → s3 ``Engine.upload``, s3 → local ``Engine.download_file``
 (temporary file, renamed when whole), s3 → s3 on one engine ``Engine.copy``
 (server-side, no byte through this process), across engines
-``migrate_object`` (streamed through). Deletes at an S3 destination go out as
+``Engine.copy_to`` (streamed through). Deletes at an S3 destination go out as
 DeleteObjects batches of up to 1,000 keys.
 
 Writes carry the conditions of :mod:`streamx.bulk.conditions` when enabled: a
@@ -24,7 +24,6 @@ import anyio
 
 from .._errors import PreconditionFailedError, S3Error
 from .._events import ProgressEvent
-from ..migrate import migrate_object
 from .conditions import write_conditions
 from .plan import Action
 from .sides import LocalSide, S3Side, Side, same_content
@@ -209,15 +208,14 @@ class Runner:
                     dst.bucket, dst.key(key), data, on_progress=progress, **carried, **conditions
                 )
             else:
-                await migrate_object(
-                    src.engine,
+                await src.engine.copy_to(
+                    dst.engine,
                     src.bucket,
                     src.key(key),
-                    dst.engine,
                     dst.bucket,
                     dst.key(key),
                     on_progress=progress,
-                    put_args=conditions,
+                    **conditions,
                 )
         else:  # pragma: no cover - refused up front
             raise ValueError("a sync needs an s3:// side")

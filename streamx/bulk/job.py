@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._concurrency import task_group
 from .._errors import ConfigError, NotFoundError
 from . import conditions as conds
@@ -132,7 +133,9 @@ async def preflight(side: Side, *, probe: bool = False) -> Side:
     (an unknown store is probed once)."""
     if not isinstance(side, S3Side):
         return side
-    page = await side.engine.s3.list_objects_v2(side.bucket, Prefix=side.prefix, MaxKeys=1000)
+    page = await s3_layer(side.engine).list_objects_v2(
+        side.bucket, Prefix=side.prefix, MaxKeys=1000
+    )
     if probe:
         await conds.prepare(side.engine, side.bucket)
     keys = [str(item["Key"]) for item in page.get("Contents", [])]

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 
 from .._errors import CheckpointError
-from ..checkpoint import atomic_write
+from .._jsonstore import atomic_write
 
 VERSION = 1
 

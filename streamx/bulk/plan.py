@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .._errors import ConfigError, StreamxError
+from .._errors import ConfigError, SyncOrderError
 from .entries import Entry
 
 Compare = Literal["checksum", "size-mtime", "size"]
@@ -27,10 +27,6 @@ COMPARE_MODES: tuple[str, ...] = ("checksum", "size-mtime", "size")
 Kind = Literal["copy", "update", "check", "delete"]
 
 _END = object()
-
-
-class SyncOrderError(StreamxError):
-    """A listing came back out of S3's key order; the sync stopped before acting on it."""
 
 
 async def merge(

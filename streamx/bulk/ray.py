@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
@@ -56,7 +57,7 @@ async def split_points(side: Side, shards: int) -> list[str]:
     if shards <= 1:
         return []
     if isinstance(side, S3Side):
-        response = await side.engine.s3.list_objects_v2(
+        response = await s3_layer(side.engine).list_objects_v2(
             side.bucket, Prefix=side.prefix, Delimiter="/", MaxKeys=1000
         )
         tops = [str(p["Prefix"])[len(side.prefix) :] for p in response.get("CommonPrefixes", [])]

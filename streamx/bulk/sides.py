@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._api.base import s3_layer
 from .._checksum import Running
 from .._errors import ChecksumError, NotFoundError
 from .._retry import RetryPolicy
@@ -122,7 +123,7 @@ class S3Side:
     ) -> AsyncIterator[Entry]:
         lister = walk_s3 if self.tree else list_s3
         async for rel, item in lister(
-            self.engine.s3, self.bucket, self.prefix, after=after, until=until
+            s3_layer(self.engine), self.bucket, self.prefix, after=after, until=until
         ):
             entry = entry_from_listing(rel, item)
             if for_local:
@@ -140,7 +141,7 @@ class S3Side:
     async def stat(self, rel: str) -> Entry | None:
         """The object's entry now (one HEAD), or ``None`` if it is absent."""
         try:
-            head = await self.engine.s3.head_object(
+            head = await s3_layer(self.engine).head_object(
                 self.bucket, self.key(rel), ChecksumMode="ENABLED"
             )
         except NotFoundError:
@@ -161,7 +162,9 @@ class S3Side:
         params = {"IfMatch": f'"{entry.etag}"'} if entry.etag else {}
 
         async def get() -> tuple[bytes, dict[str, Any]]:
-            async with self.engine.s3.get_object(self.bucket, self.key(entry.key), **params) as r:
+            async with s3_layer(self.engine).get_object(
+                self.bucket, self.key(entry.key), **params
+            ) as r:
                 data = bytes(await r["Body"].read())
             carried: dict[str, Any] = {}
             if r.get("ContentType"):
@@ -184,7 +187,7 @@ class S3Side:
 
     async def stored_checksum(self, rel: str) -> tuple[str, str] | None:
         """(algorithm, base64 value) of the object's FULL_OBJECT checksum, if it stores one."""
-        response: dict[str, Any] = await self.engine.s3.head_object(
+        response: dict[str, Any] = await s3_layer(self.engine).head_object(
             self.bucket, self.key(rel), ChecksumMode="ENABLED"
         )
         if response.get("ChecksumType") not in (None, "FULL_OBJECT"):

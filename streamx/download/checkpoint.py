@@ -40,17 +40,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .._checksum import PartChecksum, Running, from_b64
-from .._errors import CheckpointError, ObjectChangedError
-from ..checkpoint import JsonFile, open_checkpoint
+from .._errors import CheckpointError, ObjectChangedSinceCheckpoint
+from .._jsonstore import JsonFile, check_path
 from .planner import ByteRange
 
 FORMAT = "streamx-download-checkpoint/1"
 _HINT = "pass restart=True to start over, or use another checkpoint path"
 _READ = 1024 * 1024
-
-
-class ObjectChangedSinceCheckpoint(CheckpointError, ObjectChangedError):
-    """The object is not the version the checkpoint recorded (another ETag or size)."""
 
 
 @dataclass
@@ -115,8 +111,8 @@ class DownloadCheckpoint(JsonFile[DownloadRecord]):
 
 def open_download_checkpoint(path: object, restart: object) -> DownloadCheckpoint | None:
     """Validate ``checkpoint=`` and ``restart=`` of ``download_file`` (before any request)."""
-    file = open_checkpoint(path, restart)  # the same rules as for uploads
-    return None if file is None else DownloadCheckpoint(file.path)
+    checked = check_path(path, restart)  # the same rules as for uploads
+    return None if checked is None else DownloadCheckpoint(checked)
 
 
 def check_record(record: DownloadRecord, checkpoint: DownloadCheckpoint, **where: str) -> None:

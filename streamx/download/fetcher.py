@@ -13,53 +13,23 @@ length say the bytes are the ones asked for.
 
 :class:`DownloadStream` is the single streamed GET behind
 ``engine.download()`` (in :mod:`.stream`); :class:`RangeFetcher` fills
-buffers for the parallel pipeline and ``get_ranges``.
+buffers for the parallel pipeline and ``get_ranges``. Both check each answer
+with :mod:`.response`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errors import NetworkError, ObjectChangedError, S3Error, StreamxError
+from .._errors import NetworkError, S3Error, StreamxError
 from .._log import log
 from .._retry import ProgressDeadline, RetryPolicy
 from .._s3 import S3, map_errors
 from .planner import ByteRange
+from .response import changed, parse_content_range, translate_get
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-
-
-def parse_content_range(response: Mapping[str, Any]) -> tuple[ByteRange | None, int | None]:
-    """``(range sent, object size)`` from a GET response; ``(None, None)`` if it has none."""
-    text = response.get("ContentRange")
-    if not text:
-        return None, None
-    m = _CONTENT_RANGE.fullmatch(str(text).strip())
-    if m is None:
-        return None, None
-    total = None if m.group(3) == "*" else int(m.group(3))
-    return ByteRange(int(m.group(1)), int(m.group(2)) + 1), total
-
-
-def _changed(bucket: str, key: str, pinned: str, seen: str | None) -> ObjectChangedError:
-    return ObjectChangedError(
-        f"the object was replaced during the download (ETag {pinned} became {seen}); "
-        "download it again to get one consistent version",
-        bucket=bucket,
-        key=key,
-    )
-
-
-def _translate_get(exc: S3Error, bucket: str, key: str, etag: str | None) -> StreamxError:
-    """412 on a pinned request and 416 mean the object changed under us."""
-    if etag is not None and (exc.code == "PreconditionFailed" or exc.status == 412):
-        return _changed(bucket, key, etag, "something else")
-    if etag is not None and (exc.code == "InvalidRange" or exc.status == 416):
-        return _changed(bucket, key, etag, "a shorter object")
-    return exc
 
 
 class RangeFetcher:
@@ -93,7 +63,7 @@ class RangeFetcher:
     def _check(self, response: Mapping[str, Any], asked: ByteRange) -> None:
         seen = response.get("ETag")
         if self.etag is not None and seen is not None and seen != self.etag:
-            raise _changed(self.bucket, self.key, self.etag, seen)
+            raise changed(self.bucket, self.key, self.etag, seen)
         sent, total = parse_content_range(response)
         length = int(response.get("ContentLength", -1))
         if sent is None:
@@ -101,7 +71,7 @@ class RangeFetcher:
             sent = ByteRange(0, length) if length >= 0 else None
             total = length
         if total is not None and self.size is not None and total != self.size:
-            raise _changed(self.bucket, self.key, self.etag or "?", f"size {total}")
+            raise changed(self.bucket, self.key, self.etag or "?", f"size {total}")
         if (
             sent is None
             or sent.start != asked.start
@@ -134,7 +104,7 @@ class RangeFetcher:
                         self._check(response, remaining)
                         await self._read_into(response["Body"], buf, cursor, watch.progress)
                 except S3Error as exc:
-                    raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+                    raise translate_get(exc, self.bucket, self.key, self.etag) from exc
             if watch.stalled:
                 raise NetworkError(
                     f"the ranged GET moved no byte for stall_timeout={self.stall_timeout:g} s "
@@ -180,7 +150,7 @@ class RangeFetcher:
                     if int(head.get("ContentLength", -1)) == 0:
                         self._learn(head)
                         return
-                raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+                raise translate_get(exc, self.bucket, self.key, self.etag) from exc
 
         await self._with_retry(attempt, ByteRange(0, n), lambda: cursor[0])
         return buf
@@ -234,9 +204,3 @@ class RangeFetcher:
             )
 
         await self.retry.call(attempt, timeout=self.part_timeout, on_retry=on_retry)
-
-
-# The streamed GET lives in its own module; it is imported from here too.
-from .stream import DownloadStream  # noqa: E402
-
-__all__ = ["DownloadStream", "RangeFetcher", "parse_content_range"]

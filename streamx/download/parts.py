@@ -32,7 +32,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from botocore.exceptions import FlexibleChecksumError
@@ -42,13 +42,11 @@ from .._concurrency import FirstFailure
 from .._errors import ChecksumError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._s3 import map_errors
-from .fetcher import _changed, _translate_get, parse_content_range
+from .pipeline import DownloadPipeline
 from .planner import ByteRange
+from .response import changed, parse_content_range, translate_get
+from .sink import FileSink
 from .verify import ALGORITHMS
-
-if TYPE_CHECKING:
-    from .pipeline import DownloadPipeline
-    from .sink import FileSink
 
 _COMPOSITE = re.compile(r"^(.+)-(\d+)$")
 _READ = 1024 * 1024
@@ -193,7 +191,7 @@ class PartDownload:
                 async with p.s3.get_object(p.bucket, p.key, **params) as response:
                     await self._read(n, response, first)
             except S3Error as exc:
-                raise _translate_get(exc, p.bucket, p.key, self.etag) from exc
+                raise translate_get(exc, p.bucket, p.key, self.etag) from exc
 
         await p.fetcher.retry.call(attempt, timeout=p.config.part_timeout or None)
 
@@ -208,7 +206,7 @@ class PartDownload:
             await self.sink.open(self.size)
         seen = response.get("ETag")
         if self.etag is not None and seen is not None and seen != self.etag:
-            raise _changed(p.bucket, p.key, self.etag, seen)
+            raise changed(p.bucket, p.key, self.etag, seen)
         length = int(response.get("ContentLength", -1))
         if sent is None or total != self.size or length != sent.size or not header:
             raise StreamxError(

@@ -19,6 +19,7 @@ import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from .._errors import ConfigError, ConfigTypeError, InvalidRangeError
 from .._limits import MiB
 
 #: Requested ranges closer than this are fetched by one request.
@@ -48,27 +49,27 @@ class ByteRange:
 
 def _need_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"range {name} must be an int, not {type(value).__name__}")
+        raise ConfigTypeError(f"range {name} must be an int, not {type(value).__name__}")
     return value
 
 
 def check_spec(spec: object) -> RangeSpec:
     """Validate the shape of one range before any request; returns ``(start, end)``.
 
-    Raises ``TypeError`` for a non-pair or non-int bounds and ``ValueError``
-    for a range that is inverted whatever the object's size.
+    Raises :class:`ConfigTypeError` (a ``TypeError``) for a non-pair or non-int
+    bounds and :class:`ConfigError` (a ``ValueError``) for a range that is inverted whatever the object's size.
     """
     if isinstance(spec, ByteRange):
         return spec.start, spec.end
     if not isinstance(spec, tuple | list) or len(spec) != 2:
-        raise TypeError(f"a range is a (start, end) pair like a slice, not {spec!r}")
+        raise ConfigTypeError(f"a range is a (start, end) pair like a slice, not {spec!r}")
     start = _need_int("start", spec[0])
     end = None if spec[1] is None else _need_int("end", spec[1])
     if end is not None and (start >= 0) == (end >= 0) and start > end:
-        raise ValueError(f"range ({start}, {end}) is inverted: start must not exceed end")
+        raise ConfigError(f"range ({start}, {end}) is inverted: start must not exceed end")
     if start < 0 and end is not None and end >= 0:
         # (-10, 5): meaningful only for objects of a particular size; refuse it
-        raise ValueError(
+        raise ConfigError(
             f"range ({start}, {end}) mixes a suffix start with an absolute end; "
             "use (start, end) or (-n, None)"
         )
@@ -78,15 +79,15 @@ def check_spec(spec: object) -> RangeSpec:
 def resolve(spec: RangeSpec, size: int) -> ByteRange:
     """The absolute range ``spec`` denotes in an object of ``size`` bytes.
 
-    Raises ``ValueError`` if it reaches outside the object or runs backwards.
+    Raises :class:`InvalidRangeError` (a ``ValueError``) if it reaches outside the object or runs backwards.
     """
     start, end = spec
     abs_start = size + start if start < 0 else start
     abs_end = size if end is None else (size + end if end < 0 else end)
     if abs_start < 0 or abs_start > size or abs_end > size or abs_end < 0:
-        raise ValueError(f"range {spec} is outside the object's {size} bytes")
+        raise InvalidRangeError(f"range {spec} is outside the object's {size} bytes")
     if abs_start > abs_end:
-        raise ValueError(f"range {spec} is inverted in an object of {size} bytes")
+        raise InvalidRangeError(f"range {spec} is inverted in an object of {size} bytes")
     return ByteRange(abs_start, abs_end)
 
 
@@ -103,7 +104,7 @@ def header_for(spec: RangeSpec) -> str | None:
 def split(whole: ByteRange, part_size: int) -> Iterator[ByteRange]:
     """``whole`` cut into consecutive ranges of ``part_size`` bytes (the last may be shorter)."""
     if part_size < 1:
-        raise ValueError("part_size must be positive")
+        raise ConfigError("part_size must be positive")
     pos = whole.start
     while pos < whole.end:
         nxt = min(pos + part_size, whole.end)

@@ -15,26 +15,23 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from .._budget import MemoryBudget, Reservation
-from .._errors import CheckpointError, NotFoundError
+from .._errors import CheckpointError, NotFoundError, ObjectChangedSinceCheckpoint
 from .checkpoint import (
     DownloadCheckpoint,
     DownloadRecord,
-    ObjectChangedSinceCheckpoint,
     check_record,
     check_version,
     reverify,
 )
+from .pipeline import DownloadPipeline, Work
 from .planner import ByteRange
 from .sink import FileSink
 from .verify import FALLBACK_ALGORITHM, RangeSums, stored_checksum
-
-if TYPE_CHECKING:
-    from .pipeline import DownloadPipeline, _Work
 
 
 def previous_record(
@@ -70,7 +67,7 @@ async def start(
 ) -> tuple[FileWork, RangeSums, bool]:
     """A new download: the first range learns size and ETag; the rest are planned."""
     cfg = pipeline.config
-    budgets = pipeline._budgets(cfg.part_size * cfg.queue_size)
+    budgets = pipeline.budgets(cfg.part_size * cfg.queue_size)
     first, data, size = await pipeline.first_range(budgets)
     if checkpoint is not None:
         checkpoint.current = DownloadRecord(
@@ -95,7 +92,7 @@ async def start(
     sums = RangeSums(pipeline.bucket, pipeline.key)
     work = FileWork(pipeline, sink, sums, checkpoint, budgets, cfg.part_size, size)
     fallback = FALLBACK_ALGORITHM if checkpoint is not None else None
-    work.extras.append(lambda: pipeline._settle(sums, len(data), fallback))
+    work.extras.append(lambda: pipeline.settle(sums, len(data), fallback))
     work.held.append(first)
     work.extras.append(lambda: work.finish_first(data, first))
     pipeline.ranges = 1
@@ -145,7 +142,7 @@ async def resume(
     checkpoint.current = record
     await checkpoint.save()
     pipeline.progress.total = record.size
-    budgets = pipeline._budgets(record.range_size * cfg.queue_size)
+    budgets = pipeline.budgets(record.range_size * cfg.queue_size)
     work = FileWork(pipeline, sink, sums, checkpoint, budgets, record.range_size, record.size)
     work.pending = [(i, work.byte_range(i)) for i in range(work.count) if i not in kept]
     pipeline.log.info(
@@ -209,7 +206,7 @@ class FileWork:
             await self.checkpoint.record(index, checksum)
         await self.pipeline.progress.advance(len(data), parts=1)
 
-    async def handle(self, work: _Work) -> None:
+    async def handle(self, work: Work) -> None:
         _, r, reservation = work
         try:
             buf = await self.pipeline.fetcher.fetch(r)

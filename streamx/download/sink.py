@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import ByteSendStream
 
-from .._errors import ConfigError, LocalFileError, StreamxError, local_file_error
+from .._errors import ConfigError, ConfigTypeError, LocalFileError, StreamxError, local_file_error
 from .._validate import check_local_path
 
 
@@ -105,9 +105,9 @@ def _is_async(fn: Any) -> bool:
 
 
 def open_sink(obj: object) -> OrderedSink:
-    """Adapt ``obj`` to an :class:`OrderedSink`, or raise ``TypeError`` before any request."""
+    """Adapt ``obj`` to an :class:`OrderedSink`, or raise :class:`ConfigTypeError` before any request."""
     if isinstance(obj, str | os.PathLike):
-        raise TypeError("download_to takes a writer; to write a file use download_file(path)")
+        raise ConfigTypeError("download_to takes a writer; to write a file use download_file(path)")
     if getattr(obj, "closed", False) is True:
         raise ConfigError("the sink is closed")
     if isinstance(obj, ByteSendStream):
@@ -117,13 +117,15 @@ def open_sink(obj: object) -> OrderedSink:
     write = getattr(obj, "write", None)
     if write is not None and callable(write):
         if isinstance(obj, io.TextIOBase):
-            raise TypeError("the sink is opened in text mode; open it with 'wb' (or pass .buffer)")
+            raise ConfigTypeError(
+                "the sink is opened in text mode; open it with 'wb' (or pass .buffer)"
+            )
         if _is_async(write):
             return _AsyncWriteSink(write, f"async writer {type(obj).__name__}")
         return _ThreadWriteSink(write, f"writer {type(obj).__name__}")
     if callable(obj):
         return _CallableSink(obj)
-    raise TypeError(
+    raise ConfigTypeError(
         f"cannot download into a {type(obj).__name__}: pass an object with a write() method "
         "(sync or async), an asyncio.StreamWriter, an anyio byte stream, or a callable"
     )

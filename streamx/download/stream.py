@@ -18,16 +18,24 @@ from typing import Any
 import anyio
 
 from .._checksum import Running
-from .._errors import NetworkError, S3Error, StreamxError
+from .._context import TransferContext
+from .._errors import ConfigError, InvalidRangeError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._objects import ObjectInfo
-from .._retry import RetryPolicy, is_retryable
-from .._s3 import S3, map_errors
-from .fetcher import _changed, _translate_get, parse_content_range
+from .._s3 import map_errors
 from .planner import ByteRange, RangeSpec, header_for, resolve
+from .response import changed, parse_content_range, translate_get
 from .verify import StoredChecksum, check, stored_checksum, unverified
 
 _READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
+
+
+def check_chunk_size(chunk_size: object) -> None:
+    """``chunk_size=`` of ``Engine.download``: a positive int or ``None``."""
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ConfigError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
 
 
 class DownloadStream:
@@ -37,8 +45,7 @@ class DownloadStream:
     ends or is broken off, or when the stream is garbage collected. A dropped
     connection is resumed from the next missing byte (pinned to the ETag).
 
-    With ``verify`` (the engine's ``TransferConfig.checksum`` is not
-    ``"off"``) a stream that reads the whole object is checked against the
+    Unless the engine's ``TransferConfig.checksum`` is ``"off"``, a stream that reads the whole object is checked against the
     stored full-object checksum: a ``HeadObject(ChecksumMode=ENABLED)`` runs
     alongside the GET (unless the GET itself carries a trusted value, as
     rclone's do), the checksum is updated as chunks pass, and after the last
@@ -50,21 +57,19 @@ class DownloadStream:
 
     def __init__(
         self,
-        s3: S3,
+        ctx: TransferContext,
         bucket: str,
         key: str,
         spec: RangeSpec | None,
         *,
         chunk_size: int | None,
-        retry: RetryPolicy,
-        verify: bool = True,
     ) -> None:
-        self._s3 = s3
+        self._s3 = ctx.s3
         self.bucket = bucket
         self.key = key
         self._spec = spec
         self._chunk_size = chunk_size
-        self._retry = retry
+        self._retry = ctx.retry
         self._stack: AsyncExitStack | None = None
         self._body: Any = None
         self._opened = False
@@ -75,7 +80,7 @@ class DownloadStream:
         self.info: ObjectInfo | None = None
         self.position = 0  # absolute offset of the next byte
         # verification (see download/verify.py): whole-object reads only
-        self._verify = verify
+        self._verify = ctx.config.checksum != "off"
         self._first: dict[str, Any] | None = None  # the first GET's headers
         self._head: dict[str, Any] | None = None  # HeadObject(ChecksumMode=ENABLED), if sent
         self._head_error: str | None = None
@@ -253,9 +258,9 @@ class DownloadStream:
         if spec is not None and total is not None:
             try:
                 wanted = resolve(spec, total)
-            except ValueError:
+            except InvalidRangeError as exc:
                 await self.aclose()
-                raise
+                raise exc.add_context(bucket=self.bucket, key=self.key) from None
             if wanted != sent:
                 await self.aclose()
                 raise StreamxError(
@@ -277,8 +282,8 @@ class DownloadStream:
         self.info = ObjectInfo.from_head(self.key, head)
         try:
             r = resolve(spec, self.size)
-        except ValueError as exc:
-            raise ValueError(f"{exc} of s3://{self.bucket}/{self.key}") from None
+        except InvalidRangeError as exc:
+            raise exc.add_context(bucket=self.bucket, key=self.key) from None
         self.range = r
         self.position = r.start
         return r
@@ -302,10 +307,10 @@ class DownloadStream:
         try:
             response = await self._get(params)
         except S3Error as exc:
-            raise _translate_get(exc, self.bucket, self.key, self.etag) from exc
+            raise translate_get(exc, self.bucket, self.key, self.etag) from exc
         seen = response.get("ETag")
         if self.etag is not None and seen != self.etag:
-            raise _changed(self.bucket, self.key, self.etag, seen)
+            raise changed(self.bucket, self.key, self.etag, seen)
         sent, _ = parse_content_range(response)
         if sent is None and remaining.start == 0:
             sent = ByteRange(0, int(response.get("ContentLength", 0)))
@@ -319,37 +324,35 @@ class DownloadStream:
     async def _read(self, n: int) -> bytes:
         """Up to ``n`` bytes, resuming the GET after a retryable failure."""
         assert self.range is not None
-        attempt = 1
-        while True:
-            try:
-                if self._body is None:
-                    await self._resume()
-                n = min(n, self.range.end - self.position)
-                with map_errors("GetObject", bucket=self.bucket, key=self.key):
-                    chunk: bytes = await self._body.read(n)
-                if not chunk:
-                    raise NetworkError(
-                        f"the connection ended at byte {self.position} of {self.range}",
-                        bucket=self.bucket,
-                        key=self.key,
-                    )
-                self.position += len(chunk)
-                if self._running is not None:
-                    self._running.update(chunk)
-                return chunk
-            except StreamxError as exc:
-                if not is_retryable(exc) or attempt >= self._retry.max_attempts:
-                    raise
-                log.warning(
-                    "download.stream.resume",
+        wanted = self.range
+
+        async def attempt() -> bytes:
+            if self._body is None:
+                await self._resume()
+            with map_errors("GetObject", bucket=self.bucket, key=self.key):
+                chunk: bytes = await self._body.read(min(n, wanted.end - self.position))
+            if not chunk:
+                raise NetworkError(
+                    f"the connection ended at byte {self.position} of {wanted}",
                     bucket=self.bucket,
                     key=self.key,
-                    resume_at=self.position,
-                    attempt=attempt,
-                    error=type(exc).__name__,
                 )
-                if self._stack is not None:
-                    stack, self._stack, self._body = self._stack, None, None
-                    await stack.aclose()
-                await self._retry.sleep(self._retry.delay(attempt))
-                attempt += 1
+            self.position += len(chunk)
+            if self._running is not None:
+                self._running.update(chunk)
+            return chunk
+
+        async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            log.warning(
+                "download.stream.resume",
+                bucket=self.bucket,
+                key=self.key,
+                resume_at=self.position,
+                attempt=attempt_no,
+                error=type(exc).__name__,
+            )
+            if self._stack is not None:  # the next attempt resumes with a new GET
+                stack, self._stack, self._body = self._stack, None, None
+                await stack.aclose()
+
+        return await self._retry.call(attempt, on_retry=on_retry)

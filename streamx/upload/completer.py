@@ -42,15 +42,11 @@ from .._checksum import (
     supports_full_object,
 )
 from .._conditions import precondition_errors
-from .._errors import ChecksumError, StreamxError
+from .._errors import ChecksumError, CompletedChecksumError, StreamxError
 from .._log import log
 from .._results import UploadResult
 from .._s3 import S3, map_errors
 from .uploader import CompletedPart
-
-
-class CompletedChecksumError(ChecksumError):
-    """The upload completed, but the stored object's checksum is wrong (it was deleted)."""
 
 
 def expected_checksum(parts: list[PartChecksum], reported: str, kind: str | None = None) -> str:
@@ -129,7 +125,9 @@ async def complete(
         checksum = verify_checksum(response, sums, algorithm, multipart=True, **context)
     except ChecksumError as exc:
         assert algorithm is not None
-        checksum = await settle_mismatch(s3, response, ordered, algorithm, exc, abort_timeout, context)
+        checksum = await settle_mismatch(
+            s3, response, ordered, algorithm, exc, abort_timeout, context
+        )
     return UploadResult(
         bucket=bucket,
         key=key,

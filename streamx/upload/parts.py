@@ -20,14 +20,17 @@ reserves no more than it has left.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .._budget import MemoryBudget, Reservation
 from .._checksum import PartChecksum, compute
+from .._config import TransferConfig
 from .._errors import PartLimitError, SourceError, StreamxError
-from .._limits import MAX_PARTS, PartPlan, format_size
-from .source import Buffer, ChunkSource, Source
+from .._limits import MAX_OBJECT_SIZE, MAX_PARTS, PartPlan, format_size
+from .chunks import Buffer, ChunkSource
+from .source import Source
 
 GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
 _MAP_FLAGS = (
@@ -47,6 +50,15 @@ class Part:
 
     def __post_init__(self) -> None:
         self.size = len(self.data)
+
+
+def plan_parts(
+    config: TransferConfig, size: int | None, max_object_size: int = MAX_OBJECT_SIZE
+) -> PartPlan:
+    """The part sizes of an upload of ``size`` bytes (``None``: a stream of unknown length)."""
+    if size is None:
+        return PartPlan.for_stream(config.part_size, equal_parts=config.equal_parts)
+    return PartPlan.for_known_size(size, config.part_size, max_object_size=max_object_size)
 
 
 class WouldWait(Exception):
@@ -111,6 +123,36 @@ class PartProducer:
                 f"{type(exc).__name__}: {exc}",
                 part_number=self.next_number,
             ) from exc
+
+    async def read_head(
+        self, threshold: int, *, shared: bool, on_part: Callable[[], None] | None = None
+    ) -> list[Part]:
+        """Parts up to ``threshold`` bytes (the multipart threshold), or the whole source
+        if it is smaller; ``on_part`` is called once a part is held.
+
+        With a budget shared between transfers (``shared``) only the first part may
+        wait for budget: a transfer that held part 1 while waiting for room for part 2
+        could wait forever, every other transfer holding its own part 1 (hold and
+        wait). Further head parts are taken only if the budget has room now;
+        otherwise a source between ``part_size`` and ``multipart_threshold``
+        goes multipart with what it has.
+        """
+        head: list[Part] = []
+        total = 0
+        while not self.eof:
+            try:
+                part = await self.next_part(wait=not head or not shared)
+            except WouldWait:
+                break
+            if on_part is not None:
+                on_part()
+            if part is None:
+                break
+            head.append(part)
+            total += part.size
+            if total >= threshold:
+                break
+        return head
 
     async def next_part(self, *, wait: bool = True) -> Part | None:
         """The next part, or ``None`` when the source is exhausted.

@@ -21,7 +21,7 @@ upload was aborted, completed or lost raises :class:`~streamx.CheckpointError`.
 The multipart upload costs storage until it is resumed or aborted (see
 ``Engine.abort_stale_uploads``).
 
-It is the checkpoint machinery (:mod:`streamx.checkpoint`) with the record held
+It is the checkpoint machinery (:mod:`streamx.upload.checkpoint`) with the record held
 by the caller instead of a file.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CheckpointError
-from ..checkpoint import Checkpoint, CheckpointFile, PartRecord
+from .checkpoint import Checkpoint, CheckpointFile, PartRecord
 
 FORMAT = "streamx-resume-token/1"
 

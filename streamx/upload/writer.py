@@ -22,8 +22,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._concurrency import task_group
 from .._errors import StreamxError, UsageError
 from .._results import UploadResult
+from .chunks import Buffer, as_bytes_view
 from .resume import MemoryCheckpoint, ResumeToken
-from .source import Buffer, _as_bytes_view
 
 if TYPE_CHECKING:
     from .pipeline import UploadPipeline
@@ -83,7 +83,7 @@ class UploadWriter:
                 f"write() after the 'async with engine.open_writer(...)' block: the upload has "
                 f"{state}; write every chunk inside the block (open a new writer for a new object)"
             )
-        view = _as_bytes_view(data)
+        view = as_bytes_view(data)
         if not isinstance(view, bytes):
             view = bytes(view)  # the caller may reuse its buffer once write() returns
         if not view:

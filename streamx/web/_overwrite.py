@@ -39,17 +39,12 @@ than silently weakened.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._abort import abort_upload
-from .._conditions import preflight
 from .._errors import ConditionalConflictError, PreconditionFailedError
 from .._log import log
-from .._retry import RetryPolicy
+from ._base import ServiceBase
 from ._errors import WebError, web_error_for
-
-if TYPE_CHECKING:
-    from ._service import UploadService
 
 PUT = "PutObject:IfNoneMatch"
 COMPLETE = "CompleteMultipartUpload:IfNoneMatch"
@@ -57,7 +52,7 @@ EITHER = (PUT, COMPLETE)  # an Engine.upload: a single PUT or a multipart upload
 NO_OVERWRITE: dict[str, Any] = {"IfNoneMatch": "*"}
 
 
-async def write_conditions(service: UploadService, points: tuple[str, ...]) -> dict[str, Any]:
+async def write_conditions(service: ServiceBase, points: tuple[str, ...]) -> dict[str, Any]:
     """The conditions a write relying on ``points`` carries: none when overwrites are
     allowed; ``IfNoneMatch="*"`` when the store honours it (an unknown store is probed
     first); a 500 when the store is known to ignore it."""
@@ -82,13 +77,13 @@ async def write_conditions(service: UploadService, points: tuple[str, ...]) -> d
 
 
 async def refuse_taken_key(
-    service: UploadService, key: str, points: tuple[str, ...]
+    service: ServiceBase, key: str, points: tuple[str, ...]
 ) -> dict[str, Any]:
     """:func:`write_conditions`, then one HeadObject: a key that is already taken raises
     :class:`~streamx.PreconditionFailedError` (answered 409) before the client sends a byte.
     Silent if the HEAD cannot tell; the store's check at the write decides anyway."""
     conditions = await write_conditions(service, points)
-    await preflight(service.engine.s3, service.bucket, key, conditions)
+    await service.engine.multipart.preflight(service.bucket, key, conditions)
     return conditions
 
 
@@ -104,28 +99,22 @@ def refuse_post() -> WebError:
 
 
 async def complete_unless_taken(
-    service: UploadService, key: str, upload_id: str, parts: list[dict[str, Any]]
+    service: ServiceBase, key: str, upload_id: str, parts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """CompleteMultipartUpload with the write conditions. When they fail the upload can
     never complete, so it is aborted (shielded, retried, time-boxed) and the answer is 409."""
     conditions = await write_conditions(service, (COMPLETE,))
-    s3 = service.engine.s3
+    multipart = service.engine.multipart
     try:
-        return await s3.complete_multipart_upload(
-            service.bucket, key, upload_id, parts, **conditions
-        )
+        return await multipart.complete(service.bucket, key, upload_id, parts, **conditions)
     except (PreconditionFailedError, ConditionalConflictError) as exc:
-        config = service.settings.transfer_config or service.engine.config
-        await abort_upload(
-            s3,
+        await multipart.discard(
             service.bucket,
             key,
             upload_id,
-            what="web.multipart",
-            config=config,
-            retry=RetryPolicy(max_attempts=config.max_attempts),
-            log=log.bind(key=key, upload_id=upload_id),
             cause=exc,
+            what="web.multipart",
+            config=service.settings.transfer_config,
         )
         error = web_error_for(exc.add_context(key=key))
         raise WebError(409, f"{error.message}; the upload was aborted", error.code) from exc

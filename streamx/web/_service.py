@@ -1,7 +1,7 @@
-"""UploadService: every route's logic, over the checks of ``_core`` and one Engine.
+"""UploadService: every route's logic, over the checks of ``_core`` and :mod:`._base`.
 
 Each public coroutine takes a :class:`~streamx.web._core.Call` and returns a JSON-ready
-payload, or raises :class:`~streamx.web._core.WebError`; :meth:`UploadService.handle`
+payload, or raises :class:`~streamx.web._core.WebError`; :meth:`ServiceBase.handle`
 turns the streamx errors of S3 calls into WebErrors (no URL, no credential in them).
 Presigned URLs are returned, never logged: the log lines name the key, upload id and
 part number only.
@@ -9,159 +9,44 @@ part number only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable
 from typing import Any, cast
 
 import anyio
 
-from .._engine import Engine
-from .._errors import ConfigError, StreamxError
 from .._limits import MAX_PART_SIZE, format_size
 from .._log import log
+from ._base import ServiceBase, run_hook
 from ._core import (
     MAX_BATCH,
-    AccessRequest,
     Call,
-    UploadSettings,
     WebError,
     bare_etag,
     check_content_type,
-    check_key,
     check_metadata,
     check_part_number,
     check_parts,
-    check_prefix,
     check_size,
-    check_upload_id,
-    maybe_await,
-    web_error_for,
 )
-from ._guard import UploadTokenError, UploadTokens
 from ._overwrite import COMPLETE, PUT, complete_unless_taken, refuse_post, refuse_taken_key
+from ._stream import stream_upload
 
 
-async def run_hook(name: str, hook: Callable[..., Any], *args: Any) -> Any:
-    """Call one of the application's hooks; whatever happens the client gets JSON.
-
-    A :class:`WebError` it raises is the answer; a ``LookupError`` (a header or cookie
-    that an anonymous request lacks: ``request.headers['x-user']``) is a 401; any other
-    failure is the server's own, a 500 that names the hook and is logged.
-    """
-    try:
-        return await maybe_await(hook(*args))
-    except WebError:
-        raise
-    except LookupError as exc:
-        log.info("web.hook.lookup_failed", hook=name, error=type(exc).__name__)
-        raise WebError(401, "this request does not say who you are; log in first") from None
-    except Exception as exc:
-        log.error("web.hook.failed", hook=name, error=type(exc).__name__)
-        raise WebError(500, f"the server's {name} hook failed", "hook_failed") from exc
-
-
-class UploadService:
+class UploadService(ServiceBase):
     """Every route's logic, independent of the web framework."""
-
-    def __init__(self, settings: UploadSettings) -> None:
-        if not isinstance(settings, UploadSettings):
-            raise ConfigError("settings must be a streamx.web.UploadSettings")
-        self.settings = settings
-        self.bucket = settings.bucket
-        self.max_size = settings.max_size
-        self.tokens = UploadTokens(settings.upload_secret)
-
-    @property
-    def engine(self) -> Engine:
-        engine = self.settings.engine
-        return engine if isinstance(engine, Engine) else engine()
-
-    async def prefix_for(self, request: Any) -> str:
-        prefix = self.settings.prefix
-        if isinstance(prefix, str):
-            return prefix
-        try:
-            return check_prefix(await run_hook("prefix", prefix, request))
-        except ConfigError as exc:
-            raise WebError(500, f"the server's prefix hook is misconfigured: {exc}") from None
-
-    async def identity_for(self, request: Any) -> str:
-        """Who the caller is, as bound into upload tokens: the identity hook, else the prefix."""
-        hook = self.settings.identity
-        if hook is None:
-            return await self.prefix_for(request)
-        identity = await run_hook("identity", hook, request)
-        if not isinstance(identity, str):
-            raise WebError(500, "the server's identity hook must return a str")
-        return identity
-
-    async def authorize(
-        self, request: Any, action: str, key: object, upload_id: str | None = None
-    ) -> str:
-        """The checked key, once the prefix and the application's hook allow ``action``."""
-        checked = check_key(key, await self.prefix_for(request))
-        access = AccessRequest(request, action, checked, upload_id)
-        if not await run_hook("authorize", self.settings.authorize, access):
-            raise WebError(403, f"you may not {action.split('.')[-1]} {checked!r}")
-        return checked
-
-    async def open_upload(
-        self, request: Any, action: str, key: object, token: object
-    ) -> tuple[str, str, str]:
-        """``(key, S3 upload id, token)`` for a route that acts on an upload: the token must
-        have been issued by :meth:`issue` for this key and this caller (else 403, before
-        anything reaches S3), then the hook decides with the S3 upload id."""
-        token = check_upload_id(token)
-        checked = check_key(key, await self.prefix_for(request))
-        try:
-            upload_id = self.tokens.open(
-                token, bucket=self.bucket, key=checked, identity=await self.identity_for(request)
-            )
-        except UploadTokenError as exc:
-            log.warning("web.upload_token.refused", key=checked, action=action, reason=str(exc))
-            raise WebError(
-                403,
-                f"this upload id was not issued to you for key {checked[:200]!r}: send the "
-                "upload id and key that creating the upload answered",
-                "upload_mismatch",
-            ) from None
-        return await self.authorize(request, action, checked, upload_id), upload_id, token
-
-    async def issue(self, request: Any, key: str, upload_id: str) -> str:
-        """The upload token that stands for ``upload_id`` in every answer to the client."""
-        identity = await self.identity_for(request)
-        return self.tokens.issue(upload_id, bucket=self.bucket, key=key, identity=identity)
-
-    async def handle(self, handler: str, call: Call) -> Any:
-        """Run one route; every failure comes back as a :class:`WebError`."""
-        try:
-            return await getattr(self, handler)(call)
-        except WebError:
-            raise
-        except StreamxError as exc:
-            error = web_error_for(exc)
-            log.warning(
-                "web.storage_error",
-                route=handler,
-                status=error.status,
-                error=type(exc).__name__,
-                code=getattr(exc, "code", None),
-                key=exc.key,
-                upload_id=exc.upload_id,
-            )
-            raise error from exc
 
     # -- presigning ----------------------------------------------------------------------
 
-    async def _url(self, operation: str, **params: Any) -> str:
+    async def _url(self, operation: str, key: str, **params: Any) -> str:
         lifetime = self.settings.url_lifetime
-        url = await self.engine.s3.presign_url(
-            operation, {"Bucket": self.bucket, **params}, lifetime
+        url = await self.engine.presign_url(
+            operation, self.bucket, key, expires_in=lifetime, **params
         )
         # never the URL itself: it is a credential until it expires
         log.info(
             "web.presigned",
             operation=operation,
-            key=params.get("Key"),
+            key=key,
             upload_id=params.get("UploadId"),
             part_number=params.get("PartNumber"),
             expires_in=lifetime,
@@ -173,13 +58,13 @@ class UploadService:
         content_type = check_content_type(call.field("content_type"))
         # a presigned PUT can only enforce a size through a signed Content-Length
         size = check_size(call.field("size"), self.max_size, required=self.max_size < MAX_PART_SIZE)
-        params: dict[str, Any] = {"Key": key, "ContentType": content_type}
+        params: dict[str, Any] = {"ContentType": content_type}
         headers = {"Content-Type": content_type}
         if size is not None:
             params["ContentLength"] = size
         if await refuse_taken_key(self, key, (PUT,)):  # signed in: the client must send it
             params["IfNoneMatch"] = headers["If-None-Match"] = "*"
-        url = await self._url("put_object", **params)
+        url = await self._url("put_object", key, **params)
         return {
             "url": url,
             "key": key,
@@ -190,7 +75,7 @@ class UploadService:
 
     async def presign_get(self, call: Call) -> dict[str, Any]:
         key = await self.authorize(call.request, "download", call.params.get("key"))
-        url = await self._url("get_object", Key=key)
+        url = await self._url("get_object", key)
         return {"url": url, "key": key, "expires_in": self.settings.url_lifetime}
 
     # -- the multipart contract ------------------------------------------------------------
@@ -200,17 +85,19 @@ class UploadService:
         params: dict[str, Any] = {"ContentType": content_type}
         if meta:
             params["Metadata"] = meta
-        upload_id = await self.engine.s3.create_multipart_upload(self.bucket, key, **params)
+        upload_id = await self.engine.multipart.create(self.bucket, key, **params)
         log.info("web.multipart.created", key=key, upload_id=upload_id)
         return upload_id
 
     async def _part_url(self, key: str, upload_id: str, number: int) -> str:
-        return await self._url("upload_part", Key=key, UploadId=upload_id, PartNumber=number)
+        return await self._url("upload_part", key, UploadId=upload_id, PartNumber=number)
 
     async def _complete(self, key: str, upload_id: str, raw_parts: object) -> dict[str, Any]:
         parts = check_parts(raw_parts)
-        s3 = self.engine.s3
-        stored = {p["PartNumber"]: p for p in await s3.list_parts(self.bucket, key, upload_id)}
+        multipart = self.engine.multipart
+        stored = {
+            p["PartNumber"]: p for p in await multipart.list_parts(self.bucket, key, upload_id)
+        }
         total = 0
         for part in parts:
             number = part["PartNumber"]
@@ -225,7 +112,7 @@ class UploadService:
                 )
             total += int(stored[number].get("Size", 0))
         if total > self.max_size:
-            await s3.abort_multipart_upload(self.bucket, key, upload_id)
+            await multipart.abort(self.bucket, key, upload_id)
             raise WebError(
                 413,
                 f"the parts add up to {format_size(total)}, over this server's "
@@ -246,11 +133,11 @@ class UploadService:
         }
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        await self.engine.s3.abort_multipart_upload(self.bucket, key, upload_id)
+        await self.engine.multipart.abort(self.bucket, key, upload_id)
         log.info("web.multipart.aborted", key=key, upload_id=upload_id)
 
     async def _list(self, key: str, upload_id: str) -> list[dict[str, Any]]:
-        stored = await self.engine.s3.list_parts(self.bucket, key, upload_id)
+        stored = await self.engine.multipart.list_parts(self.bucket, key, upload_id)
         return [
             {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p.get("Size")}
             for p in stored
@@ -341,7 +228,9 @@ class UploadService:
             fields[f"x-amz-meta-{name}"] = text
             conditions.append({f"x-amz-meta-{name}": text})
         lifetime = self.settings.url_lifetime
-        form = await self.engine.s3.presign_post(self.bucket, key, fields, conditions, lifetime)
+        form = await self.engine.presign_post(
+            self.bucket, key, fields=fields, conditions=conditions, expires_in=lifetime
+        )
         log.info("web.presigned", operation="post_object", key=key, expires_in=lifetime)
         return {"method": "POST", "url": form["url"], "fields": form["fields"], "expires": lifetime}
 
@@ -411,8 +300,6 @@ class UploadService:
         method: str = "PUT",
     ) -> dict[str, Any]:
         """Upload a request body as it arrives (see :func:`streamx.web._stream.stream_upload`)."""
-        from ._stream import stream_upload
-
         return await stream_upload(
             self,
             request,

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import SourceError, StreamxError
 from .._limits import format_size
 from .._log import log
-from ..upload.source import ArrivingSource
+from ..upload.chunks import ArrivingSource
+from ._base import ServiceBase
 from ._core import WebError, check_content_type, check_size, find_cause, web_error_for
 from ._guard import guard_body, stream_method_allowed
 from ._overwrite import EITHER, refuse_taken_key
-
-if TYPE_CHECKING:
-    from ._service import UploadService
 
 
 class _BodyTooLarge(WebError):
@@ -37,7 +35,7 @@ class _BodyTooLarge(WebError):
 
 
 async def stream_upload(
-    service: UploadService,
+    service: ServiceBase,
     request: Any,
     key: object,
     chunks: AsyncIterable[bytes],

@@ -35,7 +35,7 @@ import anyio
 from .._errors import StreamxError
 from .._events import ProgressEvent
 from .._log import log
-from ..upload.source import ArrivingSource
+from ..upload.chunks import ArrivingSource
 from ._core import (
     WebError,
     check_content_type,

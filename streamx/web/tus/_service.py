@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from ..._api.base import s3_layer
 from ..._budget import MemoryBudget
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
@@ -57,7 +58,7 @@ class TusService:
         self.settings = self.uploads.settings
         self.max_size = min(self.settings.max_size, MAX_OBJECT_SIZE)
         self.store = TusStore(
-            lambda: self.uploads.engine.s3,
+            lambda: s3_layer(self.uploads.engine),
             self.settings.bucket,
             self.options.state_prefix,
             self.options.lock_timeout,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..._api.base import s3_layer
 from ..._engine import Engine
 from ..._errors import ConfigError
 from ._protocol import TusError, TusOptions, now
@@ -45,11 +46,11 @@ async def sweep_expired(
         raise ConfigError(f"orphan_age must be a non-negative number of seconds, not {age!r}")
     if not isinstance(dry_run, bool):
         raise ConfigError(f"dry_run must be True or False, not {dry_run!r}")
-    store = TusStore(lambda: engine.s3, bucket, state_prefix, lock_timeout=30.0)
+    store = TusStore(lambda: s3_layer(engine), bucket, state_prefix, lock_timeout=30.0)
     groups: dict[str, list[tuple[str, float]]] = {}
     params: dict[str, object] = {"Prefix": state_prefix}
     while True:
-        page = await engine.s3.list_objects_v2(bucket, **params)
+        page = await s3_layer(engine).list_objects_v2(bucket, **params)
         for item in page.get("Contents", []):
             key = str(item["Key"])
             upload = key[len(state_prefix) :].split(".", 1)[0]
