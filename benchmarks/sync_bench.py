@@ -10,7 +10,8 @@ Scenarios (settings at the top): ``small`` — a local directory of SMALL_COUNT
 files of SMALL_SIZE into ``rclone serve s3``; ``large`` — LARGE_COUNT files of
 LARGE_SIZE; ``rerun`` — the ``small`` sync again with nothing changed; ``s3s3``
 — the ``small`` objects from one rclone server to another. Every tool runs at
-the same concurrency (CONCURRENCY objects in flight). Per cell: wall time,
+the same concurrency (CONCURRENCY objects in flight); ``streamx-ray`` is the same command
+with ``--executor ray`` (it starts a one-node Ray itself: the start-up is in its time). Per cell: wall time,
 objects/s, MiB/s, the client's CPU seconds and peak RSS (``wait4``), and the
 server's CPU seconds. ``merge`` streams MERGE_ENTRIES synthetic entries per
 side through streamx's merge-join and planner, in a child process per size,
@@ -46,7 +47,7 @@ CONCURRENCY = 16
 SMALL_COUNT, SMALL_SIZE = 10_000, 4 * 1024
 LARGE_COUNT, LARGE_SIZE = 32, 64 * MiB
 MERGE_ENTRIES = (100_000, 1_000_000)
-TOOLS = ("streamx", "streamx-size-mtime", "rclone", "aws", "s5cmd")
+TOOLS = ("streamx", "streamx-size-mtime", "streamx-ray", "rclone", "aws", "s5cmd")
 SCENARIOS = ("small", "large", "rerun", "s3s3")
 
 sys.path.insert(0, str(ROOT))
@@ -88,6 +89,9 @@ def command(
         ]
         if tool == "streamx-size-mtime":  # what rclone, aws and s5cmd compare by default
             cmd += ["--compare", "size-mtime"]
+        if tool == "streamx-ray":  # a local one-node Ray started by the command (its start-up
+            cmd += ["--executor", "ray"]  # is counted), one actor
+            env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
         if source is not None:
             cmd += ["--source-endpoint-url", source.endpoint_url]
         return cmd, env

@@ -95,9 +95,15 @@ def start_server(
             "port": port,
             "bucket": bucket,
             "engine": args,
-            "part_size": PART,
+            "open": True,  # no users, no authorization: the Node server has none either
+            "overwrite": True,  # rclone ignores If-None-Match (@tus/server does not check)
+            "options": {
+                "part_size": PART,
+                **json.loads(os.environ.get("TUS_BENCH_STREAMX", "{}")),  # TusOptions to try
+            },
         }
-        cmd = [sys.executable, str(HERE / "tus_streamx_server.py"), json.dumps(cfg)]
+        # the tus app of the tests (tests/tus_app.py), in its open mode
+        cmd = [sys.executable, str(HERE.parent / "tests" / "tus_app.py"), json.dumps(cfg)]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     wait_port(port, proc)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 import streamx
 from streamx.bulk.entries import Entry, walk_local
+from streamx.bulk.fileio import ThreadBatcher
 from streamx.bulk.manifest import Manifest, Watermark
 from streamx.bulk.plan import Filters, SyncOrderError, decide, merge
 
@@ -131,3 +134,79 @@ async def test_manifest_refuses_another_job(tmp_path: Path) -> None:
     path.write_text(json.dumps({"x": 1}))
     with pytest.raises(streamx.CheckpointError, match="not a streamx sync manifest"):
         Manifest(path, {}).load()
+
+
+# -- ThreadBatcher: small file jobs share thread hops ---------------------------------------------
+
+
+async def test_thread_batcher_runs_waiting_jobs_together_and_hands_back_each_result() -> None:
+    batcher = ThreadBatcher(limit=8)
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await batcher.run(lambda: i * i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(one, i)
+    assert results == {i: i * i for i in range(40)}
+    assert 5 <= batcher.hops < 40  # at most 8 per hop, and not one hop per job
+
+
+async def test_thread_batcher_errors_go_to_their_own_job() -> None:
+    batcher = ThreadBatcher()
+
+    def fail() -> int:
+        raise FileNotFoundError("gone")
+
+    outcome: dict[str, object] = {}
+
+    async def bad() -> None:
+        with pytest.raises(FileNotFoundError):
+            await batcher.run(fail)
+        outcome["bad"] = "raised"
+
+    async def good() -> None:
+        outcome["good"] = await batcher.run(lambda: 7)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bad)
+        tg.start_soon(good)
+    assert outcome == {"bad": "raised", "good": 7}
+
+
+async def test_thread_batcher_cancelled_waiters_leave_and_the_rest_finish() -> None:
+    """A waiter cancelled while queued takes its job out; the lead passes on, nobody hangs."""
+    batcher = ThreadBatcher(limit=1)
+    started = threading.Event()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def slow() -> int:
+        started.set()
+        release.wait(10)
+        ran.append(0)
+        return 0
+
+    def quick(i: int) -> int:
+        ran.append(i)
+        return i
+
+    got: list[int] = []
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: batcher.run(slow))
+            await anyio.to_thread.run_sync(started.wait)
+            with anyio.CancelScope() as doomed:
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(lambda: batcher.run(lambda: quick(1)))
+                    await anyio.sleep(0.01)
+                    doomed.cancel()
+
+            async def last() -> None:
+                got.append(await batcher.run(lambda: quick(2)))
+
+            tg.start_soon(last)
+            await anyio.sleep(0.01)
+            release.set()
+    assert got == [2] and ran == [0, 2]  # the cancelled job never ran

@@ -297,8 +297,12 @@ def test_example_app_serves_tus(rclone_server: Any, tmp_path: Any) -> None:
     bucket = new_bucket(rclone_server)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = build_app(
-        bucket=bucket, engine_args=rclone_server.engine_args(), max_size=1 << 30, origins=[base]
+    app = build_app(  # overwrite=True: rclone cannot refuse overwrites (as the app's main says)
+        bucket=bucket,
+        engine_args=rclone_server.engine_args(),
+        max_size=1 << 30,
+        origins=[base],
+        overwrite=True,
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,10 +1,12 @@
 """A tus server process for the tests: ``python tests/tus_app.py CONFIG_JSON``.
 
 CONFIG_JSON: {"framework": "fastapi"|"aiohttp", "port": N, "bucket": ..., "engine": {...
-Engine kwargs}, "options": {TusOptions kwargs}, "max_size": N}. Users come from the
-``X-User`` header (401 without), their prefix is ``users/<name>/``; keys containing
-``/private/`` are refused by the authorization hook (403); the metadata ``objectKey``
-picks the key (else ``prefix + upload id``). Served at ``/api/tus/``.
+Engine kwargs}, "options": {TusOptions kwargs}, "max_size": N, "overwrite": bool, "open":
+bool}. Users come from the ``X-User`` header (401 without), their prefix is
+``users/<name>/``; keys containing ``/private/`` are refused by the authorization hook
+(403); the metadata ``objectKey`` picks the key (else ``prefix + upload id``). Served at
+``/api/tus/``. ``"open": true`` (benchmarks/tus_bench.py): no users, every request
+allowed, keys are upload ids, no access log.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import streamx
-from streamx.web import AccessRequest, UploadSettings, WebError
+from streamx.web import AccessRequest, UploadSettings, WebError, allow_all
 from streamx.web.tus import TusOptions
 
 
@@ -38,14 +40,18 @@ def make_key(request: Any, prefix: str, upload: str, metadata: Mapping[str, str]
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     holder: dict[str, streamx.Engine] = {}
+    hooks: dict[str, Any] = {"authorize": authorize, "prefix": user_prefix}
+    if cfg.get("open"):
+        hooks = {"authorize": allow_all}
     settings = UploadSettings(
         bucket=cfg["bucket"],
         engine=lambda: holder["engine"],
-        authorize=authorize,
-        prefix=user_prefix,
         max_size=cfg.get("max_size", 1 << 40),
+        overwrite=cfg.get("overwrite", False),
+        **hooks,
     )
-    options = TusOptions(make_key=make_key, allow_origins=("*",), **cfg.get("options", {}))
+    keys = {} if cfg.get("open") else {"make_key": make_key, "allow_origins": ("*",)}
+    options = TusOptions(**keys, **cfg.get("options", {}))
 
     @asynccontextmanager
     async def engine() -> AsyncIterator[None]:
@@ -79,7 +85,7 @@ def main() -> None:
         aio = web.Application()
         aio.cleanup_ctx.append(context)
         add_tus_routes(aio, settings, options, path="/api/tus")
-        web.run_app(aio, host="127.0.0.1", port=cfg["port"], print=None)
+        web.run_app(aio, host="127.0.0.1", port=cfg["port"], print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from streamx._stores import PROFILES, UNKNOWN
 from streamx.testing import free_port
+from streamx.web._overwrite import COMPLETE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS_DIR = os.path.join(ROOT, "tests", "tus_js")
@@ -90,14 +92,22 @@ class TusServer:
         port: int | None = None,
         options: dict[str, Any] | None = None,
         max_size: int | None = None,
+        overwrite: bool | None = None,
     ) -> None:
+        """``overwrite``: ``UploadSettings.overwrite``; by default refused where the store
+        honours ``If-None-Match`` (moto, SeaweedFS), allowed where it cannot be refused
+        (rclone serve s3, whose routes would otherwise answer 500 overwrite_unenforceable)."""
         self.port = port or free_port()
+        if overwrite is None:
+            profile = PROFILES.get(getattr(server, "store", None) or "", UNKNOWN)
+            overwrite = profile.honours(COMPLETE) is not True
         cfg: dict[str, Any] = {
             "framework": framework,
             "port": self.port,
             "bucket": bucket,
             "engine": server.engine_args(),
             "options": {"lock_timeout": 3.0, **(options or {})},
+            "overwrite": overwrite,
         }
         if max_size is not None:
             cfg["max_size"] = max_size

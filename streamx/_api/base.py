@@ -73,7 +73,8 @@ class EngineBase:
         check_bucket(bucket)
         async with self._probe_lock:  # concurrent conditional writes probe once
             if not self.store.probed:
-                self.store = await probe(self._s3_layer, bucket, self.store)
+                retry = self._context().retry  # the engine's policy (503/SlowDown retried)
+                self.store = await probe(self._s3_layer, bucket, self.store, retry)
         return self.store
 
     async def _store_for(self, bucket: str, operation: str, args: Any) -> StoreProfile:

@@ -5,6 +5,7 @@ The data flow, one module per stage::
     entries.py   both sides as sorted streams (local walk in S3 key order, S3 listing)
     plan.py      merge-join, filters, decide: copy / update / check / delete
     sides.py     what each side can tell about a key; identity comparison
+    fileio.py    small local reads and hashes, many per thread hop
     conditions.py  IfNoneMatch / IfMatch for idempotent writes
     execute.py   the runner that performs one action; counts and events
     manifest.py  watermarks of finished work, for resume

@@ -107,17 +107,22 @@ class BatchWorker:
                     bytes_per_second=self._rates[0], requests_per_second=self._rates[1]
                 )
             dst_args, src_args = self._engine_args
-            engine = await stack.enter_async_context(
-                Engine(**dst_args, memory_budget=budget, rate_limit=limit)
-            )
-            source = engine
-            if src_args is not None:
-                source = await stack.enter_async_context(
-                    Engine(**src_args, memory_budget=budget, rate_limit=limit)
-                )
             src_spec, dst_spec = self._specs
-            if self._conditional and dst_spec["kind"] == "s3":
-                await prepare(engine, dst_spec["bucket"])
+            try:
+                engine = await stack.enter_async_context(
+                    Engine(**dst_args, memory_budget=budget, rate_limit=limit)
+                )
+                source = engine
+                if src_args is not None:
+                    source = await stack.enter_async_context(
+                        Engine(**src_args, memory_budget=budget, rate_limit=limit)
+                    )
+                if self._conditional and dst_spec["kind"] == "s3":
+                    await prepare(engine, dst_spec["bucket"])
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await stack.aclose()  # a later call starts again from nothing
+                raise
             self._stack = stack
             self._runner = Runner(
                 make_side(src_spec, source),
@@ -125,6 +130,15 @@ class BatchWorker:
                 conditional=self._conditional,
             )
             return self._runner
+
+    async def warm(self) -> None:
+        """Get ready (engines; a store probe if the driver sent no profile) before the first
+        batch arrives. A failure here is not reported: the first batch's :meth:`run` meets it
+        again and reports it."""
+        try:
+            await self._ready()
+        except Exception:
+            pass
 
     async def close(self) -> None:
         if self._stack is not None:

@@ -175,8 +175,8 @@ class Runner:
             )
         if isinstance(src, LocalSide) and isinstance(dst, S3Side):
             source: Any = src.path(key)
-            if action.src.size <= SMALL_FILE:  # one read in a thread, no per-part buffer
-                source = await anyio.to_thread.run_sync(_read_file, source)
+            if action.src.size <= SMALL_FILE:  # one read (in a shared thread hop), no part buffer
+                source = await src.read_small(key)
             await dst.engine.upload(
                 dst.bucket,
                 dst.key(key),
@@ -219,11 +219,6 @@ class Runner:
                 )
         else:  # pragma: no cover - refused up front
             raise ValueError("a sync needs an s3:// side")
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 STILL_AT_SOURCE = "the source has this key after all (a listing out of order?); not deleted"

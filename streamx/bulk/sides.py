@@ -20,7 +20,7 @@ import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,6 +30,7 @@ from .._checksum import Running
 from .._errors import ChecksumError, NotFoundError
 from .._retry import RetryPolicy
 from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local, walk_s3
+from .fileio import ThreadBatcher
 from .plan import newer
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 _ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
+SMALL_HASH = 1024 * 1024  # files up to this size are hashed in shared thread hops
 _TEMP_SUFFIX = ".streamx-part"  # streamx's own temporary download files (download/sink.py)
 
 
@@ -58,6 +60,8 @@ def safe_relative_path(rel_key: str) -> str | None:
 @dataclass(frozen=True)
 class LocalSide:
     root: str
+    #: small reads and hashes share thread hops (see :mod:`streamx.bulk.fileio`)
+    files: ThreadBatcher = field(default_factory=ThreadBatcher, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.root
@@ -85,8 +89,19 @@ class LocalSide:
             return None
         return Entry(key, st.st_size, st.st_mtime)
 
-    async def digest(self, key: str, algorithm: str) -> str:
-        """The file's MD5 (hex) or FULL_OBJECT checksum (base64) of ``algorithm``."""
+    async def read_small(self, key: str) -> bytes:
+        """The whole file (a small one: see ``execute.SMALL_FILE``), read in a shared thread hop."""
+        path = self.path(key)
+
+        def run() -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
+
+        return await self.files.run(run)
+
+    async def digest(self, key: str, algorithm: str, size: int | None = None) -> str:
+        """The file's MD5 (hex) or FULL_OBJECT checksum (base64) of ``algorithm``; a file of
+        known ``size`` up to ``SMALL_HASH`` shares a thread hop with other small jobs."""
         path = self.path(key)
 
         def run() -> str:
@@ -102,6 +117,8 @@ class LocalSide:
                     running.update(chunk)
             return running.result().b64
 
+        if size is not None and size <= SMALL_HASH:
+            return await self.files.run(run)
         return await anyio.to_thread.run_sync(run)
 
 
@@ -229,9 +246,9 @@ async def same_content(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -
     else:  # pragma: no cover - local → local is refused up front
         return not_older(src, dst)
     if is_md5(remote.etag):
-        return await local.digest(remote.key, "MD5") == remote.etag
+        return await local.digest(remote.key, "MD5", remote.size) == remote.etag
     if remote.checksums or remote.etag is None or "-" in remote.etag:  # multipart: ask
         stored = await remote_side.stored_checksum(remote.key)
         if stored is not None:
-            return await local.digest(remote.key, stored[0]) == stored[1]
+            return await local.digest(remote.key, stored[0], remote.size) == stored[1]
     return not_older(src, dst)

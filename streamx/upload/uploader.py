@@ -77,7 +77,7 @@ class PartUploader:
         key: str,
         upload_id: str,
         *,
-        producer: PartProducer,
+        producer: PartProducer | None,  # None: parts handed to upload_one (the tus server)
         progress: Progress,
         retry: RetryPolicy,
         part_timeout: float | None,
@@ -194,7 +194,8 @@ class PartUploader:
                     raise
                 finally:
                     self.progress.parts_in_flight -= 1
-                    self.producer.release(part)
+                    if self.producer is not None:
+                        self.producer.release(part)
                 self.completed[part.number] = done
                 if self.on_done is not None:
                     await self.on_done(done)

@@ -2,7 +2,7 @@
 // argv[2] is JSON: {endpoint, path, chunkSize?, headers?, metadata?, uploadUrl?,
 //   abortAfter? (bytes: abort the request in flight once this many were sent),
 //   asStream? (send a Readable, not a file), terminate? (with abortAfter: abort with termination, a DELETE),
-//   retryDelays?, uploadLengthDeferred?, uploadDataDuringCreation?}
+//   retryDelays?, uploadLengthDeferred?, uploadDataDuringCreation?, parallelUploads?}
 // Prints one JSON line per event: {"event": "progress"|"success"|"aborted"|"error", ...}.
 import fs from 'node:fs'
 import { PassThrough } from 'node:stream'
@@ -24,6 +24,7 @@ const upload = new tus.Upload(input, {
   retryDelays: opts.retryDelays ?? null,
   uploadLengthDeferred: opts.uploadLengthDeferred ?? false,
   uploadDataDuringCreation: opts.uploadDataDuringCreation ?? false,
+  parallelUploads: opts.parallelUploads ?? 1, // > 1: partial uploads, then a final (concatenation)
   storeFingerprintForResuming: false,
   onProgress (sent, total) {
     if (opts.abortAfter != null && sent >= opts.abortAfter && !upload._stopped) {

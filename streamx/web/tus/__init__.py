@@ -11,7 +11,9 @@
 The state of every upload lives in the bucket (see :mod:`streamx.web.tus._state`),
 so a restarted server or another replica continues it. Extensions: creation,
 creation-with-upload, creation-defer-length, termination, expiration, checksum
-(sha1, sha256, md5).
+(sha1, sha256, md5), concatenation (see :mod:`streamx.web.tus._concat`).
+``UploadSettings(overwrite=False)`` (the default) holds here too: creation answers 409
+for a key that is taken, and the write that makes the object carries ``If-None-Match``.
 """
 
 from ._protocol import TUS_VERSION, TusError, TusKeyMaker, TusOptions, TusRequest, TusResponse

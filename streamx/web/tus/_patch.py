@@ -8,7 +8,7 @@
 
 The part boundaries are absolute offsets of the plan fixed at creation, so a
 client that resends bytes after a drop produces the same parts. Memory: the part
-being filled and up to ``concurrency`` (4) being sent, every byte counted against
+being filled and up to ``concurrency`` (2) being sent, every byte counted against
 the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``). While
 S3 is slower than the client the body is not read, and TCP stops the client. The earlier pieces are fetched
 only when the bytes fill a part; the part that ends the upload is sent, the
@@ -19,6 +19,23 @@ With ``Upload-Checksum`` the PATCH is all or nothing: parts are sent as they fil
 but the info only lists them once the digest matches; on a mismatch (460) the
 offset stays where it was. Without it, every acknowledged part is committed at
 once, and a client that drops mid-body keeps what arrived (tus semantics).
+
+**The machinery shared with the upload pipeline**: every part goes through
+:meth:`~streamx.upload.uploader.PartUploader.upload_one` (the direct transport or
+aiobotocore, retries, stall detection, the emptied-body check), the end through
+:func:`~streamx.upload.completer.complete` (shielded, conditions, 412 → abort), and
+the parts grow into anonymous mappings under the growing-budget rule of
+``_budget.py``, as the pipeline's growing parts do. What does *not* fit is the
+writer's suspend/resume (:class:`~streamx.upload.resume.ResumeToken`) as the unit
+of a PATCH: ``suspend()`` drops the part being filled, where tus must keep every
+byte it acknowledged (the tail below 5 MiB is stored as a piece, and the next PATCH
+puts it in front of its first part, which a resumed writer cannot take); each
+``open_writer(resume=)`` checks the parts with ListParts (and waits out a cut), one
+more request per PATCH and a listing of up to 10,000 parts, where the info object
+already is the record; a failed pipeline aborts the upload, a failed PATCH must
+keep it for the client's retry; and ``Upload-Checksum`` needs parts sent but not
+committed until the digest matches. The info's parts are a ResumeToken's parts
+(number, ETag, size) under another name.
 """
 
 from __future__ import annotations
@@ -30,11 +47,19 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..._budget import MemoryBudget
+from ..._budget import MemoryBudget, Reservation
 from ..._concurrency import task_group
+from ..._conditions import is_our_object
 from ..._config import TransferConfig
+from ..._errors import ConditionalConflictError, PreconditionFailedError
+from ..._events import Progress
 from ..._log import log
 from ..._retry import RetryPolicy
+from ...upload.completer import complete
+from ...upload.parts import Part
+from ...upload.uploader import CompletedPart, PartUploader
+from .._errors import web_error_for
+from .._overwrite import NO_OVERWRITE
 from ._buffer import PartBuffer
 from ._protocol import TusError, now
 from ._state import TusStore, UploadInfo
@@ -60,7 +85,7 @@ class PatchWriter:
         checksum: tuple[str, bytes] | None,
         disconnect: tuple[type[BaseException], ...],
         put_args: dict[str, Any],
-        concurrency: int = 4,
+        concurrency: int = 2,
         budgets: list[MemoryBudget] | None = None,
     ) -> None:
         self.store = store
@@ -83,6 +108,7 @@ class PatchWriter:
         self.next_commit = len(info.parts) + 1
         self.commit_lock = anyio.Lock()  # info writes in part order, one at a time
         self.create_lock = anyio.Lock()
+        self.sender: PartUploader | None = None  # once the multipart upload exists
         self.saved = True  # the info in the store is the one in memory
 
     @property
@@ -149,7 +175,7 @@ class PatchWriter:
             async for number, full in receive:
                 try:
                     with full.view() as data:
-                        part = await self._upload_part(number, data)
+                        part = await self.upload_part(number, data)
                 finally:
                     full.free()
                 async with self.commit_lock:
@@ -165,32 +191,44 @@ class PatchWriter:
                     else:
                         await self._commit(ready, consumed=True)
 
-    async def _upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
+    async def multipart_id(self) -> str:
+        """The upload's S3 UploadId, created (and recorded in the info) on first use."""
         info = self.info
         async with self.create_lock:
-            if info.upload_id is None:
+            upload_id = info.upload_id
+            if upload_id is None:
                 with anyio.CancelScope(shield=True):  # an UploadId must not get lost
-                    info.upload_id = await self.s3.create_multipart_upload(
+                    upload_id = info.upload_id = await self.s3.create_multipart_upload(
                         self.store.bucket, info.key, **self.put_args
                     )
                     await self.store.save(info)  # recorded before any part: DELETE finds it
-        upload_id = info.upload_id
-        s3 = self.s3
+            if upload_id is None:  # only if the shielded scope above swallowed a failure
+                raise TusError(503, "the multipart upload could not be created; retry")
+            return upload_id
 
-        async def attempt() -> dict[str, Any]:
-            return dict(
-                await s3.upload_part(
+    async def upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
+        """Send part ``number``; ``[number, etag, size]`` for the info."""
+        info = self.info
+        upload_id = await self.multipart_id()
+        async with self.create_lock:
+            if self.sender is None:
+                # the upload pipeline's part sender: the direct transport or aiobotocore,
+                # retries, stall detection, the emptied-body check
+                self.sender = PartUploader(
+                    self.s3,
                     self.store.bucket,
                     info.key,
                     upload_id,
-                    number,
-                    data,
+                    producer=None,
+                    progress=Progress(None, interval=3600.0),
+                    retry=self.retry,
+                    part_timeout=self.config.part_timeout or None,
                     stall_timeout=self.config.stall_timeout,
+                    send_checksums=False,
+                    log=log.bind(upload=info.id, key=info.key, upload_id=upload_id),
                 )
-            )
-
-        response = await self.retry.call(attempt, timeout=self.config.part_timeout or None)
-        return [number, str(response["ETag"]), len(data)]
+        done = await self.sender.upload_one(Part(number, data, None, Reservation()))
+        return [number, done.etag, done.size]
 
     async def _commit(self, parts: list[list[Any]], *, consumed: bool) -> None:
         """List ``parts`` in the info (dropping consumed pieces) and save it."""
@@ -222,7 +260,7 @@ class PatchWriter:
             if part.skip:
                 await part.put_front(await self.store.read_pieces(info))
             with part.view() as last:
-                await self._complete(last)
+                await self.complete_with(last)
             return
         rest = bytes(part.view(part.skip)) if new else b""
         if rest:
@@ -247,21 +285,68 @@ class PatchWriter:
         await self.store.save(info)
         await self.store.delete(old)
 
-    async def _complete(self, rest: memoryview) -> None:
-        """``rest``: the last part's bytes (the stored pieces included)."""
+    async def complete_with(self, rest: memoryview) -> None:
+        """``rest``: the last part's bytes (the stored pieces included).
+
+        An upload created under ``overwrite=False`` makes its object with
+        ``If-None-Match: *`` (on the PutObject or the CompleteMultipartUpload): when
+        the key was taken meanwhile the store refuses, the upload can never complete,
+        so it is removed (multipart upload aborted, helper objects deleted) and the
+        PATCH answers 409 -- the object that won stays as it is.
+        """
         info = self.info
         s3, bucket = self.s3, self.store.bucket
-        if info.upload_id is None:  # never filled a part: one PutObject
-            body = bytes(rest)
-            await self.retry.call(lambda: s3.put_object(bucket, info.key, body, **self.put_args))
-        else:
-            if rest or not info.parts:
-                info.parts.append(await self._upload_part(len(info.parts) + 1, rest))
-            parts = [{"PartNumber": n, "ETag": etag} for n, etag, _ in info.parts]
+        conditions: dict[str, Any] = dict(NO_OVERWRITE) if info.if_none_match else {}
+        try:
+            if info.upload_id is None:  # never filled a part: one PutObject
+                await self._put_object(bytes(rest), conditions)
+            else:
+                if rest or not info.parts:
+                    info.parts.append(await self.upload_part(len(info.parts) + 1, rest))
+                done = {n: CompletedPart(n, etag, size, None) for n, etag, size in info.parts}
+                await complete(  # shielded: its outcome is always learnt
+                    s3,
+                    bucket,
+                    info.key,
+                    info.upload_id,
+                    done,
+                    expected_parts=len(done),
+                    algorithm=None,
+                    send_checksums=False,
+                    abort_timeout=self.config.abort_timeout,
+                    conditions=conditions,
+                )
+        except (PreconditionFailedError, ConditionalConflictError) as exc:
+            log.info("tus.refused", upload=info.id, key=info.key, error=type(exc).__name__)
             with anyio.CancelScope(shield=True):
-                await s3.complete_multipart_upload(bucket, info.key, info.upload_id, parts)
+                await self.store.remove(info, abort=True)
+            error = web_error_for(exc.add_context(key=info.key))
+            raise TusError(409, f"{error.message}; the upload was removed") from exc
         info.pieces = []
         info.completed = self.completed = True
         log.info("tus.completed", upload=info.id, key=info.key, size=info.length)
         with anyio.CancelScope(shield=True):
-            await self.store.remove(info, abort=False)
+            if info.concat == "partial":  # its data waits for a final upload (_concat.py)
+                info.upload_id = None
+                await self.store.save(info)
+                await self.store.remove_pieces(info)
+            else:
+                await self.store.remove(info, abort=False)
+
+    async def _put_object(self, body: bytes, conditions: dict[str, Any]) -> None:
+        s3, bucket, key = self.s3, self.store.bucket, self.info.key
+        retried: list[int] = []
+
+        async def on_retry(attempt: int, exc: BaseException) -> None:
+            retried.append(attempt)
+
+        params = {**self.put_args, **conditions}
+        try:
+            await self.retry.call(
+                lambda: s3.put_object(bucket, key, body, **params), on_retry=on_retry
+            )
+        except PreconditionFailedError:
+            # after a retry, the 412 may answer our own first attempt (it landed, its
+            # answer was lost): then the object is ours, byte for byte
+            if not retried or not await is_our_object(s3, bucket, key, body, []):
+                raise

@@ -7,12 +7,25 @@ asks the same prefix and authorization hooks as the other routes of
 ``tus.head``, ``tus.patch`` and ``tus.delete``. An upload belongs to the prefix it
 was created under: another user's requests for it are answered 404, as for an
 id that does not exist. Ids are 192 random bits, so they cannot be guessed.
+
+**Overwrites** (``UploadSettings.overwrite``, default ``False``): creation answers
+**409** (``object_exists``, as the other routes do) when the key is taken, before a
+byte of the body is read; the PutObject or CompleteMultipartUpload that makes the
+object carries ``If-None-Match: *``, so a key taken meanwhile is refused by the store,
+the upload (which can never complete) is removed and the PATCH answers 409. Not 412:
+tus gives 412 its own meaning (an unsupported ``Tus-Resumable`` version), and the
+client sent no precondition of its own. tus-js-client retries a 409 while it has
+``retryDelays`` left (after a refused PATCH, HEAD finds no upload and a new creation
+gets the same 409), writing nothing. A store that ignores the condition: 500
+``overwrite_unenforceable`` at creation, as on every other route.
 """
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
+
+import anyio
 
 from ..._api.base import s3_layer
 from ..._budget import MemoryBudget
@@ -21,13 +34,12 @@ from ..._errors import ConfigError, StreamxError
 from ..._limits import MAX_OBJECT_SIZE, PartPlan, format_size
 from ..._log import log
 from .._core import UploadSettings, WebError, check_content_type, check_key, web_error_for
+from .._overwrite import EITHER, refuse_taken_key
 from .._service import UploadService
+from ._concat import Concatenation, parse_final
 from ._patch import PatchWriter
 from ._protocol import (
-    ALLOWED_HEADERS,
-    ALLOWED_METHODS,
     CHECKSUM_ALGORITHMS,
-    EXPOSED_HEADERS,
     EXTENSIONS,
     OFFSET_OCTET_STREAM,
     TUS_VERSION,
@@ -35,6 +47,7 @@ from ._protocol import (
     TusOptions,
     TusRequest,
     TusResponse,
+    add_cors,
     check_upload_id,
     http_date,
     now,
@@ -63,7 +76,7 @@ class TusService:
             self.options.state_prefix,
             self.options.lock_timeout,
         )
-        self.budget = MemoryBudget(self.options.memory_limit)  # every PATCH together
+        self.budget = MemoryBudget(self.options.memory_bound)  # every PATCH together
 
     def _budgets(self) -> list[MemoryBudget]:
         shared = self.uploads.engine.memory_budget
@@ -110,25 +123,8 @@ class TusService:
         if response.body:
             response.headers.setdefault("Content-Type", "text/plain; charset=utf-8")
         response.headers["Tus-Resumable"] = TUS_VERSION
-        self._cors(request, response)
+        add_cors(request, response, self.options.allow_origins)
         return response
-
-    def _cors(self, request: TusRequest, response: TusResponse) -> None:
-        origin = request.header("origin")
-        allowed = self.options.allow_origins
-        if not origin or not allowed or ("*" not in allowed and origin not in allowed):
-            return
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-        if "*" not in allowed:
-            response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        if request.method.upper() == "OPTIONS":
-            asked = request.header("access-control-request-headers")
-            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response.headers["Access-Control-Allow-Headers"] = (
-                f"{ALLOWED_HEADERS}, {asked}" if asked else ALLOWED_HEADERS
-            )
-            response.headers["Access-Control-Max-Age"] = "86400"
 
     def options_response(self, request: TusRequest) -> TusResponse:
         return TusResponse(
@@ -148,9 +144,11 @@ class TusService:
         upload = check_upload_id(request.upload_id)
         prefix = await self.uploads.prefix_for(request.native)
         info = await self.store.load(upload)
-        if info is None or info.owner != prefix or not info.key.startswith(prefix):
+        mine = info is not None and info.owner == prefix
+        if info is None or not mine or not (info.key.startswith(prefix) or info.concat):
             raise TusError(404, "no such upload")
-        await self.uploads.authorize(request.native, action, info.key, upload)
+        key = info.owner + info.id if info.concat == "partial" else info.key  # as created
+        await self.uploads.authorize(request.native, action, key, upload)
         if info.expired():
             await self.store.remove(info, abort=True)
             log.info("tus.expired", upload=upload, key=info.key)
@@ -179,6 +177,9 @@ class TusService:
     # -- the routes ---------------------------------------------------------------------------
 
     async def create(self, request: TusRequest) -> TusResponse:
+        concat = request.header("upload-concat")
+        if concat is not None and concat.strip() != "partial":
+            return await self.create_final(request, concat)
         defer = request.header("upload-defer-length")
         raw_length = request.header("upload-length")
         if defer is not None and (defer != "1" or raw_length is not None):
@@ -192,15 +193,23 @@ class TusService:
         prefix = await self.uploads.prefix_for(request.native)
         upload = secrets.token_urlsafe(24)
         make_key = self.options.make_key
-        key = make_key(request.native, prefix, upload, metadata) if make_key else prefix + upload
+        partial = concat is not None  # its bytes go to a helper object (_concat.py)
+        if make_key and not partial:
+            key = make_key(request.native, prefix, upload, metadata)
+        else:  # a partial is authorized as prefix + id, whatever its final key will be
+            key = prefix + upload
         key = await self.uploads.authorize(request.native, "tus.create", check_key(key, prefix))
+        # overwrite=False: 409 for a taken key before any byte is read (the body of a
+        # creation-with-upload included); the write that makes the object carries the
+        # condition, so a key taken meanwhile is refused by the store, never replaced
+        conditions = {} if partial else await refuse_taken_key(self.uploads, key, EITHER)
         content_type = self._content_type(metadata)
         plan = self._plan(length)
         created = now()
         expiration = self.options.expiration
         info = UploadInfo(
             id=upload,
-            key=key,
+            key=self.store.data_key(upload) if partial else key,
             owner=prefix,
             length=length,
             metadata=metadata,
@@ -210,9 +219,11 @@ class TusService:
             expires=None if expiration is None else created + expiration,
             plan_base=plan.base,
             plan_interval=plan.interval,
+            if_none_match=bool(conditions),
+            concat="partial" if partial else None,
         )
         await self.store.save(info)
-        log.info("tus.created", upload=upload, key=key, length=length)
+        log.info("tus.created", upload=upload, key=key, length=length, partial=partial)
         headers = {"Location": f"{request.collection.rstrip('/')}/{upload}"}
         if body is not None or length == 0:
             async with self.store.lock(upload):  # nobody else knows the id yet: no reload
@@ -250,6 +261,8 @@ class TusService:
             headers["Upload-Length"] = str(info.length)
         if info.raw_metadata:
             headers["Upload-Metadata"] = info.raw_metadata
+        if info.concat:
+            headers["Upload-Concat"] = info.concat
         return TusResponse(200, headers)
 
     async def patch(self, request: TusRequest) -> TusResponse:
@@ -284,7 +297,13 @@ class TusService:
         if info.length is not None and declared and declared.isdigit():
             if info.offset + int(declared) > info.length:
                 raise TusError(413, "the body goes past Upload-Length")
-        writer = PatchWriter(
+        writer = self._writer(request, info)
+        writer.saved = not changed
+        await writer.run(body)
+        return self._state_headers(info)
+
+    def _writer(self, request: TusRequest, info: UploadInfo) -> PatchWriter:
+        return PatchWriter(
             self.store,
             info,
             self.config,
@@ -295,9 +314,66 @@ class TusService:
             concurrency=self.options.concurrency,
             budgets=self._budgets(),
         )
-        writer.saved = not changed
-        await writer.run(body)
-        return self._state_headers(info)
+
+    async def create_final(self, request: TusRequest, header: str) -> TusResponse:
+        """``Upload-Concat: final;...``: the object, made of completed partial uploads."""
+        if request.header("upload-length") or request.header("upload-defer-length"):
+            raise TusError(400, "a final upload takes no Upload-Length: it is its partials'")
+        ids = parse_final(header)
+        if self._body(request, creation=True) is not None:
+            raise TusError(400, "a final upload takes no body")
+        raw_meta = request.header("upload-metadata") or ""
+        metadata = parse_metadata(raw_meta)
+        prefix = await self.uploads.prefix_for(request.native)
+        partials = []
+        for part_id in ids:
+            part = await self.store.load(part_id)
+            if part is None or part.owner != prefix or part.concat != "partial":
+                raise TusError(400, f"{part_id} is not a partial upload of yours")
+            if not part.completed or part.expired() or part.length is None:
+                raise TusError(400, f"partial upload {part_id} is not complete (or expired)")
+            partials.append(part)
+        length = sum(p.length or 0 for p in partials)
+        if length > self.max_size:
+            raise TusError(413, f"{format_size(length)} is over {format_size(self.max_size)}")
+        upload = secrets.token_urlsafe(24)
+        make_key = self.options.make_key
+        key = make_key(request.native, prefix, upload, metadata) if make_key else prefix + upload
+        key = await self.uploads.authorize(request.native, "tus.create", check_key(key, prefix))
+        conditions = await refuse_taken_key(self.uploads, key, EITHER)
+        plan = self._plan(length)
+        info = UploadInfo(
+            id=upload,
+            key=key,
+            owner=prefix,
+            length=length,
+            metadata=metadata,
+            raw_metadata=raw_meta,
+            content_type=self._content_type(metadata),
+            created=now(),
+            expires=None if self.options.expiration is None else now() + self.options.expiration,
+            plan_base=plan.base,
+            plan_interval=plan.interval,
+            if_none_match=bool(conditions),
+            concat=header.strip(),
+        )
+        store = self.uploads.engine.store
+        copy = store.upload_part_copy is True  # else every byte is read back and sent
+        async with self.store.lock(upload):
+            await self.store.save(info)  # a crash leaves it to the sweep, never an orphan
+            try:
+                sources = [self.store.data_key(p.id) for p in partials]
+                sizes = [p.length or 0 for p in partials]
+                await Concatenation(self._writer(request, info), sources, sizes, copy=copy).run()
+            except BaseException:
+                if not info.completed:
+                    with anyio.CancelScope(shield=True):
+                        await self.store.remove(info, abort=True)
+                raise
+        for part in partials:  # their bytes are in the object now
+            await self.store.remove(part, abort=False)
+        log.info("tus.created", upload=upload, key=key, length=length, partials=len(ids))
+        return TusResponse(201, {"Location": f"{request.collection.rstrip('/')}/{upload}"})
 
     async def terminate(self, request: TusRequest) -> TusResponse:
         info = await self._owned(request, "tus.delete")

@@ -64,6 +64,12 @@ class UploadInfo:
     parts: list[list[Any]] = field(default_factory=list)  # [number, etag, size]
     pieces: list[list[int]] = field(default_factory=list)  # [offset, size]
     completed: bool = False  # the object exists (the info is about to be deleted)
+    # created under UploadSettings(overwrite=False): the PutObject or Complete that makes
+    # the object carries If-None-Match: * (see _service.py)
+    if_none_match: bool = False
+    # the concatenation extension (_concat.py): "partial" (the bytes go to ID.data), or
+    # the final upload's Upload-Concat header, answered by HEAD
+    concat: str | None = None
 
     @property
     def plan(self) -> PartPlan:
@@ -117,6 +123,10 @@ class TusStore:
 
     def piece_key(self, upload: str, offset: int) -> str:
         return f"{self.state_prefix}{upload}.part.{offset}"
+
+    def data_key(self, upload: str) -> str:
+        """Where a partial upload's bytes go (the concatenation extension)."""
+        return f"{self.state_prefix}{upload}.data"
 
     def lock_key(self, upload: str) -> str:
         return f"{self.state_prefix}{upload}.lock"
@@ -197,6 +207,12 @@ class TusStore:
             await self.delete([k for k in keys if k != lock])
             await self.delete([lock])
 
+    async def remove_pieces(self, info: UploadInfo) -> None:
+        """A completed partial upload: every helper object but its info, data and lock."""
+        keep = {self.info_key(info.id), self.data_key(info.id), self.lock_key(info.id)}
+        with anyio.move_on_after(60, shield=True):
+            await self.delete([k for k in await self.helper_keys(info.id) if k not in keep])
+
     # -- the lock -------------------------------------------------------------------------
 
     async def _lock_state(self, upload: str) -> dict[str, Any] | None:
@@ -261,6 +277,9 @@ class TusStore:
             await anyio.sleep(self.lock_timeout / 3)
             body = json.dumps({"token": token, "at": now()}).encode()
             try:
-                await self._put_once(self.lock_key(upload), body)
+                # shielded: a refresh cut by the lock's release could still land after
+                # the release's DELETE (the store had its body) and leave a stale lock
+                with anyio.move_on_after(self.lock_timeout / 3, shield=True):
+                    await self._put_once(self.lock_key(upload), body)
             except StreamxError as exc:
                 log.warning("tus.lock_refresh_failed", upload=upload, error=type(exc).__name__)

@@ -22,7 +22,7 @@ from ._service import TusService
 
 __all__ = ["add_tus_routes"]
 
-READ_CHUNK = 256 * 1024  # bytes per read of a PATCH body
+READ_CHUNK = 64 * 1024  # bytes per read of a PATCH body (256 KiB: +8 MiB RSS at 32 PATCHes)
 
 
 def add_tus_routes(
