@@ -21,13 +21,12 @@ from ._api.reads import ReadAPI
 from ._api.writes import WriteAPI
 from ._budget import MemoryBudget, default_memory_budget
 from ._config import TransferConfig, resolve_config
-from ._direct import DirectParts
 from ._errors import ConfigError, ConfigTypeError, UsageError
 from ._events import Progress, ProgressCallback
 from ._objects import CopyResult
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
-from ._s3 import S3, check_put_args, session_for
+from ._s3 import S3, borrowed_s3, check_put_args, open_s3
 from ._stores import StoreProfile, detect
 from ._stores import profile as store_profile
 from ._validate import check_bucket_key, check_budget, check_client_args
@@ -65,14 +64,13 @@ class Engine(WriteAPI, ReadAPI, ObjectAPI, DriveAPI):
     checksum header is itself signed, so the body stays protected) and signs
     otherwise; ``True``/``False`` force it.
 
-    ``direct_parts``: UploadPart (and small PutObject) bodies are sent by streamx's own HTTP/1.1
-    connections from worker threads, signed by botocore's SigV4 signer with
-    the client's credentials (streamx/_direct.py; about twice the part
-    throughput of aiobotocore's request path at less CPU). ``None`` (the
-    default) uses it for the engine's own client unless a proxy applies to
-    the endpoint; ``True`` also for a ``client=`` passed in (its event hooks
-    do not run for part uploads then); ``False`` sends every part through
-    aiobotocore.
+    ``direct_parts``: UploadPart (and small PutObject) bodies are sent from
+    worker threads through botocore's urllib3 session, signed on the event
+    loop by botocore's SigV4 signer (streamx/_s3/_threaded.py; TLS, CA
+    bundle, client certificate, proxies and timeouts as the client's own).
+    ``None`` (the default) and ``True`` use it for the engine's own client;
+    ``False`` sends every part through aiobotocore, as does a ``client=``
+    passed in (``True`` with ``client=`` is a :class:`ConfigError`).
 
     ``rate_limit``: a :class:`RateLimit` (shareable by engines) meters every
     request and its bytes; parts then go through aiobotocore.
@@ -161,6 +159,12 @@ class Engine(WriteAPI, ReadAPI, ObjectAPI, DriveAPI):
         self._addressing_style = addressing_style
         if direct_parts is not None and not isinstance(direct_parts, bool):
             raise ConfigError("direct_parts must be True, False or None")
+        if direct_parts and client is not None:
+            raise ConfigError(
+                "direct_parts=True needs the engine's own client (its TLS, proxy and "
+                "credential settings are taken as botocore resolves them when the engine "
+                "creates it); a client= passed in sends parts through aiobotocore"
+            )
         self._direct_parts = direct_parts
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise ConfigError("rate_limit must be a streamx.RateLimit or None")
@@ -198,72 +202,32 @@ class Engine(WriteAPI, ReadAPI, ObjectAPI, DriveAPI):
                 self.store = detect(getattr(self._given_client.meta, "endpoint_url", None))
             if self.rate_limit is not None:
                 self.rate_limit.attach(self._given_client)
-            direct = self._direct_parts if self.rate_limit is None else False
-            self._s3 = S3(self._given_client, self._direct(self._given_client, direct))
+            self._s3 = borrowed_s3(self._given_client)
             return self
-        from aiobotocore.config import AioConfig
-
         sign = self._sign_payload
         if sign is None:
             sign = self.config.checksum != "when_supported"
-        s3_config: dict[str, Any] = {"payload_signing_enabled": sign}
-        if self._addressing_style:
-            s3_config["addressing_style"] = self._addressing_style
-        pool = self._max_pool or max(10, 2 * self.config.queue_size)
-        aio_config = AioConfig(
-            max_pool_connections=pool,
-            signature_version="s3v4",  # presigned URLs too (botocore presigns SigV2 by default)
-            s3=s3_config,
-            # streamx computes and checks its own checksums (once, in the producer);
-            # botocore's defaults since 1.36 break several S3-compatible stores.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # streamx retries every request itself (per part, with jitter); one
-            # botocore attempt keeps attempts from multiplying.
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-        )
-        session = session_for(self._profile)
-        args = {k: v for k, v in self._client_args.items() if v is not None}
         try:
-            client = await self._stack.enter_async_context(
-                session.create_client("s3", config=aio_config, **args)
+            self._s3 = await open_s3(
+                self._stack,
+                profile=self._profile,
+                client_args=self._client_args,
+                sign_payload=sign,
+                addressing_style=self._addressing_style,
+                pool=self._max_pool or max(10, 2 * self.config.queue_size),
+                # metered through botocore's events, so parts go through botocore too
+                threads=self._direct_parts is not False and self.rate_limit is None,
             )
-        except Exception as exc:
+        except BaseException:
             await self._stack.aclose()
             self._stack = None
-            from ._s3 import translate
-
-            raise translate(exc, "creating the S3 client") from exc
+            raise
+        client = self._s3.client
         if not self._store_given:  # the endpoint botocore resolved (AWS_ENDPOINT_URL_S3, config)
             self.store = detect(getattr(client.meta, "endpoint_url", None))
-        use_direct = self._direct_parts is not False and self.rate_limit is None
         if self.rate_limit is not None:
             self.rate_limit.attach(client)
-        self._s3 = S3(client, self._direct(client, use_direct, sign_payload=sign, pool=pool))
         return self
-
-    def _direct(
-        self,
-        client: Any,
-        enabled: bool | None,
-        *,
-        sign_payload: bool | None = None,
-        pool: int | None = None,
-    ) -> DirectParts | None:
-        """The direct UploadPart/PutObject sender for ``client``, if enabled and usable."""
-        if not enabled or not DirectParts.usable(client):
-            return None
-        if sign_payload is None:
-            s3_config = getattr(client.meta.config, "s3", None) or {}
-            sign_payload = s3_config.get("payload_signing_enabled")
-        if pool is None:
-            pool = getattr(client.meta.config, "max_pool_connections", None) or 10
-        direct = DirectParts(client, sign_payload=sign_payload, max_connections=pool)
-        assert self._stack is not None
-        self._stack.callback(direct.close)
-        return direct
 
     async def __aexit__(
         self,

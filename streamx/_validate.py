@@ -203,7 +203,7 @@ def check_put_values(args: Mapping[str, Any], shapes: Mapping[str, Any]) -> dict
 
 
 def header_safe(name: str, value: str) -> None:
-    """The last line of defence in a sender that writes headers itself (see _direct.py)."""
+    """The last line of defence in a sender that writes headers itself (see _s3/_threaded.py)."""
     if _CONTROL.search(name) or _CONTROL.search(value) or ":" in name:
         raise ConfigError(f"refusing to send header {name!r}: it holds a control character")
 

@@ -40,7 +40,7 @@ from ._limits import MAX_PARTS, PartPlan
 from ._log import log
 from ._objects import CopyResult, ObjectInfo
 from ._results import UploadResult
-from ._s3 import _service_model, check_put_args, split_conditions
+from ._s3 import check_put_args, service_model, split_conditions
 from ._stores import UNKNOWN, StoreProfile, check_conditions, condition_points
 
 #: The headers CopyObject carries over unless told otherwise.
@@ -57,7 +57,7 @@ METADATA_FIELDS = (
 
 @lru_cache(maxsize=1)
 def _copy_param_names() -> frozenset[str]:
-    return frozenset(_service_model().operation_model("CopyObject").input_shape.members)
+    return frozenset(service_model().operation_model("CopyObject").input_shape.members)
 
 
 def check_copy_args(put_args: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""streamx's own UploadPart transport (streamx/_direct.py).
+"""streamx's worker-thread part sender (streamx/_s3/_threaded.py).
 
-The fault scenarios of tests/test_faults.py run over this transport and over
-aiobotocore's; here: which transport an engine picks, what goes on the wire,
-and the HTTP/1.1 client's edges (answers before the body is read, interim
-answers, chunked and unframed error bodies, stale pooled connections) against
-real sockets on 127.0.0.1.
+The fault scenarios of tests/test_faults.py run over this sender and over
+aiobotocore's; here: which sender an engine picks, what goes on the wire
+(checked by rclone, which verifies signatures), TLS, proxies, and the
+answers and cancellations of the thread's requests against real sockets on
+127.0.0.1. The HTTP client underneath is botocore's own urllib3 session.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import datetime
 import hashlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from conftest import profile_of, read_object
 from faultproxy import Fault, FaultProxy
 
 import streamx
-from streamx._direct import DirectParts, _Call, _Pool, _read_response, _Target
+import streamx._s3._threaded as threaded
+from streamx._s3 import AiobotocoreSender, PartRequest, ThreadSender
+from streamx._s3._session import HttpSettings
 from streamx.testing import RcloneServer
 
 MiB = 1024 * 1024
@@ -32,15 +33,27 @@ CFG = streamx.TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB)
 BIG = hashlib.sha256(b"seed").digest() * (11 * MiB // 32)  # 11 MiB: parts of 5, 5, 1 MiB
 
 
-# ---------------------------------------------------------------- which transport, on the wire
+def thread_sender(eng: streamx.Engine) -> ThreadSender:
+    sender = eng._s3_layer.sender
+    assert isinstance(sender, ThreadSender)
+    return sender
+
+
+def put_request(bucket: str, key: str, data: bytes, **params: Any) -> PartRequest:
+    return PartRequest(
+        "PutObject", {"Bucket": bucket, "Key": key, **params}, memoryview(data), lambda: None
+    )
+
+
+# ---------------------------------------------------------------- which sender, on the wire
 
 
 @pytest.mark.anyio
-async def test_the_default_sends_parts_over_streamx_connections(
+async def test_the_default_sends_parts_from_worker_threads(
     server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
 ) -> None:
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        assert eng._s3_layer.direct is not None
+        thread_sender(eng)
         result = await eng.upload(bucket, "obj", BIG, config=CFG)
     assert result.part_count == 3
     assert await read_object(engine, bucket, "obj") == BIG
@@ -49,6 +62,7 @@ async def test_the_default_sends_parts_over_streamx_connections(
     for req in parts:
         assert req.headers["user-agent"] == "streamx (direct)"
         assert req.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert "expect" not in req.headers  # no 100-continue round trip per part
         if profile_of(server).checksums:  # rclone takes no checksums: none is sent there
             assert "x-amz-checksum-crc32c" in req.headers["authorization"]  # and it is signed
         assert req.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
@@ -73,7 +87,7 @@ async def test_temporary_credentials_carry_their_session_token(
         assert "x-amz-security-token" in create.headers["authorization"]
         return
     async with streamx.Engine(**args) as eng:
-        assert eng._s3_layer.direct is not None
+        thread_sender(eng)
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     for req in proxy.sent("UploadPart"):
@@ -82,7 +96,22 @@ async def test_temporary_credentials_carry_their_session_token(
 
 
 @pytest.mark.anyio
-async def test_a_small_object_goes_up_in_one_direct_put_with_its_headers(
+async def test_credentials_from_the_environment_sign_the_parts(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str, monkeypatch: Any
+) -> None:
+    """No keys passed: the session's credentials (``session.get_credentials()``) sign."""
+    args = server.engine_args()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", args.pop("aws_access_key_id"))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", args.pop("aws_secret_access_key"))
+    async with streamx.Engine(**{**args, "endpoint_url": proxy.url}) as eng:
+        thread_sender(eng)
+        await eng.upload(bucket, "obj", BIG, config=CFG)
+    assert await read_object(engine, bucket, "obj") == BIG
+    assert len(proxy.sent("UploadPart")) == 3
+
+
+@pytest.mark.anyio
+async def test_a_small_object_goes_up_in_one_threaded_put_with_its_headers(
     server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
 ) -> None:
     key = "dir/odd key ü+%.txt"
@@ -112,11 +141,12 @@ async def test_arguments_that_need_botocores_serialiser_put_through_aiobotocore(
 ) -> None:
     """A timestamp (Expires) or a non-ASCII metadata value: botocore formats them."""
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
-        assert eng._s3_layer.direct is not None
-        assert not eng._s3_layer.direct.can_put({"Expires": datetime.datetime(2030, 1, 1)})
-        assert not eng._s3_layer.direct.can_put({"Metadata": {"name": "ü"}})
-        assert eng._s3_layer.direct.can_put({"ContentType": "a/b", "BucketKeyEnabled": True})
-        await eng.upload(bucket, "k", b"x" * 100, Expires=datetime.datetime(2030, 1, 1))
+        sender = thread_sender(eng)
+        expires = datetime.datetime(2030, 1, 1)
+        assert not sender.can_send(put_request(bucket, "k", b"", Expires=expires))
+        assert not sender.can_send(put_request(bucket, "k", b"", Metadata={"name": "ü"}))
+        assert sender.can_send(put_request(bucket, "k", b"", ContentType="a/b"))
+        await eng.upload(bucket, "k", b"x" * 100, Expires=expires)
     (put,) = proxy.sent("PutObject")
     assert "streamx" not in put.headers["user-agent"]
     assert await read_object(engine, bucket, "k") == b"x" * 100
@@ -128,7 +158,7 @@ async def test_direct_parts_false_sends_them_through_aiobotocore(
 ) -> None:
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=False) as eng:
-        assert eng._s3_layer.direct is None
+        assert not isinstance(eng._s3_layer.sender, ThreadSender)
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     agents = {r.headers["user-agent"] for r in proxy.sent("UploadPart")}
@@ -144,7 +174,7 @@ async def test_a_signed_payload_carries_the_parts_sha256(
     signature covers it (rclone checks signatures and refuses a wrong one)."""
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, sign_payload=True) as eng:
-        assert eng._s3_layer.direct is not None
+        thread_sender(eng)
         await eng.upload(bucket, "obj", BIG, config=CFG)
     assert await read_object(engine, bucket, "obj") == BIG
     sums = [r.headers["x-amz-content-sha256"] for r in proxy.sent("UploadPart")]
@@ -178,55 +208,168 @@ async def test_a_failed_upload_leaves_no_sending_thread_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Part 2 stalls mid-body while part 1 is refused: when upload() raises, the thread that
-    was sending part 2 has been shut down and has returned (the abort never races it)."""
+    was sending part 2 has returned (the abort never races it)."""
     active: list[int] = []
-    real = DirectParts._exchange
+    real = threaded._exchange
 
-    def slow_to_finish(self: DirectParts, *args: Any) -> Any:
+    def counted(*args: Any) -> Any:
         active.append(1)
         try:
-            return real(self, *args)
+            return real(*args)
         finally:
-            time.sleep(0.3)  # a thread that takes its time to wind down
             active.pop()
 
-    monkeypatch.setattr(DirectParts, "_exchange", slow_to_finish)
+    monkeypatch.setattr(threaded, "_exchange", counted)
     proxy.add(Fault("stall", op="UploadPart", query={"partNumber": "2"}, at=MiB, seconds=None))
     proxy.add(Fault("status", op="UploadPart", query={"partNumber": "1"}, status=403))
+    cfg = streamx.TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB, stall_timeout=1)
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
         with pytest.raises(streamx.AccessDeniedError):
-            await eng.upload(bucket, "obj", BIG, config=CFG)
+            await eng.upload(bucket, "obj", BIG, config=cfg)
         assert active == []
+        assert [u async for u in eng._s3_layer.list_multipart_uploads(bucket)] == []
 
 
-def test_a_proxy_in_the_environment_turns_it_off(
-    monkeypatch: pytest.MonkeyPatch, moto_server: Any
-) -> None:
-    async def main() -> tuple[bool, bool]:
-        async with streamx.Engine(**moto_server.engine_args()) as plain:
-            with_direct = plain._s3_layer.direct is not None
-        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-        monkeypatch.setenv("NO_PROXY", "")
-        async with streamx.Engine(**moto_server.engine_args()) as proxied:
-            return with_direct, proxied._s3_layer.direct is not None
-
-    assert anyio.run(main) == (True, False)
-
-
-def test_direct_parts_must_be_a_bool() -> None:
+def test_direct_parts_must_be_a_bool_and_needs_the_engines_own_client() -> None:
     with pytest.raises(streamx.ConfigError):
         streamx.Engine(direct_parts="yes")  # type: ignore[arg-type]
+    with pytest.raises(streamx.ConfigError, match="own client"):
+        streamx.Engine(client=object(), direct_parts=True)
 
 
-# ---------------------------------------------------------------- the HTTP/1.1 client's edges
+# ---------------------------------------------------------------- settings as botocore's
+
+
+def test_the_sender_gets_botocores_http_settings(
+    monkeypatch: pytest.MonkeyPatch, moto_server: Any, tmp_path: Path
+) -> None:
+    """Contract with aiobotocore: ``AioConfig(http_session_cls=...)`` is constructed with the
+    verify, proxies and timeouts botocore resolved; if that hook moves, this fails."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not read until an https connection is made")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+
+    async def main() -> HttpSettings:
+        async with streamx.Engine(**moto_server.engine_args()) as eng:
+            return thread_sender(eng)._settings
+
+    settings = anyio.run(main)
+    assert settings.verify == str(bundle)
+    assert settings.proxies is not None and settings.proxies.get("https") == "http://127.0.0.1:9"
+    assert settings.timeout == (10.0, 60.0)
+
+
+def test_each_event_loop_gets_its_own_session(moto_server: Any) -> None:
+    """Two ``anyio.run`` calls in one process: credential objects (and their asyncio
+    locks) are never shared between loops, and both engines work."""
+    from streamx._s3 import session_for
+
+    async def main(n: int) -> Any:
+        session = session_for(None)
+        assert session_for(None) is session  # cached within the loop
+        async with streamx.Engine(**moto_server.engine_args()) as eng:
+            bucket = f"loops-{n}"
+            await eng.client.create_bucket(Bucket=bucket)
+            await eng.upload(bucket, "k", b"x" * 10)
+            assert await read_object(eng, bucket, "k") == b"x" * 10
+        return session
+
+    first, second = anyio.run(main, 1), anyio.run(main, 2)
+    assert first is not second
+
+
+class ForwardProxy:
+    """A minimal HTTP forward proxy on 127.0.0.1: notes each request line it is sent
+    (absolute-form, as clients send them to a proxy) and pipes the bytes on."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._srv.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._srv.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        from urllib.parse import urlsplit
+
+        head = read_head(conn)
+        if not head:
+            conn.close()
+            return
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.lines.append(line)
+        target = urlsplit(line.split(" ")[1])
+        upstream = socket.create_connection((target.hostname, target.port))
+        upstream.sendall(head)  # the server takes the absolute form too (RFC 9112 3.2.2)
+
+        def pipe(src: socket.socket, dst: socket.socket, note: bool) -> None:
+            try:
+                while chunk := src.recv(1 << 20):
+                    if note and chunk.startswith((b"PUT http", b"POST http", b"GET http")):
+                        self.lines.append(chunk.split(b"\r\n", 1)[0].decode())
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, conn, False), daemon=True).start()
+        pipe(conn, upstream, True)
+
+
+def test_parts_go_through_the_proxy_botocore_uses(
+    rclone_server: RcloneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY in the environment: aiobotocore's calls and the threads' parts both go
+    through it (the part sender is no longer turned off by a proxy)."""
+    fwd = ForwardProxy()
+    monkeypatch.setenv("HTTP_PROXY", fwd.url)
+    monkeypatch.setenv("NO_PROXY", "")
+
+    async def main() -> None:
+        async with streamx.Engine(**rclone_server.engine_args()) as eng:
+            thread_sender(eng)
+            await eng.client.create_bucket(Bucket="proxied")
+            result = await eng.upload("proxied", "obj", BIG, config=CFG)
+            assert result.part_count == 3
+        monkeypatch.delenv("HTTP_PROXY")
+        async with streamx.Engine(**rclone_server.engine_args()) as eng:
+            assert await read_object(eng, "proxied", "obj") == BIG
+
+    try:
+        anyio.run(main)
+    finally:
+        fwd.close()
+    parts = [line for line in fwd.lines if "partNumber=" in line]
+    assert len(parts) == 3 and all(line.startswith("PUT http://") for line in parts)
+    assert any("?uploads" in line for line in fwd.lines)  # the Create went through it too
+
+
+# ---------------------------------------------------------------- answers and cancellation
 
 
 @pytest.fixture
-def listener() -> Iterator[Callable[[Callable[[socket.socket], None]], tuple[str, int]]]:
-    """A one-connection-at-a-time TCP server on 127.0.0.1 running ``handler`` per connection."""
+def listener() -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
+    """A TCP server on 127.0.0.1 running ``handler`` per connection; returns its URL."""
     servers: list[socket.socket] = []
 
-    def start(handler: Callable[[socket.socket], None]) -> tuple[str, int]:
+    def start(handler: Callable[[socket.socket], None]) -> str:
         srv = socket.create_server(("127.0.0.1", 0))
         servers.append(srv)
 
@@ -236,56 +379,47 @@ def listener() -> Iterator[Callable[[Callable[[socket.socket], None]], tuple[str
                     conn, _ = srv.accept()
                 except OSError:
                     return
-                with conn:
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        def serve(conn: socket.socket) -> None:
+            with conn:
+                try:
                     handler(conn)
+                except OSError:
+                    pass
 
         threading.Thread(target=loop, daemon=True).start()
         host, port = srv.getsockname()[:2]
-        return str(host), int(port)
+        return f"http://{host}:{port}"
 
     yield start
     for srv in servers:
         srv.close()
 
 
-def answer(raw: bytes) -> Any:
-    """What the client makes of ``raw`` sent back on a real socket."""
-    a, b = socket.socketpair()
-    with a, b:
-        a.sendall(raw)
-        a.shutdown(socket.SHUT_WR)
-        return _read_response(b)
+def read_head(conn: socket.socket) -> bytes:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
-def test_responses_are_framed_by_length_chunks_or_close() -> None:
-    r = answer(b'HTTP/1.1 200 OK\r\nETag: "abc"\r\nContent-Length: 3\r\n\r\nxyzTRAILING')
-    assert (r.status, r.headers["etag"], r.body, r.reusable) == (200, '"abc"', b"xyz", True)
-    r = answer(
-        b"HTTP/1.1 503 Slow Down\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\n<Err>\r\n3;ext=1\r\nabc\r\n0\r\n\r\n"
+def local_engine(url: str) -> streamx.Engine:
+    return streamx.Engine(
+        endpoint_url=url, aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1"
     )
-    assert (r.status, r.reason, r.body, r.reusable) == (503, "Slow Down", b"<Err>abc", True)
-    r = answer(b"HTTP/1.0 500 Oops\r\n\r\nuntil close")
-    assert (r.status, r.body, r.reusable) == (500, b"until close", False)
-    r = answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-    assert r.reusable is False
-    r = answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    assert (r.status, r.body) == (200, b"ok")
-    with pytest.raises(ConnectionError):
-        answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-    with pytest.raises(ConnectionError):
-        answer(b"")
 
 
 def test_an_answer_before_the_body_is_read_is_reported(
-    listener: Callable[[Callable[[socket.socket], None]], tuple[str, int]],
+    listener: Callable[[Callable[[socket.socket], None]], str],
 ) -> None:
     """A server that refuses a part at its head and closes: its error, not 'connection reset'."""
 
     def refuse(conn: socket.socket) -> None:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            buf += conn.recv(65536)
+        read_head(conn)
         body = b"<Error><Code>EntityTooLarge</Code><Message>no thanks</Message></Error>"
         conn.sendall(
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\n"
@@ -295,86 +429,133 @@ def test_an_answer_before_the_body_is_read_is_reported(
         conn.shutdown(socket.SHUT_WR)
         conn.recv(1024)  # some body bytes arrive, then the connection is dropped
 
-    host, port = listener(refuse)
+    url = listener(refuse)
 
     async def main() -> None:
-        async with streamx.Engine(
-            endpoint_url=f"http://{host}:{port}",
-            aws_access_key_id="a",
-            aws_secret_access_key="b",
-            region_name="us-east-1",
-        ) as eng:
-            assert eng._s3_layer.direct is not None
+        async with local_engine(url) as eng:
+            thread_sender(eng)
             with pytest.raises(streamx.S3Error) as info:
-                await eng._s3_layer.upload_part_direct(
+                await eng._s3_layer.upload_part(
                     "bkt", "k", "up-1", 1, bytes(32 * MiB), stall_timeout=5
                 )
-            assert info.value.code == "EntityTooLarge"
+            assert info.value.code == "EntityTooLarge" and info.value.part_number == 1
             assert "no thanks" in str(info.value)
 
     anyio.run(main)
 
 
-def test_a_pooled_connection_the_server_closed_is_not_reused(
-    listener: Callable[[Callable[[socket.socket], None]], tuple[str, int]],
+def test_a_stalled_send_is_cut_and_its_thread_returns(
+    listener: Callable[[Callable[[socket.socket], None]], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[int] = []
+    """A server that stops reading mid-body: the one stall detector ends the request with
+    NetworkError, and by then the sending thread has returned (its socket timed out)."""
+    release = threading.Event()
 
-    def count(conn: socket.socket) -> None:
-        seen.append(1)
-        conn.close()  # at once: the client's kept connection is dead
+    def stop_reading(conn: socket.socket) -> None:
+        read_head(conn)
+        release.wait(30)
 
-    host, port = listener(count)
-    pool = _Pool(True, connect_timeout=5)
-    target = _Target("http", host, port, f"{host}:{port}", "/b/k", ())
-    first = pool.get(target)
-    pool.put(target, first)
-    for _ in range(100):  # wait until the server has closed it
-        if seen:
-            break
-        threading.Event().wait(0.01)
-    threading.Event().wait(0.05)
-    second = pool.get(target)
-    assert second is not first and first.fileno() == -1
-    pool.put(target, second)
-    pool.close()
-    assert second.fileno() == -1
+    url = listener(stop_reading)
+    active: list[int] = []
+    real = threaded._exchange
 
+    def counted(*args: Any) -> Any:
+        active.append(1)
+        try:
+            return real(*args)
+        finally:
+            active.pop()
 
-def test_a_cancel_after_the_request_ended_leaves_the_connection_alone() -> None:
-    """The thread returned its connection to the pool; the caller's late cancel must not
-    shut it down (another part may be using it by then)."""
-    a, b = socket.socketpair()
-    with a, b:
-        call = _Call()
-        call.attach(a)
-        assert call.detach() is False
-        call.abort()  # too late: the socket is no longer the call's
-        a.sendall(b"still open")
-        assert b.recv(100) == b"still open"
-        during = _Call()
-        during.attach(b)
-        during.abort()  # while the request runs: its blocking I/O ends
-        assert b.recv(100) == b""
-        assert during.detach() is True  # and the connection is not pooled
+    monkeypatch.setattr(threaded, "_exchange", counted)
+
+    async def main() -> None:
+        async with local_engine(url) as eng:
+            thread_sender(eng)
+            with pytest.raises(streamx.NetworkError, match="no progress for stall_timeout"):
+                await eng._s3_layer.upload_part(
+                    "bkt", "k", "up-1", 1, bytes(64 * MiB), stall_timeout=0.5
+                )
+            assert active == []
+
+    try:
+        anyio.run(main)
+    finally:
+        release.set()
 
 
-def test_usable_needs_sigv4_and_no_proxy() -> None:
-    class Meta:
-        def __init__(self, proxies: Any, version: str) -> None:
-            self.config = type("C", (), {"proxies": proxies, "signature_version": version})()
-            self.endpoint_url = "http://127.0.0.1:1"
+def test_a_cancelled_send_stops_and_its_thread_is_waited_for(
+    listener: Callable[[Callable[[socket.socket], None]], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled from outside (``part_timeout``, a sibling's failure) while the server reads
+    slowly: the cancel returns only once the thread has stopped sending."""
+    got = bytearray()
 
-    class Client:
-        def __init__(self, proxies: Any = None, version: str = "s3v4") -> None:
-            self.meta = Meta(proxies, version)
-            session = type("S", (), {"_proxy_config": type("P", (), {"_proxies": {}})()})()
-            self._endpoint = type("E", (), {"http_session": session})()
-            self._request_signer = object()
+    def slow_reader(conn: socket.socket) -> None:
+        read_head(conn)
+        while True:
+            chunk = conn.recv(256 * 1024)
+            if not chunk:
+                return
+            got.extend(chunk)
+            threading.Event().wait(0.01)
 
-    assert DirectParts.usable(Client())
-    assert not DirectParts.usable(Client(proxies={"http": "http://p:1"}))
-    assert not DirectParts.usable(Client(version="s3"))
+    url = listener(slow_reader)
+    active: list[int] = []
+    real = threaded._exchange
+
+    def counted(*args: Any) -> Any:
+        active.append(1)
+        try:
+            return real(*args)
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(threaded, "_exchange", counted)
+
+    async def main() -> None:
+        async with local_engine(url) as eng:
+            with anyio.move_on_after(0.3) as scope:
+                await eng._s3_layer.upload_part(
+                    "bkt", "k", "up-1", 1, bytes(256 * MiB), stall_timeout=5
+                )
+            assert scope.cancelled_caught
+            assert active == []
+            sent = len(got)
+        assert sent < 256 * MiB  # it stopped part way
+
+    anyio.run(main)
+
+
+def test_a_connection_the_server_closed_is_not_reused(
+    listener: Callable[[Callable[[socket.socket], None]], str],
+) -> None:
+    """Keep-alive as urllib3 does it: a pooled connection the server has closed since is
+    dropped, and the next part goes over a new one (never resent on a dead socket)."""
+    connections: list[int] = []
+
+    def one_answer(conn: socket.socket) -> None:
+        connections.append(1)
+        head = read_head(conn)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        rest = len(head) - head.index(b"\r\n\r\n") - 4
+        while rest < length:
+            rest += len(conn.recv(65536))
+        conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 0\r\n\r\n')
+        # then closed, although the answer said keep-alive
+
+    url = listener(one_answer)
+
+    async def main() -> None:
+        async with local_engine(url) as eng:
+            for n in (1, 2, 3):
+                response = await eng._s3_layer.upload_part("bkt", "k", "up-1", n, b"x" * 100)
+                assert response["ETag"] == '"e"'
+                await anyio.sleep(0.05)
+
+    anyio.run(main)
+    assert len(connections) == 3
 
 
 # ---------------------------------------------------------------- over TLS
@@ -441,7 +622,7 @@ def test_parts_go_over_tls_checked_against_the_ca_bundle(
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
-            assert eng._s3_layer.direct is not None
+            thread_sender(eng)
             result = await eng.upload("tls", "obj", BIG, config=CFG)
             assert result.part_count == 3
             assert await read_object(eng, "tls", "obj") == BIG
@@ -449,24 +630,33 @@ def test_parts_go_over_tls_checked_against_the_ca_bundle(
     anyio.run(main)
 
 
-def test_an_untrusted_certificate_fails_the_part_and_leaves_nothing(
+def test_an_untrusted_certificate_fails_the_part(
     tls_rclone: RcloneServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """aiobotocore trusts the bundle, the part sender is told not to: the TLS check fails,
-    the upload is aborted, and the error names only the failure's type."""
+    """A sender told to trust the system's CAs only: the TLS check fails, and the error
+    names only the failure's type."""
     assert tls_rclone.tls is not None
     monkeypatch.setenv("AWS_CA_BUNDLE", tls_rclone.tls[0])
 
     async def main() -> None:
         async with streamx.Engine(**tls_rclone.engine_args()) as eng:
-            assert eng._s3_layer.direct is not None
-            eng._s3_layer.direct._pool._verify = True  # the system's CAs: not this certificate
-            cfg = streamx.TransferConfig(
-                part_size=5 * MiB, multipart_threshold=5 * MiB, max_attempts=2
+            own = thread_sender(eng)
+            args = tls_rclone.engine_args()
+            sender = ThreadSender(
+                eng.client,
+                settings=HttpSettings(True, None, (5.0, 5.0), 2, None, None, None),
+                credentials=(args["aws_access_key_id"], args["aws_secret_access_key"], None),
+                sign_payload=None,
+                fallback=AiobotocoreSender(eng.client),
             )
-            with pytest.raises(streamx.NetworkError) as info:
-                await eng.upload("tls", "refused", BIG, config=cfg)
+            eng._s3_layer.sender = sender
+            try:
+                with pytest.raises(streamx.NetworkError) as info:
+                    await eng._s3_layer.put_object("tls", "refused", BIG)
+            finally:
+                eng._s3_layer.sender = own
+                sender.close()
             assert "SSLCertVerificationError" in str(info.value)
-            assert [u async for u in eng._s3_layer.list_multipart_uploads("tls")] == []
+            assert args["aws_secret_access_key"] not in str(info.value)
 
     anyio.run(main)

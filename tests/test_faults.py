@@ -20,6 +20,7 @@ from conftest import read_object
 from faultproxy import Fault, FaultProxy, Sleeps
 
 import streamx
+from streamx._s3 import ThreadSender
 from streamx.testing import capture_logs
 
 MiB = 1024 * 1024
@@ -38,12 +39,12 @@ async def pengine(
     request: pytest.FixtureRequest, server: Any, proxy: FaultProxy, sleeps: Sleeps
 ) -> AsyncIterator[streamx.Engine]:
     """Every fault test runs over both part transports: streamx's own connections
-    (streamx/_direct.py, the default) and aiobotocore's (``direct_parts=False``)."""
+    (streamx/_s3/_threaded.py, the default) and aiobotocore's (``direct_parts=False``)."""
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     retry = streamx.RetryPolicy(sleep=sleeps)  # recorded, never really waited
     async with streamx.Engine(**args, direct_parts=direct, retry=retry) as eng:
-        assert (eng._s3_layer.direct is not None) == direct
+        assert isinstance(eng._s3_layer.sender, ThreadSender) == direct
         yield eng
 
 

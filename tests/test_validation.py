@@ -1,7 +1,7 @@
 """Bad arguments fail before any request, with a streamx error that names them.
 
 Header injection: a CR/LF in a put argument would end the header early on
-streamx's own part transport (streamx/_direct.py writes header lines to the
+streamx's own part transport (streamx/_s3/_threaded.py hands header lines to the
 socket). Every case runs through tests/faultproxy.py in front of a real
 server (moto and rclone) and over both transports; the proxy records every
 request, so "nothing reached the server" is checked, not assumed.
@@ -22,6 +22,7 @@ from faultproxy import FaultProxy
 
 import streamx
 from streamx._limits import TiB
+from streamx._s3 import PartRequest, ThreadSender
 
 # streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
 pytestmark = pytest.mark.servers("moto", "rclone")
@@ -41,7 +42,7 @@ async def pengine(
     direct = request.param == "direct"
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=direct) as eng:
-        assert (eng._s3_layer.direct is not None) == direct
+        assert isinstance(eng._s3_layer.sender, ThreadSender) == direct
         yield eng
 
 
@@ -99,16 +100,18 @@ async def test_the_direct_sender_itself_never_writes_cr_lf(
     """Below the put-argument checks: the part sender refuses too (defence in depth)."""
     args = {**server.engine_args(), "endpoint_url": proxy.url}
     async with streamx.Engine(**args, direct_parts=True) as eng:
-        direct = eng._s3_layer.direct
-        assert direct is not None
-        with pytest.raises(streamx.ConfigError, match="control character"):
-            await direct.put_object(
-                bucket, "victim", b"data", stall_timeout=None, ContentType=INJECTION
+        sender = eng._s3_layer.sender
+        assert isinstance(sender, ThreadSender)
+        for params in ({"ContentType": INJECTION}, {"Metadata": {"m": INJECTION}}):
+            request = PartRequest(
+                "PutObject",
+                {"Bucket": bucket, "Key": "victim", **params},
+                memoryview(b"data"),
+                lambda: None,
             )
-        with pytest.raises(streamx.ConfigError, match="control character"):
-            await direct.put_object(
-                bucket, "victim", b"data", stall_timeout=None, Metadata={"m": INJECTION}
-            )
+            assert sender.can_send(request)  # its own path, not the fallback's
+            with pytest.raises(streamx.ConfigError, match="control character"):
+                await sender.send(request)
     assert injected(proxy) == [] and proxy.sent("PutObject") == []
 
 

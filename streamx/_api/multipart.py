@@ -85,11 +85,9 @@ class MultipartUploads:
         s3, config = ctx.s3, ctx.config
 
         async def attempt() -> dict[str, Any]:
-            if s3.direct is not None:
-                return await s3.upload_part_direct(
-                    bucket, key, upload_id, part_number, data, stall_timeout=config.stall_timeout
-                )
-            return dict(await s3.upload_part(bucket, key, upload_id, part_number, data))
+            return await s3.upload_part(
+                bucket, key, upload_id, part_number, data, stall_timeout=config.stall_timeout
+            )
 
         response = await ctx.retry.call(attempt, timeout=config.part_timeout or None)
         return str(response["ETag"])

@@ -21,7 +21,7 @@ from .._s3 import S3
 from .._stores import StoreProfile, check_conditions, condition_points
 from .completer import settle_mismatch, verify_checksum
 from .parts import Part
-from .uploader import CompletedPart, check_not_emptied, send_watched
+from .uploader import CompletedPart, check_not_emptied
 
 
 class SinglePut:
@@ -69,30 +69,15 @@ class SinglePut:
             params["ChecksumAlgorithm"] = self.algorithm
             params[param_name(self.algorithm)] = checksums[0].b64
 
-        async def send(payload: Any) -> dict[str, Any]:
-            with checksum_errors(self.send_checksums):
-                return await self.s3.put_object(self.bucket, self.key, payload, **params)
-
-        direct = self.s3.direct is not None and self.s3.direct.can_put(params)
-
         async def attempt() -> dict[str, Any]:
-            if direct:  # streamx's own connection (see _direct.py); else aiobotocore's
-                with checksum_errors(self.send_checksums):
-                    return await self.s3.put_object_direct(
-                        self.bucket,
-                        self.key,
-                        body,
-                        stall_timeout=self.config.stall_timeout,
-                        **params,
-                    )
-            return await send_watched(
-                body,
-                send,
-                stall_timeout=self.config.stall_timeout,
-                operation="PutObject",
-                bucket=self.bucket,
-                key=self.key,
-            )
+            with checksum_errors(self.send_checksums):
+                return await self.s3.put_object(
+                    self.bucket,
+                    self.key,
+                    body,
+                    stall_timeout=self.config.stall_timeout,
+                    **params,
+                )
 
         async def on_retry(attempt_no: int, exc: BaseException) -> None:
             self.progress.bytes_retried += len(body)

@@ -6,17 +6,11 @@ or the transfer ends.
 
 **Stall detection.** ``part_timeout`` caps an attempt; ``stall_timeout``
 cancels an attempt that has moved no byte for that long, however long the
-part. The byte-level signal is the request body itself: the part is handed
-to aiohttp as a :class:`~streamx._s3.BufferBody`, a read-only file object over the part's
-buffer (no copy), which aiohttp reads 256 KiB at a time, each read only once
-the previous chunk has left its write buffer. Every read pushes the deadline
-forward. The clock starts with the first read, so a request queued for a
-pooled connection (many transfers sharing one client) is not taken for a
-stalled one. Once the last chunk is handed over, the deadline runs on while
-the server finishes receiving and answers, so a server that takes the whole
-body and never answers is caught too. (The clients streamx creates also have
-a socket read timeout, which catches a response that stops half way, and a
-connect timeout.)
+part. Both the deadline and the byte-level signal belong to the S3 layer
+(:meth:`streamx._s3.S3.upload_part` and its part sender): the clock starts with
+the first byte sent, so a request queued for a connection is not taken for a
+stalled one, and it runs on once the body is sent, so a server that takes the
+whole body and never answers is caught too.
 """
 
 from __future__ import annotations
@@ -30,10 +24,10 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._checksum import PartChecksum, checksum_errors, param_name
-from .._errors import ChecksumError, NetworkError
+from .._errors import ChecksumError
 from .._events import Progress
-from .._retry import ProgressDeadline, RetryPolicy
-from .._s3 import S3, BufferBody
+from .._retry import RetryPolicy
+from .._s3 import S3
 from .parts import Part, PartProducer
 
 
@@ -49,27 +43,6 @@ class CompletedPart:
         if with_checksum and self.checksum is not None:
             param[param_name(self.checksum.algorithm)] = self.checksum.b64
         return param
-
-
-async def send_watched(
-    data: Any,
-    send: Callable[[Any], Awaitable[dict[str, Any]]],
-    *,
-    stall_timeout: float | None,
-    operation: str,
-    **context: Any,
-) -> dict[str, Any]:
-    """``await send(body)`` with the stall detector on ``data`` (see the module docstring)."""
-    with ProgressDeadline(stall_timeout) as watch:
-        body: Any = data
-        if stall_timeout is not None and len(data):
-            body = BufferBody(data, watch.progress)
-        response = await send(body)
-    if watch.stalled:
-        raise NetworkError(
-            f"{operation} made no progress for stall_timeout={stall_timeout:g} s", **context
-        )
-    return response
 
 
 #: The ETag S3 gives an empty body (the MD5 of no bytes).
@@ -135,32 +108,15 @@ class PartUploader:
         """One UploadPart request, cancelled if it moves no byte for ``stall_timeout``."""
         ctx = {"bucket": self.bucket, "key": self.key, "upload_id": self.upload_id}
 
-        async def send(body: Any) -> dict[str, Any]:
-            with checksum_errors(bool(params)):
-                return await self.s3.upload_part(
-                    self.bucket, self.key, self.upload_id, part.number, body, **params
-                )
-
-        if self.s3.direct is not None:
-            # streamx's own connections: stalls are socket timeouts there (see _direct.py)
-            with checksum_errors(bool(params)):
-                response = await self.s3.upload_part_direct(
-                    self.bucket,
-                    self.key,
-                    self.upload_id,
-                    part.number,
-                    part.data,
-                    stall_timeout=self.stall_timeout,
-                    **params,
-                )
-        else:
-            response = await send_watched(
+        with checksum_errors(bool(params)):
+            response = await self.s3.upload_part(
+                self.bucket,
+                self.key,
+                self.upload_id,
+                part.number,
                 part.data,
-                send,
                 stall_timeout=self.stall_timeout,
-                operation="UploadPart",
-                part_number=part.number,
-                **ctx,
+                **params,
             )
         check_not_emptied(response, part.size, "UploadPart", part_number=part.number, **ctx)
         if part.checksum is not None:

@@ -142,10 +142,7 @@ class TusStore:
         return await self.retry.call(attempt)
 
     async def _put_once(self, key: str, data: bytes, **params: Any) -> dict[str, Any]:
-        s3 = self.s3
-        if s3.direct is not None and s3.direct.can_put(params):  # a third of botocore's CPU
-            return await s3.put_object_direct(self.bucket, key, data, stall_timeout=None, **params)
-        return await s3.put_object(self.bucket, key, data, **params)
+        return await self.s3.put_object(self.bucket, key, data, **params)
 
     async def _put(self, key: str, data: bytes, **params: Any) -> None:
         with anyio.CancelScope(shield=True):  # a half-done commit must still land

@@ -1,0 +1,395 @@
+"""The worker-thread part sender: the event loop signs, a thread sends the part's memory.
+
+Why: a part's request through aiobotocore costs the event loop about a
+millisecond of Python (hooks, serialisation, aiohttp's writer) plus every
+socket write of the body, all on the one thread that also runs the producer,
+the checksums' bookkeeping and every other transfer. Here the event loop only
+signs the request (botocore's own SigV4 signer, with the engine's credentials,
+refreshed as botocore refreshes them); a worker thread then hands the signed
+request to botocore's own urllib3 session (``URLLib3Session``, the transport
+botocore uses when it is not run by aiobotocore), which sends the part's memory
+slice by slice with ``socket.sendall`` (no copy of the part is made; the GIL is
+released for every send) and reads the answer. The HTTP framing, connection
+pooling and keep-alive, TLS (verify, CA bundle, client certificate), proxies
+and timeouts are urllib3's, configured with exactly the arguments botocore gave
+the client's own HTTP session (:class:`._session.HttpSettings`). aiobotocore
+keeps every other call: create, complete, abort, list, and the URL itself,
+taken from a presigned PutObject URL (once per bucket) so that botocore's
+endpoint rules (addressing style, accelerate, dual-stack ...) decide it.
+
+Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
+gets a progress signal per slice sent, handed to the event loop; the thread's
+own socket timeouts are the stall timeout plus a second (one urllib3 session per
+timeout value), so a thread whose request was given up on returns soon after.
+A cancelled request (``part_timeout``, a sibling's failure) stops at the next
+slice, and the caller waits for its thread, so that no thread still sends a
+part when the upload is aborted or the engine closed.
+
+Answers are parsed by botocore's own REST-XML parser; a non-2xx answer becomes
+the ``ClientError`` botocore would raise. No URL, header or signature reaches
+an error or a log line of streamx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import anyio
+import anyio.to_thread
+import botocore.exceptions as bexc
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+from botocore.httpsession import URLLib3Session
+from botocore.parsers import create_parser
+
+from .._validate import header_safe
+from ._sender import PartRequest, PartSender
+from ._session import HttpSettings
+
+sniffio: Any
+try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
+    import sniffio
+except ImportError:  # pragma: no cover
+    sniffio = None
+
+_SEND_SLICE = 1024 * 1024
+_SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
+_SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed the stall timeout
+_PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
+_UNSIGNED = "UNSIGNED-PAYLOAD"
+_USER_AGENT = "streamx (direct)"
+_KEY_MARK = "streamx-key-placeholder"
+_PLAIN_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool}
+_PATH_PARAMS = {"Bucket", "Key", "UploadId", "PartNumber"}
+
+
+class _Cancelled(Exception):
+    """Raised in the sending thread at the next slice once the request was given up on."""
+
+
+class _Call:
+    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self.started = False
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def begin(self) -> bool:
+        """In the thread, first: false if the call was aborted before it started."""
+        with self._lock:
+            if self.aborted:
+                return False
+            self.started = True
+            return True
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    netloc: str
+    path: str
+    query: tuple[tuple[str, str], ...]  # the presigned URL's, but for its X-Amz-* params
+
+
+def _parse_target(url: str) -> _Target:
+    """Where a presigned URL points, without its signature."""
+    parts = urlsplit(url)
+    query = tuple(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("x-amz-")
+    )
+    return _Target(parts.scheme.lower(), parts.netloc, parts.path, query)
+
+
+class _Operation:
+    """One operation's header parameters, from botocore's S3 model."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.name = name
+        self.model = client.meta.service_model.operation_model(name)
+        self._in: dict[str, tuple[str, str]] = {}  # member -> (header, shape type)
+        self._prefix: dict[str, str] = {}  # map members (Metadata) -> header prefix
+        for member, shape in self.model.input_shape.members.items():
+            location = shape.serialization.get("location")
+            if location == "header":
+                self._in[member] = (shape.serialization.get("name", member), shape.type_name)
+            elif location == "headers":
+                self._prefix[member] = shape.serialization.get("name", "")
+
+    def plain(self, params: Mapping[str, Any]) -> bool:
+        """Every param is a header of a plain type (strings, numbers, booleans, a str map)."""
+        for member, value in params.items():
+            if member in _PATH_PARAMS:
+                continue
+            if member.startswith("SSECustomer"):  # botocore encodes the key and adds its MD5
+                return False
+            if member in self._prefix:
+                if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) and (k + v).isascii()
+                    for k, v in value.items()
+                ):
+                    return False
+                continue
+            spec = self._in.get(member)
+            if spec is None or spec[1] not in _PLAIN_TYPES:
+                return False
+            if not isinstance(value, _PLAIN_TYPES[spec[1]]) or (
+                isinstance(value, str) and not value.isascii()
+            ):
+                return False
+        return True
+
+    def headers(self, params: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for member, value in params.items():
+            if member in _PATH_PARAMS:
+                continue
+            if member in self._prefix:
+                out.update({f"{self._prefix[member]}{k}": v for k, v in value.items()})
+            elif isinstance(value, bool):
+                out[self._in[member][0]] = "true" if value else "false"
+            else:
+                out[self._in[member][0]] = str(value)
+        return out
+
+
+class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
+    """botocore's S3 SigV4 signer, told the body's hash (it does not read the body)."""
+
+    def __init__(self, credentials: Any, region: str, payload: str) -> None:
+        super().__init__(credentials, "s3", region)
+        self._payload = payload
+
+    def payload(self, request: Any) -> str:
+        return self._payload
+
+
+class ThreadSender:
+    """UploadPart and PutObject bodies from worker threads (see the module docstring).
+
+    ``credentials`` is botocore's (or aiobotocore's refreshable) credentials object, or
+    a ``(access_key, secret_key, token)`` tuple; ``fallback`` takes the PutObject
+    requests whose arguments need botocore's serialiser (a timestamp, non-ASCII
+    metadata, SSE-C keys).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        settings: HttpSettings,
+        credentials: Any,
+        sign_payload: bool | None,
+        fallback: PartSender,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._credentials = credentials
+        self._sign_payload = sign_payload
+        self._fallback = fallback
+        self._sessions: dict[tuple[float, float], URLLib3Session] = {}
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(settings.max_pool_connections)
+        self._ops = {op: _Operation(client, op) for op in ("UploadPart", "PutObject")}
+        self._templates: dict[str, _Target] = {}  # bucket -> URL for a placeholder key
+        self._parser = create_parser("rest-xml")
+        self.closed = False
+
+    def can_send(self, request: PartRequest) -> bool:
+        """Whether ``request``'s arguments are plain headers here (else the fallback sends)."""
+        return self._ops[request.operation].plain(request.params)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            session.close()
+        self._fallback.close()
+
+    def _session(self, stall_timeout: float | None) -> tuple[URLLib3Session, float]:
+        """botocore's urllib3 session, its socket timeouts capped at ``stall_timeout``, and
+        the longest a thread's blocking call can take with it (its longer timeout)."""
+        connect, read = self._settings.timeout
+        if stall_timeout is not None:
+            # a little over the stall timeout: the loop's stall detector speaks first, and
+            # a thread whose request it gave up on returns soon after
+            limit = stall_timeout + _SOCKET_MARGIN
+            connect, read = min(connect, limit), min(read, limit)
+        with self._lock:
+            session = self._sessions.get((connect, read))
+            if session is None:
+                s = self._settings
+                session = URLLib3Session(
+                    verify=s.verify,
+                    proxies=s.proxies,
+                    timeout=(connect, read),
+                    max_pool_connections=s.max_pool_connections,
+                    socket_options=s.socket_options,
+                    client_cert=s.client_cert,
+                    proxies_config=s.proxies_config,
+                )
+                if len(self._sessions) >= 8:  # a handful of stall timeouts in use at most
+                    for old in self._sessions.values():
+                        old.close()
+                    self._sessions.clear()
+                self._sessions[(connect, read)] = session
+            return session, max(connect, read)
+
+    async def _object_target(self, bucket: str, key: str) -> _Target:
+        """The object's URL (PutObject's; UploadPart's adds its query): presigned once per
+        bucket for a placeholder key, the key put in with botocore's own escaping
+        (``quote(key, safe="/~")``), so botocore's endpoint rules decide the rest."""
+        template = self._templates.get(bucket)
+        if template is None:
+            url = await self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
+            )
+            template = _parse_target(url)
+            if not template.path.endswith("/" + _KEY_MARK):
+                raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+            if len(self._templates) > 1024:
+                self._templates.clear()
+            self._templates[bucket] = template
+        path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
+        return _Target(template.scheme, template.netloc, path, template.query)
+
+    async def _frozen_credentials(self) -> Any:
+        creds = self._credentials
+        if isinstance(creds, tuple):  # given to the engine as arguments
+            return ReadOnlyCredentials(*creds)
+        frozen = creds.get_frozen_credentials()
+        if asyncio.iscoroutine(frozen):  # aiobotocore's refreshable credentials
+            frozen = await frozen
+        return frozen
+
+    async def send(self, request: PartRequest) -> dict[str, Any]:
+        if not self.can_send(request):
+            return await self._fallback.send(request)
+        op = self._ops[request.operation]
+        params = request.params
+        target = await self._object_target(params["Bucket"], params["Key"])
+        pairs = target.query
+        if request.operation == "UploadPart":
+            pairs = (
+                *pairs,
+                ("partNumber", str(params["PartNumber"])),
+                ("uploadId", str(params["UploadId"])),
+            )
+        view = request.body
+        payload = _UNSIGNED
+        sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
+        if sign:
+            payload = await anyio.to_thread.run_sync(_sha256_hex, view)
+        # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
+        query = urlencode(pairs, safe="-_.~", quote_via=quote)
+        url = f"{target.scheme}://{target.netloc}{target.path}" + (f"?{query}" if query else "")
+        headers = {
+            "User-Agent": _USER_AGENT,
+            "Content-Length": str(len(view)),
+            "X-Amz-Content-SHA256": payload,
+            **op.headers(params),
+        }
+        call = _Call()
+        notify = _Notifier(request) if request.stall_timeout is not None else None
+        stall = request.stall_timeout
+        size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
+        body = _slices(view, call, notify, size)
+        aws = AWSRequest(method="PUT", url=url, headers=headers, data=body)
+        region = self._client.meta.region_name
+        _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
+        for name, value in aws.headers.items():
+            # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
+            # but lets NUL and folded lines through: nothing of the kind reaches the wire
+            header_safe(name, value)
+        prepared = aws.prepare()
+        session, longest = self._session(request.stall_timeout)
+        try:
+            http = await anyio.to_thread.run_sync(
+                _exchange, session, prepared, call, limiter=self._limiter, abandon_on_cancel=True
+            )
+        except BaseException:
+            call.abort()
+            if call.started and not call.done.is_set():
+                # the thread stops at its next slice, or when its socket times out: wait for
+                # it, so that no thread still sends a part when the upload is aborted
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(call.done.wait, longest + 1.0)
+            raise
+        response = {"headers": http.headers, "status_code": http.status_code, "body": http.content}
+        parsed: dict[str, Any] = self._parser.parse(response, op.model.output_shape)
+        if http.status_code >= 300:
+            raise bexc.ClientError(parsed, op.name)
+        return parsed
+
+
+class _Notifier:
+    """The stall detector's progress signal from a sending thread, handed to the loop."""
+
+    def __init__(self, request: PartRequest) -> None:
+        self._loop = asyncio.get_running_loop()
+        # the callback runs outside any task: tell anyio (sniffio) which library runs it,
+        # as anyio.run does and asyncio.run does not
+        self._context = contextvars.copy_context()
+        if sniffio is not None:
+            self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
+        self._progress = request.progress
+        stall = request.stall_timeout or _PROGRESS_EVERY * 10
+        self._every = min(_PROGRESS_EVERY, stall / 10)
+        self._last = -self._every
+
+    def __call__(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self._every:
+            self._last = now
+            try:
+                self._loop.call_soon_threadsafe(self._progress, context=self._context)
+            except RuntimeError:  # the loop has closed: nobody waits for this request
+                raise _Cancelled from None
+
+
+def _slices(
+    view: memoryview, call: _Call, notify: _Notifier | None, size: int
+) -> Iterator[memoryview]:
+    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
+    for start in range(0, len(view), size):
+        if call.aborted:
+            raise _Cancelled
+        if notify is not None:
+            notify()
+        yield view[start : start + size]
+    if notify is not None:
+        notify(force=True)  # the whole body is sent: the wait for the answer starts now
+
+
+def _exchange(session: URLLib3Session, prepared: Any, call: _Call) -> Any:
+    """In the worker thread: send, read the answer (urllib3 reads it whole)."""
+    if not call.begin():
+        raise bexc.HTTPClientError(error=_Cancelled())
+    try:
+        return session.send(prepared)
+    finally:
+        call.done.set()
+
+
+def _sha256_hex(view: memoryview) -> str:
+    return hashlib.sha256(view).hexdigest()
+
+
+__all__ = ["ThreadSender"]
