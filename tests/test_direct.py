@@ -329,8 +329,12 @@ class ForwardProxy:
                     except OSError:
                         pass
 
-        threading.Thread(target=pipe, args=(upstream, conn, False), daemon=True).start()
+        back = threading.Thread(target=pipe, args=(upstream, conn, False), daemon=True)
+        back.start()
         pipe(conn, upstream, True)
+        back.join()
+        upstream.close()
+        conn.close()
 
 
 def test_parts_go_through_the_proxy_botocore_uses(

@@ -11,6 +11,7 @@ condition, creation answers 500 ``overwrite_unenforceable`` and nothing is creat
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -55,18 +56,24 @@ def test_tus_never_replaces_an_object(setup: tuple[Any, str], tmp_path: Any) -> 
     small = random_file(str(tmp_path / "small.bin"), 1000)  # one PutObject
     tus = TusServer(server, bucket, framework, options={"part_size": 5 * MiB}, overwrite=False)
     races = {"users/ivy/race-multipart.bin": (big, 5 * MiB), "users/ivy/race-put.bin": (small, 600)}
-    with running(tus):
+    with running(tus), ExitStack() as files:  # tuspy never closes a file it opened from a path
+
+        def opened(path: str) -> Any:
+            return files.enter_context(open(path, "rb"))
+
         client = tuspy.TusClient(tus.url, headers={"X-User": "ivy"})
         if server.name == "rclone":  # the store would overwrite: the route refuses to run
             with pytest.raises(TusCommunicationError) as refused:
-                client.uploader(small, metadata={"objectKey": "users/ivy/new"}).upload()
+                client.uploader(file_stream=opened(small), metadata={"objectKey": "users/ivy/new"}).upload()
             assert refused.value.status_code == 500
             assert b"overwrite" in (refused.value.response_content or b"")
             assert bucket_keys(server, bucket) == [taken] and read(server, bucket, taken) == OLD
             return
         # taken before: refused at creation, before the body is read
         with pytest.raises(TusCommunicationError) as before:
-            client.uploader(big, chunk_size=5 * MiB, metadata={"objectKey": taken}).upload()
+            client.uploader(
+                file_stream=opened(big), chunk_size=5 * MiB, metadata={"objectKey": taken}
+            ).upload()
         assert before.value.status_code == 409, before.value.response_content
         r = httpx.post(  # creation-with-upload: the same 409 without reading the body
             tus.url,
@@ -81,7 +88,9 @@ def test_tus_never_replaces_an_object(setup: tuple[Any, str], tmp_path: Any) -> 
         assert r.status_code == 409, r.text
         # taken while the upload runs: the store refuses the PutObject / the Complete
         for key, (path, chunk) in races.items():
-            uploader = client.uploader(path, chunk_size=chunk, metadata={"objectKey": key})
+            uploader = client.uploader(
+                file_stream=opened(path), chunk_size=chunk, metadata={"objectKey": key}
+            )
             uploader.upload_chunk()  # the first chunk is in (a part sent, or a piece stored)
             assert uploader.url is not None
             s3.put_object(Bucket=bucket, Key=key, Body=OLD)  # another writer wins the key

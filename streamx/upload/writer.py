@@ -109,35 +109,38 @@ async def open_writer(
     make_pipeline: Callable[[AsyncIterator[bytes]], UploadPipeline],
 ) -> AsyncIterator[UploadWriter]:
     send, receive = anyio.create_memory_object_stream[bytes | memoryview](0)
-    pipeline = make_pipeline(_iterate(receive))
-    writer = UploadWriter(send)
-    writer._pipeline = pipeline
-    outcome: list[UploadResult] = []
-    failure: list[BaseException] = []
+    # closed on every way out, also when make_pipeline refuses its arguments (a bad resume
+    # token) or the pipeline fails before it reads: else the streams are left to the GC
+    with send, receive:
+        pipeline = make_pipeline(_iterate(receive))
+        writer = UploadWriter(send)
+        writer._pipeline = pipeline
+        outcome: list[UploadResult] = []
+        failure: list[BaseException] = []
 
-    async def run() -> None:
-        try:
-            with anyio.CancelScope() as writer._scope:
-                outcome.append(await pipeline.run())
-        except Exception as exc:
-            failure.append(exc)
-            tg.cancel_scope.cancel()  # stops a write() that waits; the error is raised below
-        finally:
-            writer._stopped.set()
+        async def run() -> None:
+            try:
+                with anyio.CancelScope() as writer._scope:
+                    outcome.append(await pipeline.run())
+            except Exception as exc:
+                failure.append(exc)
+                tg.cancel_scope.cancel()  # stops a write() that waits; the error is raised below
+            finally:
+                writer._stopped.set()
 
-    async with task_group() as tg:
-        tg.start_soon(run)
-        try:
-            async with send:
-                yield writer
-        except BaseException:
-            writer.closed = True
-            tg.cancel_scope.cancel()
-            raise
-        finally:
-            writer.closed = True
-    if failure:
-        raise failure[0]
+        async with task_group() as tg:
+            tg.start_soon(run)
+            try:
+                async with send:
+                    yield writer
+            except BaseException:
+                writer.closed = True
+                tg.cancel_scope.cancel()
+                raise
+            finally:
+                writer.closed = True
+        if failure:
+            raise failure[0]
     if writer.token is not None:
         return  # suspended: the upload is kept, not completed
     if not outcome:
