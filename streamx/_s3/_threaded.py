@@ -82,7 +82,6 @@ class _Call:
     def __init__(self) -> None:
         self.aborted = False
         self.started = False
-        self.sent = False  # the whole body is on the wire: only the answer is awaited
         self.done = threading.Event()
         self._lock = threading.Lock()
 
@@ -327,10 +326,9 @@ class ThreadSender:
             )
         except BaseException:
             call.abort()
-            if call.started and not call.sent and not call.done.is_set():
+            if call.started and not call.done.is_set():
                 # the thread stops at its next slice, or when its socket times out: wait for
-                # it, so that no thread still sends a part when the upload is aborted (once
-                # the body is all sent, the thread only waits for an answer nobody reads)
+                # it, so that no thread still sends a part when the upload is aborted
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(call.done.wait, longest + 1.0)
             raise
@@ -376,7 +374,6 @@ def _slices(
         if notify is not None:
             notify()
         yield view[start : start + size]
-    call.sent = True
     if notify is not None:
         notify(force=True)  # the whole body is sent: the wait for the answer starts now
 
