@@ -199,16 +199,8 @@ async def test_a_refused_part_names_the_error_and_never_the_signature(
     assert signature not in text and secret not in text
 
 
-@pytest.mark.anyio
-async def test_a_failed_upload_leaves_no_sending_thread_behind(
-    server: Any,
-    proxy: FaultProxy,
-    engine: streamx.Engine,
-    bucket: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Part 2 stalls mid-body while part 1 is refused: when upload() raises, the thread that
-    was sending part 2 has returned (the abort never races it)."""
+def sending_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that holds one entry per worker thread inside the thread sender's exchange."""
     active: list[int] = []
     real = threaded._exchange
 
@@ -220,6 +212,20 @@ async def test_a_failed_upload_leaves_no_sending_thread_behind(
             active.pop()
 
     monkeypatch.setattr(threaded, "_exchange", counted)
+    return active
+
+
+@pytest.mark.anyio
+async def test_a_failed_upload_leaves_no_sending_thread_behind(
+    server: Any,
+    proxy: FaultProxy,
+    engine: streamx.Engine,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Part 2 stalls mid-body while part 1 is refused: when upload() raises, the thread that
+    was sending part 2 has returned (the abort never races it)."""
+    active = sending_threads(monkeypatch)
     proxy.add(Fault("stall", op="UploadPart", query={"partNumber": "2"}, at=MiB, seconds=None))
     proxy.add(Fault("status", op="UploadPart", query={"partNumber": "1"}, status=403))
     cfg = streamx.TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB, stall_timeout=1)
@@ -461,17 +467,7 @@ def test_a_stalled_send_is_cut_and_its_thread_returns(
         release.wait(30)
 
     url = listener(stop_reading)
-    active: list[int] = []
-    real = threaded._exchange
-
-    def counted(*args: Any) -> Any:
-        active.append(1)
-        try:
-            return real(*args)
-        finally:
-            active.pop()
-
-    monkeypatch.setattr(threaded, "_exchange", counted)
+    active = sending_threads(monkeypatch)
 
     async def main() -> None:
         async with local_engine(url) as eng:
@@ -506,17 +502,7 @@ def test_a_cancelled_send_stops_and_its_thread_is_waited_for(
             threading.Event().wait(0.01)
 
     url = listener(slow_reader)
-    active: list[int] = []
-    real = threaded._exchange
-
-    def counted(*args: Any) -> Any:
-        active.append(1)
-        try:
-            return real(*args)
-        finally:
-            active.pop()
-
-    monkeypatch.setattr(threaded, "_exchange", counted)
+    active = sending_threads(monkeypatch)
 
     async def main() -> None:
         async with local_engine(url) as eng:
