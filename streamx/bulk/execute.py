@@ -26,7 +26,15 @@ from .._errors import PreconditionFailedError, S3Error
 from .._events import ProgressEvent
 from .conditions import write_conditions
 from .plan import Action
-from .sides import LocalSide, S3Side, Side, same_content
+from .sides import (
+    SMALL_HASH,
+    LocalSide,
+    S3Side,
+    Side,
+    file_digest,
+    md5_decides,
+    same_content,
+)
 
 #: Files (and, across stores, objects) up to this size are read whole and uploaded from
 #: memory (``concurrency`` of them at most: 16 MiB at the default); larger ones stream.
@@ -126,6 +134,40 @@ class Runner:
             return await self._run(action)
         except Exception as exc:
             return SyncEvent("fail", action.key, action.size, describe(exc), self.dry_run)
+
+    def hashable(self, action: Action) -> bool:
+        """A ``check`` that one read of a small local file decides (see :meth:`check_many`)."""
+        return (
+            action.kind == "check"
+            and action.src is not None
+            and action.dst is not None
+            and action.src.error is None
+            and action.dst.error is None
+            and action.size <= SMALL_HASH
+            and md5_decides(self.src, self.dst, action.src, action.dst) is not None
+        )
+
+    async def check_many(self, actions: list[Action]) -> list[bool | Exception]:
+        """For :meth:`hashable` checks: whether each pair holds the same bytes (or why it could not
+        be told), the local files' MD5s taken in one thread hop."""
+        jobs: list[tuple[str, str]] = []
+        for action in actions:
+            assert action.src is not None and action.dst is not None
+            local = md5_decides(self.src, self.dst, action.src, action.dst)
+            assert local is not None
+            remote = action.dst if local is self.src else action.src
+            jobs.append((local.path(action.key), remote.etag or ""))
+
+        def run() -> list[bool | Exception]:
+            out: list[bool | Exception] = []
+            for path, etag in jobs:
+                try:
+                    out.append(file_digest(path, "MD5") == etag)
+                except OSError as exc:
+                    out.append(exc)
+            return out
+
+        return await anyio.to_thread.run_sync(run)
 
     async def _run(self, action: Action) -> SyncEvent:
         kind = action.kind

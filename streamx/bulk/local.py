@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +18,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._concurrency import FirstFailure
 from .._ratelimit import RateLimit
-from .entries import Entry
 from .execute import Counts, Runner, SyncEvent, delete_keys, describe
+from .listing import entries, listed_pairs
 from .manifest import Manifest, Watermark
-from .plan import Action, Compare, Filters, decide, merge
-from .sides import LocalSide, S3Side, Side
+from .plan import Action, Compare, Filters, decide
+from .sides import S3Side, Side
 
 DELETE_BATCH = 1000
+#: Checks that one small local file's MD5 decides are hashed this many (or bytes) per thread hop.
+CHECK_BATCH = 128
+CHECK_BYTES = 8 * 1024 * 1024
 EventCallback = Callable[[SyncEvent], Awaitable[None] | None]
 
 
@@ -39,12 +42,6 @@ class SyncProgress:
 
 
 ProgressCallback = Callable[[SyncProgress], Awaitable[None] | None]
-
-
-def entries(side: Side, other: Side, after: str | None, until: str | None) -> AsyncIterator[Entry]:
-    if isinstance(side, S3Side):
-        return side.entries(after, until, for_local=isinstance(other, LocalSide))
-    return side.entries(after, until)
 
 
 def rate_limit_of(*sides: Side) -> RateLimit | None:
@@ -152,31 +149,55 @@ class LocalExecutor:
         until: str | None,
     ) -> None:
         deletes: list[str] = []
+        checks: list[Action] = []
+        check_bytes = 0
         batch_deletes = isinstance(self.dst, S3Side) and not self.dry_run
         async with send:
-            pairs = merge(
-                entries(self.src, self.dst, after, until), entries(self.dst, self.src, after, until)
-            )
-            async for s, d in pairs:
-                key = (s or d).key  # type: ignore[union-attr]
-                if not self.filters(key):
-                    continue
-                action = decide(s, d, compare=self.compare, delete=self.delete)
-                if action is None:
-                    if s is not None:
-                        mark.start(key)
-                        await self.record(SyncEvent("skip", key, s.size), mark, copied_bytes=False)
-                    continue
-                mark.start(key)
-                if action.kind == "delete" and batch_deletes:
-                    deletes.append(key)
-                    if len(deletes) >= DELETE_BATCH or mark.pending > 10 * DELETE_BATCH:
-                        await self._delete(deletes, mark)
-                        deletes = []
-                    continue
-                await send.send(action)
+            async with listed_pairs(self.src, self.dst, after, until) as pairs:
+                async for s, d in pairs:
+                    key = (s or d).key  # type: ignore[union-attr]
+                    if not self.filters(key):
+                        continue
+                    action = decide(s, d, compare=self.compare, delete=self.delete)
+                    if action is None:
+                        if s is not None:
+                            mark.start(key)
+                            event = SyncEvent("skip", key, s.size)
+                            await self.record(event, mark, copied_bytes=False)
+                        continue
+                    mark.start(key)
+                    if action.kind == "delete" and batch_deletes:
+                        deletes.append(key)
+                        if len(deletes) >= DELETE_BATCH or mark.pending > 10 * DELETE_BATCH:
+                            await self._delete(deletes, mark)
+                            deletes = []
+                        continue
+                    if self.runner.hashable(action):
+                        checks.append(action)
+                        check_bytes += action.size
+                        if len(checks) >= CHECK_BATCH or check_bytes >= CHECK_BYTES:
+                            await self._check(checks, mark, send)
+                            checks, check_bytes = [], 0
+                        continue
+                    await send.send(action)
+            if checks:
+                await self._check(checks, mark, send)
             if deletes:
                 await self._delete(deletes, mark)
+
+    async def _check(
+        self, actions: list[Action], mark: Watermark, send: MemoryObjectSendStream[Action]
+    ) -> None:
+        """Hash a batch of small local files in one thread hop; what differs goes to the runners."""
+        for action, same in zip(actions, await self.runner.check_many(actions), strict=True):
+            if isinstance(same, BaseException):
+                event = SyncEvent("fail", action.key, action.size, describe(same))
+                await self.record(event, mark, copied_bytes=False)
+            elif same:
+                event = SyncEvent("skip", action.key, action.size)
+                await self.record(event, mark, copied_bytes=False)
+            else:
+                await send.send(Action("update", action.key, action.src, action.dst))
 
     async def _delete(self, keys: list[str], mark: Watermark) -> None:
         assert isinstance(self.dst, S3Side)

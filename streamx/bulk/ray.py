@@ -36,7 +36,8 @@ from .._limits import MiB
 from .actor import BatchWorker, pack_action, side_spec
 from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
-from .local import EventCallback, call_back, entries
+from .listing import entries
+from .local import EventCallback, call_back
 from .manifest import Manifest, Watermark
 from .plan import Compare, Filters, decide, merge
 from .sides import LocalSide, S3Side, Side

@@ -105,21 +105,26 @@ class LocalSide:
         path = self.path(key)
 
         def run() -> str:
-            if algorithm == "MD5":
-                md5 = hashlib.md5(usedforsecurity=False)
-                with open(path, "rb") as f:
-                    while chunk := f.read(_CHUNK):
-                        md5.update(chunk)
-                return md5.hexdigest()
-            running = Running(algorithm)
-            with open(path, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    running.update(chunk)
-            return running.result().b64
+            return file_digest(path, algorithm)
 
         if size is not None and size <= SMALL_HASH:
             return await self.files.run(run)
         return await anyio.to_thread.run_sync(run)
+
+
+def file_digest(path: str, algorithm: str) -> str:
+    """A file's MD5 (hex) or FULL_OBJECT checksum (base64) of ``algorithm`` (blocking)."""
+    if algorithm == "MD5":
+        md5 = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                md5.update(chunk)
+        return md5.hexdigest()
+    running = Running(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            running.update(chunk)
+    return running.result().b64
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,16 @@ Side = LocalSide | S3Side
 
 def not_older(src: Entry, dst: Entry) -> bool:
     return not newer(src, dst)
+
+
+def md5_decides(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -> LocalSide | None:
+    """The local side, when comparing this pair takes only the local file's MD5 (the other side
+    is S3 with a single-part ETag)."""
+    if isinstance(src_side, LocalSide) and isinstance(dst_side, S3Side) and is_md5(dst.etag):
+        return src_side
+    if isinstance(src_side, S3Side) and isinstance(dst_side, LocalSide) and is_md5(src.etag):
+        return dst_side
+    return None
 
 
 async def same_content(src_side: Side, dst_side: Side, src: Entry, dst: Entry) -> bool:
