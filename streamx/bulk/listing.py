@@ -30,7 +30,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._concurrency import task_group
+from .._concurrency import FirstFailure
 from .._errors import SyncOrderError
 from .entries import Entry
 from .plan import merge
@@ -68,15 +68,28 @@ async def listed_pairs(
     if not isinstance(dst, S3Side):
         yield merge(entries(src, dst, after, until), entries(dst, src, after, until))
         return
-    async with task_group() as tg:
-        send, receive = anyio.create_memory_object_stream[tuple[list[Entry], Pages]](ahead)
-        tg.start_soon(_cut, tg, src, dst, after, until, span, send)
-        yield _join(receive)
-        tg.cancel_scope.cancel()  # the caller stopped early: stop listing
+    first = FirstFailure()  # the first failed listing surfaces as itself, once
+    send, receive = anyio.create_memory_object_stream[tuple[list[Entry], Pages]](ahead)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                first.run, tg.cancel_scope, _cut, tg, first, src, dst, after, until, span, send
+            )
+            yield _join(receive)
+            tg.cancel_scope.cancel()  # the caller stopped early: stop listing
+    finally:
+        with receive:
+            while True:  # ranges read ahead but not merged
+                try:
+                    receive.receive_nowait()[1].close()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+    first.raise_if_failed()
 
 
 async def _cut(
     tg: TaskGroup,
+    first: FirstFailure,
     src: Side,
     dst: Side,
     after: str | None,
@@ -88,10 +101,14 @@ async def _cut(
 
     async def emit(chunk: list[Entry], lo: str | None, hi: str | None) -> None:
         pages_send, pages = anyio.create_memory_object_stream[list[Entry]](1)
-        tg.start_soon(_list_range, dst, src, lo, hi, span, pages_send)
-        await send.send((chunk, pages))
+        tg.start_soon(first.run, tg.cancel_scope, _list_range, dst, src, lo, hi, span, pages_send)
+        try:
+            await send.send((chunk, pages))
+        except BaseException:
+            pages.close()
+            raise
 
-    async with send:
+    with send:
         lo, last = after, None
         chunk: list[Entry] = []
         async for entry in entries(src, dst, after, until):
@@ -116,7 +133,7 @@ async def _list_range(
     span: int,
     send: MemoryObjectSendStream[list[Entry]],
 ) -> None:
-    async with send:
+    with send:
         page: list[Entry] = []
         async for entry in entries(dst, src, lo, hi):
             page.append(entry)
@@ -130,11 +147,10 @@ async def _list_range(
 async def _join(
     receive: MemoryObjectReceiveStream[tuple[list[Entry], Pages]],
 ) -> AsyncIterator[Pair]:
-    async with receive:
-        async for chunk, pages in receive:
-            with pages:
-                async for pair in merge(_items(chunk), _flat(pages)):
-                    yield pair
+    async for chunk, pages in receive:
+        with pages:
+            async for pair in merge(_items(chunk), _flat(pages)):
+                yield pair
 
 
 async def _items(chunk: list[Entry]) -> AsyncIterator[Entry]:
