@@ -1,5 +1,6 @@
 """bulk/listing.py against moto: the destination listed in ranges cut at source keys pairs
-exactly as one merge of both whole listings, and a failed range listing surfaces as itself."""
+exactly as one merge of both whole listings (a store listed directory by directory is
+listed whole), and a failed range listing surfaces as itself."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ SOURCE = ["a-b", "a.b", "a/1", "a/2", "a/3", "a0", "b", "c/x", "d"]
 DEST = ["a!", "a.b", "a/2", "a/25", "a/3", "a0", "c/x", "c/y", "e", "f", "g"]
 
 
-@pytest.mark.parametrize(("span", "ahead"), [(1, 1), (2, 2), (3, 4), (1000, 4)])
+@pytest.mark.parametrize(
+    ("span", "ahead", "tree"),
+    [(1, 1, False), (2, 2, False), (3, 4, False), (1000, 4, False), (2, 2, True)],
+)
 @pytest.mark.parametrize(("after", "until"), [(None, None), ("a.b", "c/x")])
 async def test_ranged_listing_pairs_as_one_merge(
     engine: streamx.Engine,
@@ -26,6 +30,7 @@ async def test_ranged_listing_pairs_as_one_merge(
     tmp_path: Path,
     span: int,
     ahead: int,
+    tree: bool,
     after: str | None,
     until: str | None,
 ) -> None:
@@ -34,7 +39,7 @@ async def test_ranged_listing_pairs_as_one_merge(
         (tmp_path / key).write_bytes(key.encode())
     for key in DEST:
         await engine.client.put_object(Bucket=bucket, Key=f"p/{key}", Body=b"x")
-    src, dst = LocalSide(str(tmp_path)), S3Side(engine, bucket, "p/")
+    src, dst = LocalSide(str(tmp_path)), S3Side(engine, bucket, "p/", tree=tree)
 
     got = []
     async with listed_pairs(src, dst, after, until, span=span, ahead=ahead) as pairs:

@@ -18,7 +18,9 @@ one page per range. Memory stays flat: at most ``AHEAD`` chunks wait, and each
 range listing holds at most two pages (one queued, one being filled) before it
 waits for the merge to take them.
 
-A local destination is walked as before (its walk costs no round trips).
+A local destination is walked as before (its walk costs no round trips), and so is a
+store listed directory by directory (``S3Side.tree``: each range would list the
+directories above it again).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ async def listed_pairs(
 ) -> AsyncIterator[AsyncIterator[Pair]]:
     """``async with listed_pairs(src, dst, after, until) as pairs: async for s, d in pairs``:
     the merge-join of both sides over ``(after, until]`` (see the module docstring)."""
-    if not isinstance(dst, S3Side):
+    if not isinstance(dst, S3Side) or dst.tree:
         yield merge(entries(src, dst, after, until), entries(dst, src, after, until))
         return
     first = FirstFailure()  # the first failed listing surfaces as itself, once
