@@ -164,6 +164,17 @@ class BatchWorker:
                 size = a.dst.size if a.dst else 0
                 kind = "fail" if a.key in errors else "delete"
                 events.append((kind, a.key, size, errors.get(a.key)))
+        if attempt == 1:  # small local files' MD5s in one thread hop (a retry re-checks each)
+            hashable = [a for a in others if runner.hashable(a)]
+            if hashable:
+                others = [a for a in others if not runner.hashable(a)]
+                for a, same in zip(hashable, await runner.check_many(hashable), strict=True):
+                    if isinstance(same, BaseException):
+                        events.append(("fail", a.key, a.size, describe(same)))
+                    elif same:
+                        events.append(("skip", a.key, a.size, None))
+                    else:
+                        others.append(Action("update", a.key, a.src, a.dst))
         limiter = anyio.Semaphore(self._concurrency)
 
         async def one(action: Action) -> None:
