@@ -16,7 +16,10 @@ duplicated or lost.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -84,8 +87,14 @@ class BatchWorker:
         rates: tuple[float | None, float | None],
         concurrency: int,
         conditional: bool,
+        retire: Callable[[], None] | None = None,
     ) -> None:
         self._specs = (src, dst)
+        self._retire = retire  # how to leave for good (see linger)
+        self._idle_until = 0.0
+        self._linger = 0.0
+        self._busy = 0
+        self._watch: asyncio.Future[None] | None = None
         self._engine_args = (engine_args, source_engine_args)
         self._memory_limit = memory_limit
         self._rates = rates
@@ -145,8 +154,38 @@ class BatchWorker:
             await self._stack.aclose()
             self._stack = self._runner = None
 
+    async def pid(self) -> int:
+        """This actor's process id (tools and tests tell a kept actor from a new one by it)."""
+        return os.getpid()
+
+    async def linger(self, seconds: float) -> None:
+        """Stay for a later run of the same job; leave (``retire``) after ``seconds`` without a
+        batch. The watch is a task of the actor's own loop (no task group outlives a call)."""
+        self._idle_until = time.monotonic() + seconds
+        self._linger = seconds
+        if self._watch is None and self._retire is not None:
+            self._watch = asyncio.ensure_future(self._leave_when_idle())
+
+    async def _leave_when_idle(self) -> None:
+        while True:
+            left = self._idle_until - time.monotonic()
+            if left <= 0 and not self._busy:
+                break
+            await anyio.sleep(max(0.2, left))  # a batch meanwhile moves _idle_until on
+        await self.close()
+        assert self._retire is not None
+        self._retire()
+
     async def run(self, batch: list[ActionTuple], attempt: int = 1) -> list[EventTuple]:
         """Perform a batch; one event per action, in no particular order."""
+        self._busy += 1
+        try:
+            return await self._run(batch, attempt)
+        finally:
+            self._busy -= 1
+            self._idle_until = time.monotonic() + self._linger
+
+    async def _run(self, batch: list[ActionTuple], attempt: int) -> list[EventTuple]:
         runner = await self._ready()
         actions = [unpack_action(t) for t in batch]
         events: list[EventTuple] = []

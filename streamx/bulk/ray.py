@@ -22,6 +22,8 @@ actor (one node, or a shared filesystem).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,6 +49,9 @@ from .sides import LocalSide, S3Side, Side
 #: every shard had planned ``batch_size`` keys (measured: 40% of a 10,000-key re-run on one
 #: node planned before the first batch left).
 FIRST_BATCH = 16
+
+#: The Ray namespace of actors kept for a later run (``keep_actors``).
+KEPT_NAMESPACE = "streamx"
 
 #: How long a batch waits, in all, for an actor that Ray is restarting.
 UNAVAILABLE_PATIENCE = 60.0
@@ -217,6 +222,7 @@ async def sync_on_ray(
     requests_per_second: float | None = None,
     max_attempts: int = 4,
     max_restarts: int = 4,
+    keep_actors: float = 0.0,
     on_event: EventCallback | None = None,
 ) -> SyncResult:
     """:func:`streamx.sync` with the copying done by Ray actors (see the module docstring).
@@ -228,6 +234,14 @@ async def sync_on_ray(
     live node; each runs ``concurrency`` objects at once within
     ``memory_limit`` bytes, with ``1/actors`` of the rate limits. Actors are
     named ``{job_name}-{i}`` and killed when the job ends.
+
+    ``keep_actors=SECONDS`` keeps them instead, for a later run of the same
+    job: they are detached actors in Ray namespace ``streamx``, named after a
+    digest of the job (sides, engine arguments, limits, actor count), found
+    again by a run with the same digest (``get_if_exists``), and each leaves
+    by itself after ``SECONDS`` without a batch (or with the cluster). A re-run
+    then skips the actors' start-up (a worker process, importing streamx and
+    aiobotocore, the engine: seconds).
     """
     check_options(compare, concurrency, delete, False)
     rules = Filters(filters)
@@ -239,6 +253,12 @@ async def sync_on_ray(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, not {value!r}")
+    if (
+        isinstance(keep_actors, bool)
+        or not isinstance(keep_actors, int | float)
+        or not (0 <= keep_actors < float("inf"))
+    ):
+        raise ConfigError(f"keep_actors must be seconds >= 0, not {keep_actors!r}")
     ray = _ray()
     if not isinstance(conditional, bool):
         raise ConfigError("conditional must be True or False")
@@ -283,6 +303,7 @@ async def sync_on_ray(
                 rates=(bytes_per_second, requests_per_second),
                 concurrency=concurrency,
                 conditional=conditional,
+                keep=keep_actors,
             )
             try:
                 bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
@@ -321,7 +342,10 @@ async def sync_on_ray(
             finally:
                 driver.close()
                 for handle in handles:
-                    ray.kill(handle, no_restart=True)
+                    if keep_actors:
+                        handle.linger.remote(keep_actors)
+                    else:
+                        ray.kill(handle, no_restart=True)
         finally:
             if source_engine is not engine:
                 await source_engine.__aexit__(None, None, None)
@@ -347,28 +371,50 @@ def _start_actors(
     rates: tuple[float | None, float | None],
     concurrency: int,
     conditional: bool,
+    keep: float,
 ) -> list[Any]:
-    """One actor per live node (or ``actors``), each told to get ready at once."""
+    """One actor per live node (or ``actors``), each told to get ready at once; with ``keep``,
+    the kept actors of an earlier run of the same job if they are still there."""
     n = actors or max(1, len([x for x in ray.nodes() if x.get("Alive")]))
-    name = job_name or f"streamx-sync-{uuid.uuid4().hex[:8]}"
-    remote = ray.remote(BatchWorker)
     share = tuple(None if r is None else r / n for r in rates)
+    args = (
+        side_spec(src),
+        side_spec(dst),
+        dict(engine_args),
+        dict(source_engine_args) if source_engine_args is not None else None,
+    )
+    kwargs: dict[str, Any] = {
+        "memory_limit": memory_limit,
+        "rates": share,
+        "concurrency": concurrency,
+        "conditional": conditional,
+    }
+    if keep:
+        # the name says which job the actors serve (a digest: engine_args may hold secrets)
+        job = json.dumps([args, kwargs, n], sort_keys=True, default=repr).encode()
+        name = f"{job_name or 'streamx-sync'}-{hashlib.sha256(job).hexdigest()[:16]}"
+        options = {
+            **options,
+            "lifetime": "detached",
+            "namespace": KEPT_NAMESPACE,
+            "get_if_exists": True,
+        }
+        kwargs["retire"] = _retire
+    else:
+        name = job_name or f"streamx-sync-{uuid.uuid4().hex[:8]}"
+    remote = ray.remote(BatchWorker)
     handles = [
-        remote.options(name=f"{name}-{i}", **options).remote(
-            side_spec(src),
-            side_spec(dst),
-            dict(engine_args),
-            dict(source_engine_args) if source_engine_args is not None else None,
-            memory_limit=memory_limit,
-            rates=share,
-            concurrency=concurrency,
-            conditional=conditional,
-        )
-        for i in range(n)
+        remote.options(name=f"{name}-{i}", **options).remote(*args, **kwargs) for i in range(n)
     ]
     for handle in handles:
         handle.warm.remote()  # its result is not needed: run() waits for the same readiness
     return handles
+
+
+def _retire() -> None:
+    """Called by a kept actor that has idled its time: leave for good (no restart)."""
+    ray = _ray()
+    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
 async def _enter(engine: Engine) -> Engine:

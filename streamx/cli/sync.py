@@ -117,6 +117,8 @@ class SyncCommand:
             )
         if kw.get("executor") == "ray" and kw.get("dry_run"):
             raise UsageError("--dry-run runs locally; drop --executor ray")
+        if kw.get("ray_keep_actors") and kw.get("executor") != "ray":
+            raise UsageError("--ray-keep-actors needs --executor ray")
 
     def _rate_limit(self) -> Any:
         if not (self.kw.get("bwlimit") or self.kw.get("tpslimit")):
@@ -228,6 +230,7 @@ class SyncCommand:
             engine_args=self._engine_args(False),
             source_engine_args=self._engine_args(True) if self.cross else None,
             ray_address=self.kw.get("ray_address"),
+            keep_actors=self.kw.get("ray_keep_actors") or 0.0,
             memory_limit=self.memory_limit,
             bytes_per_second=self.kw.get("bwlimit"),
             requests_per_second=self.kw.get("tpslimit"),
@@ -288,6 +291,12 @@ class SyncCommand:
 )
 @click.option(
     "--ray-address", metavar="ADDR", help="Ray cluster to join (default: RAY_ADDRESS or local)."
+)
+@click.option(
+    "--ray-keep-actors",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, max=7 * 24 * 3600),
+    help="Keep the Ray actors for a re-run of the same sync; they leave after SECONDS idle.",
 )
 @click.option("--source-endpoint-url", metavar="URL", help="Endpoint of SRC, when it differs.")
 @click.option("--source-profile", metavar="NAME", help="AWS profile for SRC, when it differs.")

@@ -20,7 +20,7 @@ try:
 except ImportError as exc:  # fail loudly, with the command
     raise ImportError("the Ray tests need Ray: pip install 'ray>=2.9'") from exc
 
-from streamx.bulk.ray import sync_on_ray
+from streamx.bulk.ray import KEPT_NAMESPACE, sync_on_ray
 
 # Ray's start-up and its worker processes share the 2 cores with the servers: a loaded machine
 # needs more than the suite's 180 s per test
@@ -108,6 +108,51 @@ async def test_killed_actor_still_ends_exact(
             tmp_path, f"s3://{bucket}", engine_args=moto_server.engine_args(), actors=2
         )
         assert (again.copied, again.skipped) == (0, len(files))
+
+
+async def test_kept_actors_serve_the_next_run_then_leave(
+    local_ray: None, rclone_server: RcloneServer, tmp_path: Path
+) -> None:
+    import anyio
+
+    files = make_tree(tmp_path, 30)
+    name = f"keep-{uuid.uuid4().hex[:6]}"
+
+    def kept() -> list[str]:
+        return [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(name) and a["namespace"] == KEPT_NAMESPACE
+        ]
+
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"p-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        args: dict[str, Any] = {
+            "engine_args": rclone_server.engine_args(),
+            "actors": 1,
+            "job_name": name,
+            "keep_actors": 4.0,
+        }
+        first = await sync_on_ray(tmp_path, f"s3://{bucket}/k", **args)
+        assert (first.copied, first.failed) == (len(files), 0)
+        [actor] = kept()  # still there after the job
+        pid = await ray.get_actor(actor, namespace=KEPT_NAMESPACE).pid.remote()
+        again = await sync_on_ray(tmp_path, f"s3://{bucket}/k", **args)
+        assert (again.copied, again.skipped, again.failed) == (0, len(files), 0)
+        assert kept() == [actor]
+        assert await ray.get_actor(actor, namespace=KEPT_NAMESPACE).pid.remote() == pid
+        # another job (another prefix) gets actors of its own
+        other = await sync_on_ray(tmp_path, f"s3://{bucket}/other", **args)
+        assert other.copied == len(files)
+        assert any(n != actor for n in kept())  # (the first may have left by now)
+        with anyio.fail_after(120):  # each leaves by itself after 4 s without a batch
+            while True:
+                if not kept():
+                    break
+                await anyio.sleep(0.5)
+    with pytest.raises(streamx.ConfigError):
+        await sync_on_ray(tmp_path, "s3://b/x", engine_args={}, keep_actors=-1)
 
 
 async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> None:
