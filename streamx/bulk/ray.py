@@ -22,10 +22,7 @@ actor (one node, or a shared filesystem).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,13 +32,14 @@ from .._api.base import s3_layer
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from .actor import BatchWorker, pack_action, side_spec
+from .actor import pack_action
 from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
 from .listing import entries
 from .local import EventCallback, call_back
 from .manifest import Manifest, Watermark
 from .plan import Compare, Filters, decide, merge
+from .ray_actors import start_actors
 from .sides import LocalSide, S3Side, Side
 
 #: A shard's first batch; each next one doubles up to ``batch_size``. The shards are merged
@@ -49,9 +47,6 @@ from .sides import LocalSide, S3Side, Side
 #: every shard had planned ``batch_size`` keys (measured: 40% of a 10,000-key re-run on one
 #: node planned before the first batch left).
 FIRST_BATCH = 16
-
-#: The Ray namespace of actors kept for a later run (``keep_actors``).
-KEPT_NAMESPACE = "streamx"
 
 #: How long a batch waits, in all, for an actor that Ray is restarting.
 UNAVAILABLE_PATIENCE = 60.0
@@ -285,7 +280,7 @@ async def sync_on_ray(
             if not ray.is_initialized():
                 ray.init(address=ray_address, log_to_driver=False, logging_level="ERROR")
             # the actors start (process, Engine) while the driver lists
-            handles = _start_actors(
+            handles = start_actors(
                 ray,
                 src,
                 dst,
@@ -355,66 +350,6 @@ async def sync_on_ray(
         else:
             manifest.remove()
     return SyncResult.from_counts(driver.counts, False)
-
-
-def _start_actors(
-    ray: Any,
-    src: Side,
-    dst: Side,
-    *,
-    actors: int | None,
-    job_name: str | None,
-    options: dict[str, Any],
-    engine_args: Mapping[str, Any],
-    source_engine_args: Mapping[str, Any] | None,
-    memory_limit: int,
-    rates: tuple[float | None, float | None],
-    concurrency: int,
-    conditional: bool,
-    keep: float,
-) -> list[Any]:
-    """One actor per live node (or ``actors``), each told to get ready at once; with ``keep``,
-    the kept actors of an earlier run of the same job if they are still there."""
-    n = actors or max(1, len([x for x in ray.nodes() if x.get("Alive")]))
-    share = tuple(None if r is None else r / n for r in rates)
-    args = (
-        side_spec(src),
-        side_spec(dst),
-        dict(engine_args),
-        dict(source_engine_args) if source_engine_args is not None else None,
-    )
-    kwargs: dict[str, Any] = {
-        "memory_limit": memory_limit,
-        "rates": share,
-        "concurrency": concurrency,
-        "conditional": conditional,
-    }
-    if keep:
-        # the name says which job the actors serve (a digest: engine_args may hold secrets)
-        job = json.dumps([args, kwargs, n], sort_keys=True, default=repr).encode()
-        name = f"{job_name or 'streamx-sync'}-{hashlib.sha256(job).hexdigest()[:16]}"
-        options = {
-            **options,
-            "lifetime": "detached",
-            "namespace": KEPT_NAMESPACE,
-            "get_if_exists": True,
-        }
-        kwargs["retire"] = _retire
-    else:
-        name = job_name or f"streamx-sync-{uuid.uuid4().hex[:8]}"
-    remote = ray.remote(BatchWorker)
-    handles = [
-        remote.options(name=f"{name}-{i}", **options).remote(*args, **kwargs) for i in range(n)
-    ]
-    for handle in handles:
-        handle.warm.remote()  # its result is not needed: run() waits for the same readiness
-    return handles
-
-
-def _retire() -> None:
-    """Called by a kept actor that has idled its time: leave for good (no restart)."""
-    ray = _ray()
-    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
 async def _enter(engine: Engine) -> Engine:

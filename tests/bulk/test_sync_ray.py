@@ -20,7 +20,8 @@ try:
 except ImportError as exc:  # fail loudly, with the command
     raise ImportError("the Ray tests need Ray: pip install 'ray>=2.9'") from exc
 
-from streamx.bulk.ray import KEPT_NAMESPACE, sync_on_ray
+from streamx.bulk.ray import sync_on_ray
+from streamx.bulk.ray_actors import KEPT_NAMESPACE
 
 # Ray's start-up and its worker processes share the 2 cores with the servers: a loaded machine
 # needs more than the suite's 180 s per test
