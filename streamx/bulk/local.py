@@ -4,7 +4,9 @@
 
     source listing ─┐
                     ├─ merge ─ filters ─ decide ─▶ bounded queue ─▶ N runners ─▶ counts, events
-    dest. listing  ─┘                       └─ deletes (batches of 1,000) ─┘       manifest
+    dest. listing  ─┘  (listing.py)          ├─ deletes (batches of 1,000) ─┘       manifest
+                                             └─ small same-size checks (batches) ─▶ 2 checkers
+                                                   (MD5s in one thread hop; updates ─▶ queue)
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from .plan import Action, Compare, Filters, decide
 from .sides import S3Side, Side
 
 DELETE_BATCH = 1000
-#: Checks that one small local file's MD5 decides are hashed this many (or bytes) per thread hop.
-CHECK_BATCH = 128
+#: Checks that one small local file's MD5 decides are hashed this many (or bytes) per thread hop,
+#: by CHECKERS tasks beside the planner (under load each hop waits for a core: they overlap).
+CHECK_BATCH = 256
+CHECKERS = 2
 CHECK_BYTES = 8 * 1024 * 1024
 EventCallback = Callable[[SyncEvent], Awaitable[None] | None]
 
@@ -133,17 +137,30 @@ class LocalExecutor:
     async def run_shard(self, mark: Watermark, until: str | None) -> None:
         after = mark.value
         send, receive = anyio.create_memory_object_stream[Action](self.concurrency)
+        checks, to_check = anyio.create_memory_object_stream[list[Action]](CHECKERS)
         first = FirstFailure()
         async with anyio.create_task_group() as tg:
-            with receive:
+            with receive, to_check:
                 for _ in range(self.concurrency):
                     tg.start_soon(first.run, tg.cancel_scope, self._worker, receive.clone(), mark)
-            tg.start_soon(first.run, tg.cancel_scope, self._produce, send, mark, after, until)
+                for _ in range(CHECKERS):
+                    tg.start_soon(
+                        first.run,
+                        tg.cancel_scope,
+                        self._checker,
+                        to_check.clone(),
+                        send.clone(),
+                        mark,
+                    )
+            tg.start_soon(
+                first.run, tg.cancel_scope, self._produce, send, checks, mark, after, until
+            )
         first.raise_if_failed()
 
     async def _produce(
         self,
         send: MemoryObjectSendStream[Action],
+        checks_send: MemoryObjectSendStream[list[Action]],
         mark: Watermark,
         after: str | None,
         until: str | None,
@@ -152,7 +169,7 @@ class LocalExecutor:
         checks: list[Action] = []
         check_bytes = 0
         batch_deletes = isinstance(self.dst, S3Side) and not self.dry_run
-        async with send:
+        async with send, checks_send:
             async with listed_pairs(self.src, self.dst, after, until) as pairs:
                 async for s, d in pairs:
                     key = (s or d).key  # type: ignore[union-attr]
@@ -176,19 +193,30 @@ class LocalExecutor:
                         checks.append(action)
                         check_bytes += action.size
                         if len(checks) >= CHECK_BATCH or check_bytes >= CHECK_BYTES:
-                            await self._check(checks, mark, send)
+                            await checks_send.send(checks)
                             checks, check_bytes = [], 0
                         continue
                     await send.send(action)
             if checks:
-                await self._check(checks, mark, send)
+                await checks_send.send(checks)
             if deletes:
                 await self._delete(deletes, mark)
+
+    async def _checker(
+        self,
+        batches: MemoryObjectReceiveStream[list[Action]],
+        send: MemoryObjectSendStream[Action],
+        mark: Watermark,
+    ) -> None:
+        """Hash batches of small local files, one thread hop each, while the planner goes on;
+        what differs goes to the runners."""
+        async with batches, send:
+            async for actions in batches:
+                await self._check(actions, mark, send)
 
     async def _check(
         self, actions: list[Action], mark: Watermark, send: MemoryObjectSendStream[Action]
     ) -> None:
-        """Hash a batch of small local files in one thread hop; what differs goes to the runners."""
         for action, same in zip(actions, await self.runner.check_many(actions), strict=True):
             if isinstance(same, BaseException):
                 event = SyncEvent("fail", action.key, action.size, describe(same))
