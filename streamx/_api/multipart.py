@@ -142,11 +142,12 @@ class MultipartUploads:
             return response
 
         async def on_retry(attempt_no: int, exc: BaseException) -> None:
-            log.warning(
-                "multipart.part.retry",
+            log.warning(  # the upload pipeline's event (README: "What streamx logs")
+                "upload.part.retry",
                 part_number=part_number,
                 attempt=attempt_no,
                 error=type(exc).__name__,
+                reason=str(exc),
                 **where,
             )
 
