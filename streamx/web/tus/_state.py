@@ -177,7 +177,7 @@ class TusStore:
             return
         with anyio.move_on_after(30, shield=True):
             try:
-                result = await self.engine.delete_many(self.bucket, keys)
+                result = await self.engine.delete_many(self.bucket, keys, concurrency=1)
             except StreamxError as exc:
                 log.warning("tus.cleanup_failed", error=type(exc).__name__, count=len(keys))
                 return
