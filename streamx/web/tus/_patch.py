@@ -8,7 +8,7 @@
 
 The part boundaries are absolute offsets of the plan fixed at creation, so a
 client that resends bytes after a drop produces the same parts. Memory: the part
-being filled and up to ``concurrency`` (2) being sent, every byte counted against
+being filled and up to ``concurrency`` (1) being sent, every byte counted against
 the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``). While
 S3 is slower than the client the body is not read, and TCP stops the client. The earlier pieces are fetched
 only when the bytes fill a part; the part that ends the upload is sent, the
@@ -79,7 +79,7 @@ class PatchWriter:
         checksum: tuple[str, bytes] | None,
         disconnect: tuple[type[BaseException], ...],
         put_args: dict[str, Any],
-        concurrency: int = 2,
+        concurrency: int = 1,
         budgets: list[MemoryBudget] | None = None,
     ) -> None:
         self.store = store
