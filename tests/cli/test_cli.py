@@ -547,7 +547,7 @@ async def test_debug_shows_the_traceback(rclone_server: Any) -> None:
 
 
 def project_metadata() -> dict[str, Any]:
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
     return project
 
