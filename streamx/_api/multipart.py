@@ -288,7 +288,8 @@ class MultipartUploads:
         config: TransferConfig | None = None,
         **put_args: Any,
     ) -> dict[str, Any]:
-        """One PutObject of ``data`` in memory (at most 5 GiB), retried; S3's answer.
+        """One PutObject of ``data`` in memory (at most 5 GiB), retried; S3's answer
+        (``{}`` when a retried write found its own first attempt stored).
 
         ``put_args`` as for ``engine.upload``. ``IfNoneMatch="*"`` / ``IfMatch=etag``
         are sent as given: a failed one raises :class:`~streamx.PreconditionFailedError`,
