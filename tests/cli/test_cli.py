@@ -613,12 +613,12 @@ async def _first_part_stored(engine: streamx.Engine, bucket: str) -> None:
 # -- Ctrl-C ------------------------------------------------------------------------------
 
 
+@pytest.mark.servers("moto", "rclone")
+@pytest.mark.diagonal("server", "signum")  # each signal once, each server once
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_signal_mid_upload_leaves_no_multipart_upload(
     server: Any, engine: streamx.Engine, bucket: str, signum: int
 ) -> None:
-    if signum == signal.SIGTERM and server.name == "moto":
-        pytest.skip("one server is enough for SIGTERM")
     async with await anyio.open_process(
         [sys.executable, "-m", "streamx", "cp", "-", f"s3://{bucket}/interrupted"],
         env=cli_env(server),
