@@ -2,9 +2,9 @@
 
 Why a model of its own: the thread sender (:mod:`._threaded`) writes an
 UploadPart's or PutObject's arguments as headers and reads the answer's headers
-back without botocore's serialiser and parser, which cost the event loop about
-0.3 ms per request (hooks, shape dispatch, per-header case folding) and do
-nothing here that the model does not say. Both directions are decided by the
+back without botocore's serialiser and parser (its parser takes about 40 µs of
+the event loop per answer, this about 6 µs: no shape dispatch and case folding
+per member), doing nothing the model does not say. Both directions follow the
 model (header names and types); whatever is not a plain header of a plain type
 (a timestamp, a JSON value, a body member) is left to botocore: :meth:`plain`
 turns such a request away and :attr:`Operation.answers` is false for an output
