@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from faultproxy import Fault, FaultProxy
 
 from streamx.testing import MotoServer, free_port
@@ -35,6 +36,9 @@ from .harness import (
     wait_for,
     write_file,
 )
+
+# one worker runs every browser test (pytest-xdist, --dist loadgroup): one Chromium, one bundle
+pytestmark = pytest.mark.xdist_group("browser")
 
 MiB = 1024 * 1024
 APP = ROOT / "examples" / "app.py"
