@@ -53,7 +53,7 @@ class TransferConfig:
     (measured: 15–27 MiB for a 256 MiB to 1 GiB stream with the defaults on
     Linux/CPython). :attr:`process_memory_bound` states both together: with the
     defaults 33 MiB of data + 40 MiB = 73 MiB above the interpreter's
-    baseline, which ``make demo`` prints and ``tests/test_memory.py`` asserts.
+    baseline, which ``make demo`` prints and ``tests/upload/test_memory.py`` asserts.
     Transfers of one :class:`~streamx.Engine` also share its memory budget
     (by default ``min(128 MiB, RAM / 8)``, at least ``memory_bound``): many
     concurrent transfers together hold at most that, plus the one overhead.

@@ -112,17 +112,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     matrices such as S3 server × web framework, where neither value changes what the other
     tests; the rest show as deselected."""
     kept, dropped = [], []
+    # a value's position: the order its first item appears in (``callspec.indices`` is not it
+    # when a hook parametrizes ``server`` before a decorator's parameter)
+    seen: dict[tuple[str, str], dict[Any, int]] = {}
     for item in items:
         marker = item.get_closest_marker("diagonal")
-        indices = getattr(getattr(item, "callspec", None), "indices", {})
-        if marker and all(n in indices for n in marker.args):
-            if len({indices[n] for n in marker.args}) > 1:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if marker and all(n in params for n in marker.args):
+            function = item.nodeid.split("[")[0]
+            positions = {
+                seen.setdefault((function, n), {}).setdefault(
+                    _hashable(params[n]), len(seen[(function, n)])
+                )
+                for n in marker.args
+            }
+            if len(positions) > 1:
                 dropped.append(item)
                 continue
         kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return value
 
 
 @pytest.fixture

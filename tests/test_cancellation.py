@@ -7,7 +7,7 @@ them; listings and streams give their connection back. The memory budget and the
 hand back what a cancelled waiter held (pure logic: marked ``unit``, no server).
 
 The cancellation tests that need one part transport's internals stay with that transport's
-tests (tests/test_direct.py).
+tests (tests/s3/test_direct.py).
 """
 
 from __future__ import annotations

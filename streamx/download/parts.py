@@ -34,11 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from botocore.exceptions import FlexibleChecksumError
 
+from .._budget import Reservation
 from .._checksum import PartChecksum, Running, composite, param_name
-from .._concurrency import FirstFailure
 from .._errors import ChecksumError, NetworkError, S3Error, StreamxError
 from .._log import log
 from .._s3 import map_errors
@@ -148,17 +147,16 @@ class PartDownload:
         except _NotByParts as exc:
             log.debug("download.parts.fallback", bucket=p.bucket, key=p.key, reason=str(exc))
             return False
-        limiter = anyio.CapacityLimiter(p.config.queue_size)
 
-        async def one(n: int) -> None:
-            async with limiter:
+        async def one(n: int, reservation: Reservation) -> None:
+            try:
                 await self._part(n)
+            finally:
+                reservation.release()
 
-        failed = FirstFailure()
-        async with anyio.create_task_group() as tg:
-            for n in range(2, self.expected.parts + 1):
-                tg.start_soon(failed.run, tg.cancel_scope, one, n)
-        failed.raise_if_failed()
+        # the pipeline's one fan-out: queue_size parts at a time, each holding one read buffer
+        budgets = p.budgets(_READ * p.config.queue_size)
+        await p.fan_out(range(2, self.expected.parts + 1), budgets, one, cost=lambda n: _READ)
         ordered = [self.ends[n] for n in range(1, self.expected.parts + 1)]
         if ordered[-1].end != self.size or any(
             a.end != b.start for a, b in itertools.pairwise(ordered)

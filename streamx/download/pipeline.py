@@ -28,7 +28,7 @@ and surfaces once; a file download then removes its temporary file.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -48,8 +48,24 @@ from .verify import (
     stored_checksum,
 )
 
-#: a range to fetch: its index, its bytes, and the memory reserved for it
-Work = tuple[int, ByteRange, Reservation]
+#: a range to fetch: its index and its bytes
+Indexed = tuple[int, ByteRange]
+Item = TypeVar("Item")
+
+
+def range_cost(item: Indexed) -> int:
+    """What fetching a range holds in memory: its bytes."""
+    return item[1].size
+
+
+class _Work(Generic[Item]):
+    """An item on its way to a worker, with the memory reserved for it."""
+
+    __slots__ = ("item", "reservation")
+
+    def __init__(self, item: Item, reservation: Reservation) -> None:
+        self.item = item
+        self.reservation = reservation
 
 
 class DownloadPipeline:
@@ -152,44 +168,52 @@ class DownloadPipeline:
 
     async def fan_out(
         self,
-        ranges: Sequence[tuple[int, ByteRange]],
+        items: Sequence[Item],
         budgets: list[MemoryBudget],
-        handle: Callable[[Work], Awaitable[None]],
+        handle: Callable[[Item, Reservation], Awaitable[None]],
+        *,
+        cost: Callable[[Item], int],
         extras: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        """Dispatch ``ranges`` in order (reserving memory first) to ``queue_size`` workers.
+        """Dispatch ``items`` in order to ``queue_size`` workers, reserving ``cost(item)`` first.
 
-        ``extras`` run in the same group (the reassembler, the checksum probe):
-        any failure cancels everything and surfaces once.
+        ``handle`` owns the reservation it is given (it releases it when the
+        item's memory is free). ``extras`` run in the same group (the
+        reassembler, the checksum probe): any failure cancels everything and
+        surfaces once. Ranges, whole parts (:mod:`.parts`) and the ranges of
+        ``get_ranges`` all go through here.
         """
-        if not ranges and not extras:
+        if not items and not extras:
             return
         first = FirstFailure()
         async with anyio.create_task_group() as tg:
             for extra in extras:
                 tg.start_soon(first.run, tg.cancel_scope, extra)
-            if ranges:
-                workers = min(self.config.queue_size, len(ranges))
-                send, receive = anyio.create_memory_object_stream[Work](0)
+            if items:
+                workers = min(self.config.queue_size, len(items))
+                send, receive = anyio.create_memory_object_stream[_Work[Item]](0)
                 with receive:
                     for _ in range(workers):
                         tg.start_soon(
                             first.run, tg.cancel_scope, self._worker, receive.clone(), handle
                         )
-                tg.start_soon(first.run, tg.cancel_scope, self._dispatch, send, ranges, budgets)
+                tg.start_soon(
+                    first.run, tg.cancel_scope, self._dispatch, send, items, budgets, cost
+                )
         first.raise_if_failed()
 
     async def _dispatch(
         self,
-        send: MemoryObjectSendStream[Work],
-        ranges: Sequence[tuple[int, ByteRange]],
+        send: MemoryObjectSendStream[_Work[Item]],
+        items: Sequence[Item],
         budgets: list[MemoryBudget],
+        cost: Callable[[Item], int],
     ) -> None:
         async with send:
-            for index, r in ranges:
-                reservation = await self._reserve(budgets, r.size)
+            for item in items:
+                reservation = await self._reserve(budgets, cost(item))
                 try:
-                    await send.send((index, r, reservation))
+                    await send.send(_Work(item, reservation))
                 except BaseException:
                     reservation.release()
                     raise
@@ -197,14 +221,14 @@ class DownloadPipeline:
 
     async def _worker(
         self,
-        receive: MemoryObjectReceiveStream[Work],
-        handle: Callable[[Work], Awaitable[None]],
+        receive: MemoryObjectReceiveStream[_Work[Item]],
+        handle: Callable[[Item, Reservation], Awaitable[None]],
     ) -> None:
         async with receive:
             async for work in receive:
                 self.progress.parts_in_flight += 1
                 try:
-                    await handle(work)
+                    await handle(work.item, work.reservation)
                 finally:
                     self.progress.parts_in_flight -= 1
 

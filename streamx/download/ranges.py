@@ -6,11 +6,12 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._budget import Reservation
 from .._checksum import Running, combine
 from .._context import TransferContext
 from .._errors import ConfigError, ConfigTypeError
 from .._log import log
-from .pipeline import DownloadPipeline, Work, update
+from .pipeline import DownloadPipeline, Indexed, range_cost, update
 from .planner import DEFAULT_COALESCE_GAP, RangeSpec, check_spec, coalesce, resolve, slice_from
 from .verify import check, checksum_of, stored_checksum, unverified
 
@@ -66,8 +67,8 @@ async def get_ranges(
         reason = "only part of the object was read"
     sums: list[Any] = [None] * len(requests)
 
-    async def one(work: Work) -> None:
-        i, r, reservation = work  # nothing reserved: the caller gets every byte anyway
+    async def one(item: Indexed, reservation: Reservation) -> None:
+        i, r = item  # nothing reserved: the caller gets every byte anyway
         try:
             results[i] = await fetcher.fetch(r)
             if whole and expected is not None and expected.combinable:
@@ -75,7 +76,7 @@ async def get_ranges(
         finally:
             reservation.release()
 
-    await pipeline.fan_out(list(enumerate(requests)), [], one)
+    await pipeline.fan_out(list(enumerate(requests)), [], one, cost=range_cost)
     if whole and expected is not None:
         if expected.combinable:
             ours = combine(sums)

@@ -28,7 +28,7 @@ from .checkpoint import (
     check_version,
     reverify,
 )
-from .pipeline import DownloadPipeline, Work
+from .pipeline import DownloadPipeline, Indexed
 from .planner import ByteRange
 from .sink import FileSink
 from .verify import FALLBACK_ALGORITHM, RangeSums, stored_checksum
@@ -206,10 +206,10 @@ class FileWork:
             await self.checkpoint.record(index, checksum)
         await self.pipeline.progress.advance(len(data), parts=1)
 
-    async def handle(self, work: Work) -> None:
-        _, r, reservation = work
+    async def handle(self, item: Indexed, reservation: Reservation) -> None:
+        index, r = item
         try:
             buf = await self.pipeline.fetcher.fetch(r)
-            await self.done(work[0], buf)
+            await self.done(index, buf)
         finally:
             reservation.release()

@@ -13,7 +13,7 @@ from .._errors import CheckpointError, ChecksumError, ObjectChangedError
 from .._objects import DownloadResult
 from .checkpoint import DownloadCheckpoint, DownloadRecord
 from .parts import try_parts
-from .pipeline import DownloadPipeline
+from .pipeline import DownloadPipeline, range_cost
 from .resume import previous_record, resume, start
 from .sink import FileSink
 
@@ -45,7 +45,9 @@ async def to_file(
         else:
             work, sums, keep = await start(pipeline, sink, checkpoint)
         try:
-            await pipeline.fan_out(work.pending, work.budgets, work.handle, extras=work.extras)
+            await pipeline.fan_out(
+                work.pending, work.budgets, work.handle, cost=range_cost, extras=work.extras
+            )
         finally:
             work.release()  # range 0's memory, even if its task never got to run
         sums.verify(work.count, "downloaded file")

@@ -7,9 +7,10 @@ back in order by the :class:`.reassembler.Reassembler` (memory:
 
 from __future__ import annotations
 
+from .._budget import Reservation
 from .._checksum import Running
 from .._objects import DownloadResult
-from .pipeline import DownloadPipeline, Work, update
+from .pipeline import DownloadPipeline, Indexed, range_cost, update
 from .planner import ByteRange, split
 from .reassembler import Reassembler
 from .sink import OrderedSink
@@ -49,8 +50,8 @@ async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResu
     del data
     pipeline.ranges = 1
 
-    async def fetch_one(work: Work) -> None:
-        index, r, reservation = work
+    async def fetch_one(item: Indexed, reservation: Reservation) -> None:
+        index, r = item
         try:
             buf = await pipeline.fetcher.fetch(r)
         except BaseException:
@@ -66,6 +67,7 @@ async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResu
             [(i + 1, r) for i, r in enumerate(rest)],
             budgets,
             fetch_one,
+            cost=range_cost,
             extras=[
                 lambda: reassembler.run(len(rest) + 1, delivered),
                 lambda: pipeline.settle(sums, min(cfg.part_size, size), None),

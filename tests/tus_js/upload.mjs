@@ -1,4 +1,4 @@
-// Upload one file with tus-js-client under Node; driven by tests/test_tus_clients.py.
+// Upload one file with tus-js-client under Node; driven by tests/web/tus/test_tus_clients.py.
 // argv[2] is JSON: {endpoint, path, chunkSize?, headers?, metadata?, uploadUrl?,
 //   abortAfter? (bytes: abort the request in flight once this many were sent),
 //   asStream? (send a Readable, not a file), terminate? (with abortAfter: abort with termination, a DELETE),

@@ -28,7 +28,7 @@ from streamx.web import AccessRequest, UploadSettings, WebError
 from streamx.web.fastapi import create_router
 
 MiB = 1024 * 1024
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
 pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]
 

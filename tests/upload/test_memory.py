@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 MiB = 1024 * 1024
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
 
 
 def stream_in_child(size: str) -> dict[str, Any]:

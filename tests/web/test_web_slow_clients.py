@@ -21,7 +21,7 @@ from web_harness import FRAMEWORKS, serve
 import streamx
 
 MiB = 1024 * 1024
-TESTS = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TESTS)
 # streamx's own logic, not the store's: two of the three servers suffice (tests/conftest.py)
 pytestmark = [pytest.mark.anyio, pytest.mark.servers("moto", "rclone")]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
 PART = 5 * MiB
 CFG = streamx.TransferConfig(part_size=PART, multipart_threshold=PART, queue_size=2)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 async def suspended(

@@ -1,6 +1,6 @@
 """streamx.web.tus on the wire: every route and refusal, through httpx, against both adapters
 (tests/tus_app.py in its own process) on moto and rclone. The real tus clients are in
-tests/test_tus_clients.py."""
+tests/web/tus/test_tus_clients.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 httpcore's tests/test_cancellations.py style: the fakes stand in for the
 transport so that stalls, cancellation and error translation are checked
 fast and exactly; the real senders are checked against real servers in
-tests/test_direct.py and tests/test_faults.py.
+tests/s3/test_direct.py and tests/test_faults.py.
 """
 
 from __future__ import annotations

@@ -547,7 +547,7 @@ async def test_debug_shows_the_traceback(rclone_server: Any) -> None:
 
 
 def project_metadata() -> dict[str, Any]:
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
     return project
 
@@ -613,12 +613,12 @@ async def _first_part_stored(engine: streamx.Engine, bucket: str) -> None:
 # -- Ctrl-C ------------------------------------------------------------------------------
 
 
+@pytest.mark.servers("moto", "rclone")
+@pytest.mark.diagonal("server", "signum")  # each signal once, each server once
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_signal_mid_upload_leaves_no_multipart_upload(
     server: Any, engine: streamx.Engine, bucket: str, signum: int
 ) -> None:
-    if signum == signal.SIGTERM and server.name == "moto":
-        pytest.skip("one server is enough for SIGTERM")
     async with await anyio.open_process(
         [sys.executable, "-m", "streamx", "cp", "-", f"s3://{bucket}/interrupted"],
         env=cli_env(server),
