@@ -96,11 +96,22 @@ def example_app(args: list[str], env: dict[str, str] | None = None) -> Iterator[
         yield app
     finally:
         proc.terminate()
-        proc.wait(20)
-        if drain is not None:
-            drain.join(10)  # the app is gone: its end of the pipe is closed
-        if proc.stdout is not None:
-            proc.stdout.close()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            # killed, so that no running app leaks into the worker's next test (as a
+            # ResourceWarning there); the failure is this test's, with the app's log
+            proc.kill()
+            proc.wait()
+            raise AssertionError(
+                "the example app did not stop within 20 s of SIGTERM:\n"
+                + "\n".join(app.printed[-40:])
+            ) from None
+        finally:
+            if drain is not None:
+                drain.join(10)  # the app is gone: its end of the pipe is closed
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def printed_credentials(app: RunningApp) -> dict[str, str]:
