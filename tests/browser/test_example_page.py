@@ -106,7 +106,7 @@ def example_app(args: list[str], env: dict[str, str] | None = None) -> Iterator[
             raise AssertionError(
                 "the example app did not stop within 20 s of SIGTERM:\n"
                 + "\n".join(app.printed[-40:])
-            ) from None
+            )
         finally:
             if drain is not None:
                 drain.join(10)  # the app is gone: its end of the pipe is closed
