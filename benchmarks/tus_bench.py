@@ -188,44 +188,49 @@ def main() -> None:
     ns = parser.parse_args()
     size = parse_size(ns.size)
     path = random_file(size)
-    rows: list[dict[str, Any]] = []
+    cells: list[tuple[str, int | None, str, int, int]] = [
+        (kind, chunk, path, size, 1) for chunk in CHUNKS for kind in ns.servers
+    ]
+    if ns.concurrent:
+        count, each = ns.concurrent.split("x")
+        each_size = parse_size(each)
+        small = random_file(each_size)
+        cells += [(kind, 8 * MiB, small, each_size, int(count)) for kind in ns.servers]
+    runs: dict[tuple[str, int | None, int], list[dict[str, Any]]] = {}
     with RcloneServer() as rclone:
         rclone.make_bucket("tus-bench")
-        for chunk in CHUNKS:
-            for kind in ns.servers:
-                runs = [
-                    one_run(kind, chunk, rclone, "tus-bench", path, size) for _ in range(ns.runs)
-                ]
-                row = {k: runs[0][k] for k in ("server", "chunk")}
-                for k in runs[0]:
-                    if k not in row and isinstance(runs[0][k], float):
-                        row[k] = statistics.median(r[k] for r in runs)
-                row["object_ok"] = all(r["object_ok"] for r in runs)
-                row["objects_left"] = max(r["objects_left"] for r in runs)
-                rows.append(row)
+        # runs interleaved (every cell once, then again): on a shared machine a load
+        # change then hits every server alike, not all runs of one
+        for _ in range(ns.runs):
+            for kind, chunk, file, file_size, count in cells:
+                row = one_run(kind, chunk, rclone, "tus-bench", file, file_size, count)
+                runs.setdefault((kind, chunk, count), []).append(row)
                 print(json.dumps(row), flush=True)
-        if ns.concurrent:
-            count, each = ns.concurrent.split("x")
-            each_size = parse_size(each)
-            small = random_file(each_size)
-            for kind in ns.servers:
-                row = one_run(kind, 8 * MiB, rclone, "tus-bench", small, each_size, int(count))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+    rows: list[dict[str, Any]] = []
+    for cell in runs.values():
+        row = {k: cell[0][k] for k in ("server", "chunk")}
+        for k in cell[0]:
+            if k not in row and isinstance(cell[0][k], float):
+                row[k] = statistics.median(r[k] for r in cell)
+        row["object_ok"] = all(r["object_ok"] for r in cell)
+        row["objects_left"] = max(r["objects_left"] for r in cell)
+        row["runs"] = [round(r["mib_s"], 1) for r in cell]
+        rows.append(row)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"tus, {ns.size} through tus-js-client into rclone serve s3, {PART // MiB} MiB parts, "
-        f"{ns.runs} run(s), {stamp} (machine shared with other work)",
+        f"{ns.runs} run(s) interleaved (median; MiB/s of each run in the last column), "
+        f"{stamp} (machine shared with other work)",
         "",
         "| server | chunks | MiB/s (all uploads) | server CPU-s/GiB | server peak RSS MiB | rclone CPU-s/GiB |"
-        " objects left |",
-        "|---|---|---|---|---|---|---|",
+        " objects left | MiB/s per run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['server']} | {r['chunk']} | {r['mib_s']:.0f} | {r['server_cpu_s_per_gib']:.2f} "
             f"| {r['server_peak_rss_mib']:.0f} | {r['rclone_cpu_s_per_gib']:.2f} "
-            f"| {r['objects_left']} |"
+            f"| {r['objects_left']} | {', '.join(f'{v:.0f}' for v in r['runs'])} |"
         )
     out = HERE / "results"
     out.mkdir(exist_ok=True)

@@ -37,6 +37,14 @@ def test_retry_must_be_a_retry_policy() -> None:
         (lambda e: e.multipart.upload_part("b", "k", "", 1, b"x"), "upload_id must be"),
         (lambda e: e.multipart.upload_part("b", "k", "u", 10_001, b"x"), "part_number must be"),
         (lambda e: e.multipart.complete("b", "k", 7, []), "upload_id must be"),
+        (lambda e: e.multipart.complete("b", "k", "u", [], IfNoneMatch="x"), "IfNoneMatch"),
+        (lambda e: e.multipart.complete("b", "k", "u", [], Colour=1), "only IfNoneMatch"),
+        (lambda e: e.multipart.upload_part("b", "k", "u", 1, "text"), "data must be bytes"),
+        (lambda e: e.multipart.copy_part("b", "k", "u", 1, "src", 5, 5), "start and end"),
+        (lambda e: e.multipart.copy_part("b", "k", "u", 1, "", 0, 5), "key must be"),
+        (lambda e: e.multipart.get_bytes("b", ""), "key must be"),
+        (lambda e: e.multipart.put_bytes("b", "k", [1]), "data must be bytes"),
+        (lambda e: e.multipart.put_bytes("b", "k", b"", Colour=1), "unknown S3 upload arg"),
         (lambda e: e.presign_url("delete_bucket", "b", "k", expires_in=60), "operation must be"),
         (lambda e: e.presign_url("get_object", "b", "k", expires_in=0), "expires_in must be"),
         (lambda e: e.presign_url("get_object", "b", "k", expires_in=8 * 86400), "7 days"),
@@ -80,6 +88,39 @@ async def test_multipart_round_trip_and_presigned_get(engine: streamx.Engine, bu
     assert await list_uploads(engine, bucket) == []
     with pytest.raises(streamx.NotFoundError):
         await multipart.list_parts(bucket, "dropped", other)
+
+
+@pytest.mark.anyio
+@pytest.mark.servers("moto")  # rclone serve s3 ignores conditions and copies empty parts
+async def test_small_objects_and_part_copies(engine: streamx.Engine, bucket: str) -> None:
+    """What the tus server keeps beside an upload: small objects whole, a create-only
+    write refused when the key is taken, and a range of an object copied as a part."""
+    multipart = engine.multipart
+    assert await multipart.get_bytes(bucket, "state") is None
+    await multipart.put_bytes(bucket, "state", b'{"a":1}', ContentType="application/json")
+    assert await multipart.get_bytes(bucket, "state") == b'{"a":1}'
+    with pytest.raises(streamx.PreconditionFailedError):
+        await multipart.put_bytes(bucket, "state", b"other", IfNoneMatch="*")
+    assert await multipart.get_bytes(bucket, "state") == b'{"a":1}'
+    source = random.Random(5).randbytes(PART + 10)
+    await multipart.put_bytes(bucket, "source", memoryview(source))
+    upload_id = await multipart.create(bucket, "joined")
+    etags = [
+        await multipart.copy_part(bucket, "joined", upload_id, 1, "source", 10, PART + 10),
+        await multipart.upload_part(bucket, "joined", upload_id, 2, source[:10]),
+    ]
+    parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]
+    await multipart.complete(bucket, "joined", upload_id, parts)
+    assert await read_object(engine, bucket, "joined") == source[10:] + source[:10]
+    # the key is taken now: a create-only Complete is refused, nothing is written
+    again = await multipart.create(bucket, "joined")
+    etag = await multipart.upload_part(bucket, "joined", again, 1, b"late")
+    with pytest.raises(streamx.PreconditionFailedError):
+        await multipart.complete(
+            bucket, "joined", again, [{"PartNumber": 1, "ETag": etag}], IfNoneMatch="*"
+        )
+    await multipart.abort(bucket, "joined", again)
+    assert await read_object(engine, bucket, "joined") == source[10:] + source[:10]
 
 
 @pytest.mark.anyio

@@ -1,5 +1,6 @@
-"""The narrow public API for code that drives S3 uploads itself: presigned requests and
-multipart uploads (the web core, its tus server, the sync's clean-up).
+"""The narrow public API for code that drives S3 uploads itself: presigned requests,
+multipart uploads and the small objects kept beside them (the web core, its tus
+server, the sync's clean-up).
 
 ``engine.multipart`` is a :class:`MultipartUploads`; ``engine.presign_url`` and
 ``engine.presign_post`` sign requests a browser sends. Each call checks its
@@ -14,14 +15,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
+
 from .._abort import abort_upload
-from .._conditions import preflight
+from .._conditions import is_our_object, precondition_errors, preflight
 from .._config import TransferConfig
 from .._context import TransferContext
-from .._errors import ConfigError
+from .._errors import ConfigError, NotFoundError, PreconditionFailedError
+from .._limits import MAX_PART_SIZE
 from .._log import log
-from .._s3 import check_put_args
+from .._s3 import check_conditions, check_put_args, split_conditions
 from .._validate import check_bucket, check_bucket_key, check_prefix
+from ..upload.uploader import check_not_emptied
 from .base import EngineBase
 
 #: The operations :meth:`DriveAPI.presign_url` signs.
@@ -57,6 +62,40 @@ def _check_part_number(number: object) -> int:
     return number
 
 
+def _check_data(data: object) -> int:
+    """The length of a bytes-like body held in memory (at most 5 GiB, S3's limit)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ConfigError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+    size = memoryview(data).nbytes
+    if size > MAX_PART_SIZE:
+        raise ConfigError(f"data must be at most 5 GiB (S3's limit for one request), not {size:,}")
+    return size
+
+
+def _check_copy_range(start: object, end: object) -> int:
+    if (
+        isinstance(start, bool)
+        or isinstance(end, bool)
+        or not isinstance(start, int)
+        or not isinstance(end, int)
+        or not 0 <= start < end
+        or end - start > MAX_PART_SIZE
+    ):
+        raise ConfigError(
+            f"start and end must be ints with 0 <= start < end and at most 5 GiB apart "
+            f"(the bytes [start, end) of the source), not {start!r}, {end!r}"
+        )
+    return end - start
+
+
+def _check_write_conditions(conditions: dict[str, Any]) -> dict[str, Any]:
+    args, found = split_conditions(conditions)
+    if args:
+        raise ConfigError(f"only IfNoneMatch and IfMatch can be passed here, not {sorted(args)}")
+    check_conditions(found)
+    return found
+
+
 class MultipartUploads:
     """Multipart uploads driven by the caller, over the engine's S3 layer (``engine.multipart``)."""
 
@@ -76,21 +115,86 @@ class MultipartUploads:
         upload_id: str,
         part_number: int,
         data: bytes | bytearray | memoryview,
+        *,
+        config: TransferConfig | None = None,
     ) -> str:
-        """UploadPart of ``data`` (retried on retryable failures); returns its ETag."""
+        """UploadPart of ``data``; returns its ETag.
+
+        Sent as the engine sends its own parts (worker threads or aiobotocore),
+        retried on retryable failures with ``config``'s attempts (the engine's by
+        default), cancelled after ``stall_timeout`` without progress and
+        ``part_timeout`` in all. A store that answers with the ETag of an empty
+        body for bytes sent (it did not keep them) is a :class:`~streamx.ChecksumError`.
+        """
         check_bucket_key(bucket, key)
         _check_upload_id(upload_id)
         _check_part_number(part_number)
-        ctx = self._context(None)
-        s3, config = ctx.s3, ctx.config
+        size = _check_data(data)
+        ctx = self._context(config)
+        s3, cfg = ctx.s3, ctx.config
+        where = {"bucket": bucket, "key": key, "upload_id": upload_id}
 
         async def attempt() -> dict[str, Any]:
-            return await s3.upload_part(
-                bucket, key, upload_id, part_number, data, stall_timeout=config.stall_timeout
+            response = await s3.upload_part(
+                bucket, key, upload_id, part_number, data, stall_timeout=cfg.stall_timeout
+            )
+            check_not_emptied(response, size, "UploadPart", part_number=part_number, **where)
+            return response
+
+        async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            log.warning(  # the upload pipeline's event (README: "What streamx logs")
+                "upload.part.retry",
+                part_number=part_number,
+                attempt=attempt_no,
+                error=type(exc).__name__,
+                reason=str(exc),
+                **where,
             )
 
-        response = await ctx.retry.call(attempt, timeout=config.part_timeout or None)
+        response = await ctx.retry.call(
+            attempt, timeout=cfg.part_timeout or None, on_retry=on_retry
+        )
         return str(response["ETag"])
+
+    async def copy_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source_key: str,
+        start: int,
+        end: int,
+        *,
+        source_bucket: str | None = None,
+        config: TransferConfig | None = None,
+    ) -> str:
+        """UploadPartCopy: the bytes ``[start, end)`` of ``source_bucket/source_key``
+        (default: the same bucket) become part ``part_number``; returns its ETag.
+        Retried on retryable failures with ``config``'s attempts."""
+        check_bucket_key(bucket, key)
+        _check_upload_id(upload_id)
+        _check_part_number(part_number)
+        src_bucket = bucket if source_bucket is None else source_bucket
+        check_bucket_key(src_bucket, source_key)
+        _check_copy_range(start, end)
+        ctx = self._context(config)
+        s3 = ctx.s3
+
+        async def attempt() -> dict[str, Any]:
+            response: dict[str, Any] = await s3.upload_part_copy(
+                src_bucket,
+                source_key,
+                bucket,
+                key,
+                upload_id,
+                part_number,
+                CopySourceRange=f"bytes={start}-{end - 1}",
+            )
+            return response
+
+        response = await ctx.retry.call(attempt)
+        return str(response["CopyPartResult"]["ETag"])
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[dict[str, Any]]:
         """Every part the store holds for the upload (``PartNumber``, ``ETag``, ``Size`` ...)."""
@@ -107,12 +211,17 @@ class MultipartUploads:
         **conditions: Any,
     ) -> dict[str, Any]:
         """CompleteMultipartUpload of ``parts`` (``[{"PartNumber": n, "ETag": e}, ...]``);
-        ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=etag``) go on the request."""
+        ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=etag``) go on the request, and a
+        failed one raises :class:`~streamx.PreconditionFailedError` (nothing written; the
+        upload is the caller's to abort). The request is shielded from cancellation:
+        once sent, its outcome is learnt (a cancellation is delivered after it)."""
         check_bucket_key(bucket, key)
         _check_upload_id(upload_id)
-        return await self._context(None).s3.complete_multipart_upload(
-            bucket, key, upload_id, parts, **conditions
-        )
+        found = _check_write_conditions(conditions)
+        s3 = self._context(None).s3
+        with anyio.CancelScope(shield=True), precondition_errors(found):
+            response = await s3.complete_multipart_upload(bucket, key, upload_id, parts, **found)
+        return response
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; its errors are raised (``NoSuchUpload``: a
@@ -149,6 +258,73 @@ class MultipartUploads:
             log=log.bind(key=key, upload_id=upload_id),
             cause=cause,
         )
+
+    async def get_bytes(
+        self, bucket: str, key: str, *, config: TransferConfig | None = None
+    ) -> bytes | None:
+        """A small object whole, in one GET (retried), or ``None`` if there is none.
+
+        For the state objects kept beside an upload: no HEAD and no checksum
+        read-back (``engine.download`` checks the objects that matter)."""
+        check_bucket_key(bucket, key)
+        ctx = self._context(config)
+        s3 = ctx.s3
+
+        async def attempt() -> bytes | None:
+            try:
+                async with s3.get_object(bucket, key) as response:
+                    return bytes(await response["Body"].read())
+            except NotFoundError:
+                return None
+
+        return await ctx.retry.call(attempt)
+
+    async def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        config: TransferConfig | None = None,
+        **put_args: Any,
+    ) -> dict[str, Any]:
+        """One PutObject of ``data`` in memory (at most 5 GiB), retried; S3's answer
+        (``{}`` when a retried write found its own first attempt stored).
+
+        ``put_args`` as for ``engine.upload``. ``IfNoneMatch="*"`` / ``IfMatch=etag``
+        are sent as given: a failed one raises :class:`~streamx.PreconditionFailedError`,
+        except after a retry when the stored object holds exactly ``data`` (the
+        first attempt landed and its answer was lost). Whether the store honours
+        them is ``engine.store``'s to say (see ``engine.probe``); ``engine.upload``
+        refuses them where they are ignored, this does not. For a condition whose
+        retry must not count as success (a lock), pass ``config`` with
+        ``max_attempts=1``.
+        """
+        check_bucket_key(bucket, key)
+        _check_data(data)
+        args = check_put_args(put_args)
+        conditions = split_conditions(args)[1]
+        ctx = self._context(config)
+        s3, cfg = ctx.s3, ctx.config
+        retried: list[int] = []
+
+        async def attempt() -> dict[str, Any]:
+            with precondition_errors(conditions):
+                return await s3.put_object(
+                    bucket, key, data, stall_timeout=cfg.stall_timeout, **args
+                )
+
+        async def on_retry(attempt_no: int, exc: BaseException) -> None:
+            retried.append(attempt_no)
+
+        try:
+            return await ctx.retry.call(
+                attempt, timeout=cfg.part_timeout or None, on_retry=on_retry
+            )
+        except PreconditionFailedError:
+            if not retried or not await is_our_object(s3, bucket, key, data, []):
+                raise
+            return {}
 
     async def uploads(self, bucket: str, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
         """The unfinished multipart uploads under ``prefix`` (``Key``, ``UploadId``, ...)."""

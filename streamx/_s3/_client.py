@@ -30,13 +30,22 @@ class S3:
         self.checksums_untrusted = False
 
     async def _send(
-        self, operation: str, data: Any, stall_timeout: float | None, params: dict[str, Any]
+        self,
+        operation: str,
+        data: Any,
+        stall_timeout: float | None,
+        time_limit: float | None,
+        params: dict[str, Any],
     ) -> dict[str, Any]:
         """``operation`` with ``data`` as its body through the sender, cancelled once it has
-        moved no byte for ``stall_timeout`` (the clock starts with the first byte)."""
+        moved no byte for ``stall_timeout`` (the clock starts with the first byte);
+        ``time_limit`` is the attempt's own limit (``part_timeout``), applied by the caller
+        and told to the sender."""
         view = memoryview(data).cast("B")
         with ProgressDeadline(stall_timeout) as watch:
-            request = PartRequest(operation, params, view, watch.progress, stall_timeout)
+            request = PartRequest(
+                operation, params, view, watch.progress, stall_timeout, time_limit
+            )
             response = await self.sender.send(request)
         if watch.stalled:
             raise NetworkError(
@@ -45,13 +54,20 @@ class S3:
         return response
 
     async def put_object(
-        self, bucket: str, key: str, body: Any, *, stall_timeout: float | None = None, **params: Any
+        self,
+        bucket: str,
+        key: str,
+        body: Any,
+        *,
+        stall_timeout: float | None = None,
+        time_limit: float | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
         """PutObject; a body in memory goes through the part sender."""
         with map_errors("PutObject", bucket=bucket, key=key):
             if isinstance(body, bytes | bytearray | memoryview):
                 args = {"Bucket": bucket, "Key": key, **params}
-                return await self._send("PutObject", body, stall_timeout, args)
+                return await self._send("PutObject", body, stall_timeout, time_limit, args)
             return dict(
                 await self.client.put_object(
                     Bucket=bucket, Key=key, Body=request_body(body), **params
@@ -77,13 +93,16 @@ class S3:
         body: bytes | bytearray | memoryview,
         *,
         stall_timeout: float | None = None,
+        time_limit: float | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """UploadPart through the part sender."""
         ctx = {"bucket": bucket, "key": key, "upload_id": upload_id, "part_number": part_number}
         args = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
         with map_errors("UploadPart", **ctx):
-            return await self._send("UploadPart", body, stall_timeout, {**args, **params})
+            return await self._send(
+                "UploadPart", body, stall_timeout, time_limit, {**args, **params}
+            )
 
     async def complete_multipart_upload(
         self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], **params: Any

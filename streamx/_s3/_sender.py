@@ -34,7 +34,9 @@ class PartRequest:
     ``PartNumber``, and header arguments such as ``ContentType`` or a checksum), without
     ``Body``. ``progress`` is the stall detector's signal: a sender calls it, on the event
     loop's thread or through :meth:`PartSender`'s own hand-off, whenever bytes move.
-    ``stall_timeout`` lets a sender bound its own blocking I/O by the same limit.
+    ``stall_timeout`` lets a sender bound its own blocking I/O by the same limit, and
+    ``time_limit`` (the attempt's ``part_timeout``) by that one: a request given up on
+    must not keep a thread busy much longer than the caller waited for it.
     """
 
     operation: str
@@ -42,6 +44,7 @@ class PartRequest:
     body: memoryview
     progress: Callable[[], None]
     stall_timeout: float | None = None
+    time_limit: float | None = None
 
 
 class PartSender(Protocol):

@@ -19,14 +19,16 @@ endpoint rules (addressing style, accelerate, dual-stack ...) decide it.
 
 Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
 gets a progress signal per slice sent, handed to the event loop; the thread's
-own socket timeouts are the stall timeout plus a second (one urllib3 session per
+own socket timeouts are the stall timeout or the request's time limit
+(``part_timeout``), whichever is shorter, plus a second (one urllib3 session per
 timeout value), so a thread whose request was given up on returns soon after.
 A cancelled request (``part_timeout``, a sibling's failure) stops at the next
-slice, and the caller waits for its thread, so that no thread still sends a
-part when the upload is aborted or the engine closed.
+slice, and the caller waits for its thread (at most its socket timeout), so
+that no thread still sends a part when the upload is aborted or the engine closed.
 
-Answers are parsed by botocore's own REST-XML parser; a non-2xx answer becomes
-the ``ClientError`` botocore would raise. No URL, header or signature reaches
+A 2xx answer's headers are read as the S3 model says (:mod:`._operation`, the
+same result botocore's parser gives); any other answer is parsed by botocore's
+own REST-XML parser and becomes the ``ClientError`` botocore would raise. No URL, header or signature reaches
 an error or a log line of streamx.
 """
 
@@ -37,10 +39,9 @@ import contextvars
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import anyio
 import anyio.to_thread
@@ -52,6 +53,7 @@ from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
 
 from .._validate import header_safe
+from ._operation import Operation, Target, parse_target
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
 
@@ -63,13 +65,11 @@ except ImportError:  # pragma: no cover
 
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
-_SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed the stall timeout
+_SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
 _PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct)"
 _KEY_MARK = "streamx-key-placeholder"
-_PLAIN_TYPES = {"string": str, "integer": int, "long": int, "boolean": bool}
-_PATH_PARAMS = {"Bucket", "Key", "UploadId", "PartNumber"}
 
 
 class _Cancelled(Exception):
@@ -96,77 +96,6 @@ class _Call:
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    scheme: str
-    netloc: str
-    path: str
-    query: tuple[tuple[str, str], ...]  # the presigned URL's, but for its X-Amz-* params
-
-
-def _parse_target(url: str) -> _Target:
-    """Where a presigned URL points, without its signature."""
-    parts = urlsplit(url)
-    query = tuple(
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if not k.lower().startswith("x-amz-")
-    )
-    return _Target(parts.scheme.lower(), parts.netloc, parts.path, query)
-
-
-class _Operation:
-    """One operation's header parameters, from botocore's S3 model."""
-
-    def __init__(self, client: Any, name: str) -> None:
-        self.name = name
-        self.model = client.meta.service_model.operation_model(name)
-        self._in: dict[str, tuple[str, str]] = {}  # member -> (header, shape type)
-        self._prefix: dict[str, str] = {}  # map members (Metadata) -> header prefix
-        for member, shape in self.model.input_shape.members.items():
-            location = shape.serialization.get("location")
-            if location == "header":
-                self._in[member] = (shape.serialization.get("name", member), shape.type_name)
-            elif location == "headers":
-                self._prefix[member] = shape.serialization.get("name", "")
-
-    def plain(self, params: Mapping[str, Any]) -> bool:
-        """Every param is a header of a plain type (strings, numbers, booleans, a str map)."""
-        for member, value in params.items():
-            if member in _PATH_PARAMS:
-                continue
-            if member.startswith("SSECustomer"):  # botocore encodes the key and adds its MD5
-                return False
-            if member in self._prefix:
-                if not isinstance(value, Mapping) or not all(
-                    isinstance(k, str) and isinstance(v, str) and (k + v).isascii()
-                    for k, v in value.items()
-                ):
-                    return False
-                continue
-            spec = self._in.get(member)
-            if spec is None or spec[1] not in _PLAIN_TYPES:
-                return False
-            if not isinstance(value, _PLAIN_TYPES[spec[1]]) or (
-                isinstance(value, str) and not value.isascii()
-            ):
-                return False
-        return True
-
-    def headers(self, params: Mapping[str, Any]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for member, value in params.items():
-            if member in _PATH_PARAMS:
-                continue
-            if member in self._prefix:
-                out.update({f"{self._prefix[member]}{k}": v for k, v in value.items()})
-            elif isinstance(value, bool):
-                out[self._in[member][0]] = "true" if value else "false"
-            else:
-                out[self._in[member][0]] = str(value)
-        return out
 
 
 class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
@@ -206,8 +135,8 @@ class ThreadSender:
         self._sessions: dict[tuple[float, float], URLLib3Session] = {}
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(settings.max_pool_connections)
-        self._ops = {op: _Operation(client, op) for op in ("UploadPart", "PutObject")}
-        self._templates: dict[str, _Target] = {}  # bucket -> URL for a placeholder key
+        self._ops = {op: Operation(client, op) for op in ("UploadPart", "PutObject")}
+        self._templates: dict[str, Target] = {}  # bucket -> URL for a placeholder key
         self._parser = create_parser("rest-xml")
         self.closed = False
 
@@ -223,14 +152,15 @@ class ThreadSender:
             session.close()
         self._fallback.close()
 
-    def _session(self, stall_timeout: float | None) -> tuple[URLLib3Session, float]:
-        """botocore's urllib3 session, its socket timeouts capped at ``stall_timeout``, and
-        the longest a thread's blocking call can take with it (its longer timeout)."""
+    def _session(self, request: PartRequest) -> tuple[URLLib3Session, float]:
+        """botocore's urllib3 session, its socket timeouts capped at the request's stall
+        timeout and time limit, and the longest a thread's blocking call can take with it."""
         connect, read = self._settings.timeout
-        if stall_timeout is not None:
-            # a little over the stall timeout: the loop's stall detector speaks first, and
-            # a thread whose request it gave up on returns soon after
-            limit = stall_timeout + _SOCKET_MARGIN
+        limits = [t for t in (request.stall_timeout, request.time_limit) if t is not None]
+        if limits:
+            # a little over the limit: the loop's stall detector or part_timeout speaks
+            # first, and a thread whose request was given up on returns soon after
+            limit = min(limits) + _SOCKET_MARGIN
             connect, read = min(connect, limit), min(read, limit)
         with self._lock:
             session = self._sessions.get((connect, read))
@@ -252,7 +182,7 @@ class ThreadSender:
                 self._sessions[(connect, read)] = session
             return session, max(connect, read)
 
-    async def _object_target(self, bucket: str, key: str) -> _Target:
+    async def _object_target(self, bucket: str, key: str) -> Target:
         """The object's URL (PutObject's; UploadPart's adds its query): presigned once per
         bucket for a placeholder key, the key put in with botocore's own escaping
         (``quote(key, safe="/~")``), so botocore's endpoint rules decide the rest."""
@@ -261,14 +191,14 @@ class ThreadSender:
             url = await self._client.generate_presigned_url(
                 "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
             )
-            template = _parse_target(url)
+            template = parse_target(url)
             if not template.path.endswith("/" + _KEY_MARK):
                 raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
             if len(self._templates) > 1024:
                 self._templates.clear()
             self._templates[bucket] = template
         path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
-        return _Target(template.scheme, template.netloc, path, template.query)
+        return Target(template.scheme, template.netloc, path, template.query)
 
     async def _frozen_credentials(self) -> Any:
         creds = self._credentials
@@ -319,7 +249,7 @@ class ThreadSender:
             # but lets NUL and folded lines through: nothing of the kind reaches the wire
             header_safe(name, value)
         prepared = aws.prepare()
-        session, longest = self._session(request.stall_timeout)
+        session, longest = self._session(request)
         try:
             http = await anyio.to_thread.run_sync(
                 _exchange, session, prepared, call, limiter=self._limiter, abandon_on_cancel=True
@@ -332,9 +262,12 @@ class ThreadSender:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(call.done.wait, longest + 1.0)
             raise
-        response = {"headers": http.headers, "status_code": http.status_code, "body": http.content}
+        status = http.status_code
+        if 200 <= status < 300 and op.answers:
+            return op.answer(status, http.headers)
+        response = {"headers": http.headers, "status_code": status, "body": http.content}
         parsed: dict[str, Any] = self._parser.parse(response, op.model.output_shape)
-        if http.status_code >= 300:
+        if status >= 300:
             raise bexc.ClientError(parsed, op.name)
         return parsed
 

@@ -19,7 +19,6 @@ reserves no more than it has left.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -30,14 +29,10 @@ from .._config import TransferConfig
 from .._errors import PartLimitError, SourceError, StreamxError
 from .._limits import MAX_OBJECT_SIZE, MAX_PARTS, PartPlan, format_size
 from .chunks import Buffer, ChunkSource
+from .growing import GrowingBuffer
 from .source import Source
 
 GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
-_MAP_FLAGS = (
-    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
-    if hasattr(mmap, "MAP_ANONYMOUS")
-    else 0  # Windows: mmap(-1, size) is anonymous already
-)
 
 
 @dataclass(eq=False, slots=True)
@@ -245,39 +240,31 @@ class PartProducer:
 
     async def _grow(self, size: int) -> tuple[Buffer, Reservation]:
         """Fill a part as its bytes arrive, taking budget one step ahead of them."""
-        reservation = Reservation()
-        # An anonymous mapping: its pages cost memory only once bytes land in them, so
-        # the part's footprint follows the bytes that arrived, without the reallocation
-        # copies (and heap fragmentation) of a growing bytearray; freeing it unmaps it.
-        buffer = mmap.mmap(-1, size, flags=_MAP_FLAGS) if _MAP_FLAGS else mmap.mmap(-1, size)
-        got = 0
+        part = GrowingBuffer(size, self.budgets, self)  # see growing.py
         read_some = cast(ChunkSource, self.source).read_some
         for budget in self.budgets:  # the largest part so far sets the reserve
             budget.join_growers(self, size)
         try:
-            while got < size:
-                step = min(GROW_STEP, size - got)
+            while part.room:
+                step = min(GROW_STEP, part.room)
                 self._waiting = True
                 try:
-                    for budget in self.budgets:
-                        await reservation.grow(budget, self, step)
+                    await part.reserve(step)
                 finally:
                     self._waiting = False
-                target = got + step
-                while got < target:
-                    piece = await self._call(read_some, target - got)
+                target = part.got + step
+                while part.got < target:
+                    piece = await self._call(read_some, target - part.got)
                     if not piece:
                         break
-                    buffer[got : got + len(piece)] = piece
-                    got += len(piece)
-                if got < target:  # the end of the stream
-                    reservation.give_back(target - got)
+                    part.write(piece)
+                if part.got < target:  # the end of the stream
+                    part.reservation.give_back(target - part.got)
                     break
         except BaseException:
-            reservation.release()
-            buffer.close()
+            part.free()
             raise
-        return memoryview(buffer)[:got], reservation
+        return part.view(), part.reservation
 
     def _finish(
         self, number: int, size: int, data: Buffer, reservation: Reservation

@@ -76,6 +76,7 @@ class SinglePut:
                     self.key,
                     body,
                     stall_timeout=self.config.stall_timeout,
+                    time_limit=self.config.part_timeout or None,
                     **params,
                 )
 

@@ -116,6 +116,7 @@ class PartUploader:
                 part.number,
                 part.data,
                 stall_timeout=self.stall_timeout,
+                time_limit=self.part_timeout,
                 **params,
             )
         check_not_emptied(response, part.size, "UploadPart", part_number=part.number, **ctx)

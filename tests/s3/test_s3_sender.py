@@ -9,15 +9,20 @@ tests/s3/test_direct.py and tests/test_faults.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import botocore.exceptions as bexc
 import pytest
+from botocore.awsrequest import HTTPHeaders
+from botocore.parsers import create_parser
 
 import streamx
-from streamx._s3 import S3, PartRequest
+from streamx._s3 import S3, PartRequest, ThreadSender
+from streamx._s3._operation import Operation
+from streamx._s3._session import HttpSettings, service_model
 
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
@@ -160,3 +165,82 @@ async def test_a_senders_errors_are_translated_with_the_parts_context(
     if code is not None:
         assert getattr(info.value, "code", None) == code
     assert "secret-ish" not in str(info.value)  # an underlying error's text is not repeated
+
+
+# ---------------------------------------------------------------- the thread sender's logic
+
+
+def stub_client() -> Any:
+    """What the thread sender reads of a client before its first request: the S3 model."""
+    return SimpleNamespace(meta=SimpleNamespace(service_model=service_model()))
+
+
+async def test_the_attempts_time_limit_reaches_the_sender() -> None:
+    sender = FakeSender(ok)
+    s3 = S3(client=None, sender=sender)
+    await s3.upload_part("b", "k", "u", 1, b"x", stall_timeout=30, time_limit=7.5)
+    await s3.put_object("b", "k", b"x", time_limit=2.0)
+    assert [(r.stall_timeout, r.time_limit) for r in sender.requests] == [(30, 7.5), (None, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("stall", "limit", "longest"),
+    [(None, None, 60.0), (None, 2.0, 3.0), (1.5, 30.0, 2.5), (30.0, 1.0, 2.0), (None, 300.0, 60.0)],
+)
+async def test_a_thread_never_blocks_much_longer_than_its_request_may_take(
+    stall: float | None, limit: float | None, longest: float
+) -> None:
+    """The socket timeouts of a request's thread: the client's (10 s connect, 60 s read),
+    capped at the stall timeout or the attempt's time limit (part_timeout) plus a second,
+    so that a request given up on does not keep its caller waiting for the thread."""
+    settings = HttpSettings(True, None, (10.0, 60.0), 4, None, None, None)
+    sender = ThreadSender(
+        stub_client(),
+        settings=settings,
+        credentials=("a", "b", None),
+        sign_payload=None,
+        fallback=FakeSender(ok),
+    )
+    try:
+        request = PartRequest("UploadPart", {}, memoryview(b""), lambda: None, stall, limit)
+        session, blocking = sender._session(request)
+        assert blocking == longest
+        assert sender._session(request)[0] is session  # one session per timeout value
+    finally:
+        sender.close()
+
+
+ANSWER_HEADERS = {
+    "ETag": '"0123abcd"',
+    "x-amz-checksum-crc32c": "AAAAAA==",
+    "X-Amz-Server-Side-Encryption": "AES256",
+    "x-amz-server-side-encryption-bucket-key-enabled": "TRUE",
+    "x-amz-object-size": "1048576",
+    "x-amz-version-id": "v1",
+    "x-amz-request-id": "REQ1",
+    "x-amz-id-2": "HOST2",
+    "Server": "sink",
+    "Content-Length": "0",
+}
+
+
+@pytest.mark.parametrize("operation", ["UploadPart", "PutObject"])
+@pytest.mark.parametrize(
+    "headers",
+    [ANSWER_HEADERS, {"ETag": '"e"'}, {"ETag": '"e"', "x-amzn-RequestId": "R"}],
+    ids=["every-kind", "etag-only", "amzn-request-id"],
+)
+def test_a_2xx_answer_reads_as_botocores_parser_reads_it(
+    operation: str, headers: dict[str, str]
+) -> None:
+    """The thread sender reads a 2xx answer's headers itself (no shape dispatch per header):
+    the same dict botocore's REST-XML parser makes, strings, booleans and longs typed."""
+    op = Operation(stub_client(), operation)
+    assert op.answers
+    botocore_headers = HTTPHeaders()
+    for name, value in headers.items():
+        botocore_headers[name] = value
+    expected = create_parser("rest-xml").parse(
+        {"headers": botocore_headers, "status_code": 200, "body": b""}, op.model.output_shape
+    )
+    assert op.answer(200, botocore_headers) == expected

@@ -112,13 +112,7 @@ class Concatenation:
             if start == end:
                 continue
 
-            async def attempt(
-                key: str = self.sources[index], a: int = start, b: int = end
-            ) -> bytes:
-                async with store.s3.get_object(store.bucket, key, Range=f"bytes={a}-{b - 1}") as r:
-                    return bytes(await r["Body"].read())
-
-            data = await store.retry.call(attempt)
+            data = await store.engine.get_range(store.bucket, self.sources[index], start, end)
             if len(data) != end - start:
                 raise TusError(500, "a partial upload's data is shorter than its info says")
             out += data
@@ -129,21 +123,17 @@ class Concatenation:
         store, info = writer.store, writer.info
         index, start, end = rng
         upload_id = await writer.multipart_id()
-
-        async def attempt() -> dict[str, Any]:
-            response: dict[str, Any] = await store.s3.upload_part_copy(
-                store.bucket,
-                self.sources[index],
-                store.bucket,
-                info.key,
-                upload_id,
-                number,
-                CopySourceRange=f"bytes={start}-{end - 1}",
-            )
-            return response
-
-        response = await writer.retry.call(attempt)
-        return [number, str(response["CopyPartResult"]["ETag"]), end - start]
+        etag = await writer.multipart.copy_part(
+            store.bucket,
+            info.key,
+            upload_id,
+            number,
+            self.sources[index],
+            start,
+            end,
+            config=writer.config,
+        )
+        return [number, etag, end - start]
 
     async def run(self) -> None:
         """Send every part and complete (the caller holds the final upload's lock)."""

@@ -8,7 +8,7 @@
 
 The part boundaries are absolute offsets of the plan fixed at creation, so a
 client that resends bytes after a drop produces the same parts. Memory: the part
-being filled and up to ``concurrency`` (2) being sent, every byte counted against
+being filled and up to ``concurrency`` (1) being sent, every byte counted against
 the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``). While
 S3 is slower than the client the body is not read, and TCP stops the client. The earlier pieces are fetched
 only when the bytes fill a part; the part that ends the upload is sent, the
@@ -20,12 +20,12 @@ but the info only lists them once the digest matches; on a mismatch (460) the
 offset stays where it was. Without it, every acknowledged part is committed at
 once, and a client that drops mid-body keeps what arrived (tus semantics).
 
-**The machinery shared with the upload pipeline**: every part goes through
-:meth:`~streamx.upload.uploader.PartUploader.upload_one` (the direct transport or
-aiobotocore, retries, stall detection, the emptied-body check), the end through
-:func:`~streamx.upload.completer.complete` (shielded, conditions, 412 → abort), and
-the parts grow into anonymous mappings under the growing-budget rule of
-``_budget.py``, as the pipeline's growing parts do. What does *not* fit is the
+**The machinery shared with the upload pipeline**: every part goes through the
+engine's public ``engine.multipart.upload_part`` (the engine's part transport,
+retries, stall detection, the emptied-body check), the end through
+``engine.multipart.complete`` (shielded, conditions: 412 → the upload removed), and
+the parts grow in the pipeline's :class:`~streamx.upload.growing.GrowingBuffer`
+under the growing-budget rule of ``_budget.py``. What does *not* fit is the
 writer's suspend/resume (:class:`~streamx.upload.resume.ResumeToken`) as the unit
 of a PATCH: ``suspend()`` drops the part being filled, where tus must keep every
 byte it acknowledged (the tail below 5 MiB is stored as a piece, and the next PATCH
@@ -47,17 +47,11 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..._budget import MemoryBudget, Reservation
+from ..._budget import MemoryBudget
 from ..._concurrency import task_group
-from ..._conditions import is_our_object
 from ..._config import TransferConfig
 from ..._errors import ConditionalConflictError, PreconditionFailedError
-from ..._events import Progress
 from ..._log import log
-from ..._retry import RetryPolicy
-from ...upload.completer import complete
-from ...upload.parts import Part
-from ...upload.uploader import CompletedPart, PartUploader
 from .._errors import web_error_for
 from .._overwrite import NO_OVERWRITE
 from ._buffer import PartBuffer
@@ -85,7 +79,7 @@ class PatchWriter:
         checksum: tuple[str, bytes] | None,
         disconnect: tuple[type[BaseException], ...],
         put_args: dict[str, Any],
-        concurrency: int = 2,
+        concurrency: int = 1,
         budgets: list[MemoryBudget] | None = None,
     ) -> None:
         self.store = store
@@ -96,7 +90,6 @@ class PatchWriter:
         self.hasher = hashlib.new(checksum[0]) if checksum else None
         self.disconnect = disconnect
         self.put_args = put_args
-        self.retry = RetryPolicy(max_attempts=config.max_attempts)
         self.staged: list[list[Any]] = []  # parts sent by this PATCH, not yet committed
         self.pieces_consumed = False
         self.completed = False
@@ -108,12 +101,12 @@ class PatchWriter:
         self.next_commit = len(info.parts) + 1
         self.commit_lock = anyio.Lock()  # info writes in part order, one at a time
         self.create_lock = anyio.Lock()
-        self.sender: PartUploader | None = None  # once the multipart upload exists
         self.saved = True  # the info in the store is the one in memory
 
     @property
-    def s3(self) -> Any:
-        return self.store.s3
+    def multipart(self) -> Any:
+        """The engine's ``engine.multipart`` (a :class:`streamx.MultipartUploads`)."""
+        return self.store.engine.multipart
 
     def _limit(self) -> int | None:
         return None if self.info.length is None else self.info.length - self.info.offset
@@ -198,7 +191,7 @@ class PatchWriter:
             upload_id = info.upload_id
             if upload_id is None:
                 with anyio.CancelScope(shield=True):  # an UploadId must not get lost
-                    upload_id = info.upload_id = await self.s3.create_multipart_upload(
+                    upload_id = info.upload_id = await self.multipart.create(
                         self.store.bucket, info.key, **self.put_args
                     )
                     await self.store.save(info)  # recorded before any part: DELETE finds it
@@ -208,27 +201,11 @@ class PatchWriter:
 
     async def upload_part(self, number: int, data: bytes | memoryview) -> list[Any]:
         """Send part ``number``; ``[number, etag, size]`` for the info."""
-        info = self.info
         upload_id = await self.multipart_id()
-        async with self.create_lock:
-            if self.sender is None:
-                # the upload pipeline's part sender: the direct transport or aiobotocore,
-                # retries, stall detection, the emptied-body check
-                self.sender = PartUploader(
-                    self.s3,
-                    self.store.bucket,
-                    info.key,
-                    upload_id,
-                    producer=None,
-                    progress=Progress(None, interval=3600.0),
-                    retry=self.retry,
-                    part_timeout=self.config.part_timeout or None,
-                    stall_timeout=self.config.stall_timeout,
-                    send_checksums=False,
-                    log=log.bind(upload=info.id, key=info.key, upload_id=upload_id),
-                )
-        done = await self.sender.upload_one(Part(number, data, None, Reservation()))
-        return [number, done.etag, done.size]
+        etag = await self.multipart.upload_part(
+            self.store.bucket, self.info.key, upload_id, number, data, config=self.config
+        )
+        return [number, etag, memoryview(data).nbytes]
 
     async def _commit(self, parts: list[list[Any]], *, consumed: bool) -> None:
         """List ``parts`` in the info (dropping consumed pieces) and save it."""
@@ -295,26 +272,20 @@ class PatchWriter:
         PATCH answers 409 -- the object that won stays as it is.
         """
         info = self.info
-        s3, bucket = self.s3, self.store.bucket
+        bucket = self.store.bucket
         conditions: dict[str, Any] = dict(NO_OVERWRITE) if info.if_none_match else {}
         try:
             if info.upload_id is None:  # never filled a part: one PutObject
-                await self._put_object(bytes(rest), conditions)
+                # retried; a 412 answering its own landed first attempt is a success
+                await self.multipart.put_bytes(
+                    bucket, info.key, rest, config=self.config, **self.put_args, **conditions
+                )
             else:
                 if rest or not info.parts:
                     info.parts.append(await self.upload_part(len(info.parts) + 1, rest))
-                done = {n: CompletedPart(n, etag, size, None) for n, etag, size in info.parts}
-                await complete(  # shielded: its outcome is always learnt
-                    s3,
-                    bucket,
-                    info.key,
-                    info.upload_id,
-                    done,
-                    expected_parts=len(done),
-                    algorithm=None,
-                    send_checksums=False,
-                    abort_timeout=self.config.abort_timeout,
-                    conditions=conditions,
+                parts = [{"PartNumber": n, "ETag": etag} for n, etag, _ in info.parts]
+                await self.multipart.complete(  # shielded: its outcome is always learnt
+                    bucket, info.key, info.upload_id, parts, **conditions
                 )
         except (PreconditionFailedError, ConditionalConflictError) as exc:
             log.info("tus.refused", upload=info.id, key=info.key, error=type(exc).__name__)
@@ -332,21 +303,3 @@ class PatchWriter:
                 await self.store.remove_pieces(info)
             else:
                 await self.store.remove(info, abort=False)
-
-    async def _put_object(self, body: bytes, conditions: dict[str, Any]) -> None:
-        s3, bucket, key = self.s3, self.store.bucket, self.info.key
-        retried: list[int] = []
-
-        async def on_retry(attempt: int, exc: BaseException) -> None:
-            retried.append(attempt)
-
-        params = {**self.put_args, **conditions}
-        try:
-            await self.retry.call(
-                lambda: s3.put_object(bucket, key, body, **params), on_retry=on_retry
-            )
-        except PreconditionFailedError:
-            # after a retry, the 412 may answer our own first attempt (it landed, its
-            # answer was lost): then the object is ours, byte for byte
-            if not retried or not await is_our_object(s3, bucket, key, body, []):
-                raise

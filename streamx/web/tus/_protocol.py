@@ -72,18 +72,21 @@ class TusOptions:
         expiration: seconds an upload may stay idle before it expires (``Upload-Expires``);
             ``None``: never. Expired uploads answer 410 and are removed, by the next
             request that touches them or by :func:`~streamx.web.tus.sweep_expired`.
-        concurrency: parts sent to S3 at once by one PATCH (while the next one fills).
+        concurrency: parts sent to S3 at once by one PATCH (while the next one fills);
+            1 by default.
         memory_limit: bytes of request bodies held at once by all PATCHes of this
             endpoint together (parts being filled and being sent); when it is spent
             the bodies are not read, and TCP stops the clients. At least two parts;
             ``None`` (the default): 32 MiB, or four parts if that is more.
 
-    The defaults (2 parts in flight per PATCH, 32 MiB for all PATCHes) keep a tus
-    server's peak RSS below ``@tus/server``'s, which buffers parts on its disk
-    (``benchmarks/tus_bench.py``: the earlier 4 parts and 128 MiB cost 16 MiB more in
-    one 1 GiB PATCH and 100 MiB more for 32 uploads of 32 MiB at once). A tus client's
-    uplink is rarely faster than two parts in flight to S3; raise both for fast
-    clients next to the store.
+    The defaults (1 part in flight per PATCH while the next fills, 32 MiB for all
+    PATCHes) keep a tus server's peak RSS below ``@tus/server``'s, which buffers parts
+    on its disk (``benchmarks/tus_bench.py``: 4 parts and 128 MiB cost 16 MiB more in
+    one 1 GiB PATCH and 100 MiB more for 32 uploads of 32 MiB at once; 2 parts 8 MiB
+    more in one PATCH than 1, at the same speed into rclone: 29-73 vs 31-76 MiB/s on
+    FastAPI, 256 MiB, interleaved runs on a shared machine). A tus client's uplink is
+    rarely faster than one 8 MiB part in flight to S3; raise both for fast clients
+    next to the store.
         lock_timeout: a PATCH refreshes its lock object every third of this; a lock
             left by a crashed server is taken over once it is this old.
         allow_origins: origins answered with CORS headers (``("*",)`` for any).
@@ -96,7 +99,7 @@ class TusOptions:
     part_size: int = 8 * 1024 * 1024
     expiration: float | None = 24 * 3600.0
     lock_timeout: float = 30.0
-    concurrency: int = 2
+    concurrency: int = 1
     memory_limit: int | None = None
     allow_origins: tuple[str, ...] = ()
     make_key: TusKeyMaker | None = None

@@ -27,7 +27,6 @@ from typing import Any
 
 import anyio
 
-from ..._api.base import s3_layer
 from ..._budget import MemoryBudget
 from ..._config import TransferConfig
 from ..._errors import ConfigError, StreamxError
@@ -71,7 +70,7 @@ class TusService:
         self.settings = self.uploads.settings
         self.max_size = min(self.settings.max_size, MAX_OBJECT_SIZE)
         self.store = TusStore(
-            lambda: s3_layer(self.uploads.engine),
+            lambda: self.uploads.engine,
             self.settings.bucket,
             self.options.state_prefix,
             self.options.lock_timeout,

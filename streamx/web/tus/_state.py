@@ -27,11 +27,12 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..._concurrency import task_group
+from ..._config import TransferConfig
 from ..._errors import (
     ConditionalConflictError,
     NotFoundError,
@@ -40,9 +41,16 @@ from ..._errors import (
 )
 from ..._limits import PartPlan
 from ..._log import log
-from ..._retry import RetryPolicy
-from ..._s3 import S3
 from ._protocol import TusError, now
+
+if TYPE_CHECKING:
+    from ..._engine import Engine
+
+# small requests, retried on 5xx and dropped connections (rclone answers a GET racing
+# a PUT of the same key with a 5xx now and then)
+SMALL = TransferConfig(max_attempts=5)
+# taking the lock: a retry could meet its own first attempt's If-None-Match and lose
+ONCE = TransferConfig(max_attempts=1)
 
 FORMAT = "streamx-tus/1"
 
@@ -100,23 +108,21 @@ class UploadInfo:
 
 
 class TusStore:
-    """The helper objects of tus uploads in one bucket."""
+    """The helper objects of tus uploads in one bucket, through the engine's public
+    ``engine.multipart`` (``get_bytes``/``put_bytes``, abort), ``list`` and ``delete_many``."""
 
     def __init__(
-        self, s3: Callable[[], S3], bucket: str, state_prefix: str, lock_timeout: float
+        self, engine: Callable[[], Engine], bucket: str, state_prefix: str, lock_timeout: float
     ) -> None:
-        self._s3 = s3
+        self._engine = engine
         self.bucket = bucket
         self.state_prefix = state_prefix
         self.lock_timeout = lock_timeout
         self._held: set[str] = set()  # ids locked by this process
-        # small requests, retried on 5xx and dropped connections (rclone answers a GET
-        # racing a PUT of the same key with a 5xx now and then)
-        self.retry = RetryPolicy(max_attempts=5)
 
     @property
-    def s3(self) -> S3:
-        return self._s3()
+    def engine(self) -> Engine:
+        return self._engine()
 
     def info_key(self, upload: str) -> str:
         return f"{self.state_prefix}{upload}.info"
@@ -132,21 +138,14 @@ class TusStore:
         return f"{self.state_prefix}{upload}.lock"
 
     async def _get(self, key: str) -> bytes | None:
-        async def attempt() -> bytes | None:
-            try:
-                async with self.s3.get_object(self.bucket, key) as response:
-                    return bytes(await response["Body"].read())
-            except NotFoundError:
-                return None
+        return await self.engine.multipart.get_bytes(self.bucket, key, config=SMALL)
 
-        return await self.retry.call(attempt)
-
-    async def _put_once(self, key: str, data: bytes, **params: Any) -> dict[str, Any]:
-        return await self.s3.put_object(self.bucket, key, data, **params)
+    async def _put_once(self, key: str, data: bytes, **params: Any) -> None:
+        await self.engine.multipart.put_bytes(self.bucket, key, data, config=ONCE, **params)
 
     async def _put(self, key: str, data: bytes, **params: Any) -> None:
         with anyio.CancelScope(shield=True):  # a half-done commit must still land
-            await self.retry.call(lambda: self._put_once(key, data, **params))
+            await self.engine.multipart.put_bytes(self.bucket, key, data, config=SMALL, **params)
 
     async def load(self, upload: str) -> UploadInfo | None:
         data = await self._get(self.info_key(upload))
@@ -178,27 +177,24 @@ class TusStore:
             return
         with anyio.move_on_after(30, shield=True):
             try:
-                await self.s3.delete_objects(self.bucket, list[str | tuple[str, str]](keys))
+                result = await self.engine.delete_many(self.bucket, keys, concurrency=1)
             except StreamxError as exc:
                 log.warning("tus.cleanup_failed", error=type(exc).__name__, count=len(keys))
+                return
+            if result.errors:
+                log.warning("tus.cleanup_failed", error=result.errors[0].code, count=len(keys))
 
     async def helper_keys(self, upload: str) -> list[str]:
         """Every helper object of ``upload`` in the bucket (info, pieces, lock)."""
-        keys: list[str] = []
-        params: dict[str, Any] = {"Prefix": f"{self.state_prefix}{upload}."}
-        while True:
-            page = await self.s3.list_objects_v2(self.bucket, **params)
-            keys.extend(str(item["Key"]) for item in page.get("Contents", []))
-            if not page.get("IsTruncated"):
-                return keys
-            params["ContinuationToken"] = page["NextContinuationToken"]
+        listing = self.engine.list(self.bucket, f"{self.state_prefix}{upload}.")
+        return [item.key async for item in listing]
 
     async def remove(self, info: UploadInfo, *, abort: bool) -> None:
         """Abort the multipart upload (if asked and any) and delete every helper object."""
         with anyio.move_on_after(60, shield=True):
             if abort and info.upload_id is not None:
                 try:
-                    await self.s3.abort_multipart_upload(self.bucket, info.key, info.upload_id)
+                    await self.engine.multipart.abort(self.bucket, info.key, info.upload_id)
                 except NotFoundError:
                     pass  # already gone
             keys = await self.helper_keys(info.id)

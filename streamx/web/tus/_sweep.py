@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..._api.base import s3_layer
 from ..._engine import Engine
 from ..._errors import ConfigError
 from ._protocol import TusError, TusOptions, now
@@ -46,20 +45,14 @@ async def sweep_expired(
         raise ConfigError(f"orphan_age must be a non-negative number of seconds, not {age!r}")
     if not isinstance(dry_run, bool):
         raise ConfigError(f"dry_run must be True or False, not {dry_run!r}")
-    store = TusStore(lambda: s3_layer(engine), bucket, state_prefix, lock_timeout=30.0)
-    groups: dict[str, list[tuple[str, float]]] = {}
-    params: dict[str, object] = {"Prefix": state_prefix}
-    while True:
-        page = await s3_layer(engine).list_objects_v2(bucket, **params)
-        for item in page.get("Contents", []):
-            key = str(item["Key"])
-            upload = key[len(state_prefix) :].split(".", 1)[0]
-            groups.setdefault(upload, []).append((key, item["LastModified"].timestamp()))
-        if not page.get("IsTruncated"):
-            break
-        params["ContinuationToken"] = page["NextContinuationToken"]
-    removed: list[ExpiredUpload] = []
     at = now()
+    store = TusStore(lambda: engine, bucket, state_prefix, lock_timeout=30.0)
+    groups: dict[str, list[tuple[str, float]]] = {}
+    async for item in engine.list(bucket, state_prefix):
+        upload = item.key[len(state_prefix) :].split(".", 1)[0]
+        stamp = item.last_modified.timestamp() if item.last_modified is not None else at
+        groups.setdefault(upload, []).append((item.key, stamp))
+    removed: list[ExpiredUpload] = []
     for upload, objects in sorted(groups.items()):
         try:
             info = await store.load(upload)
