@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# the 20 slowest tests are listed at the end of every run: the suite's budget is 15 min on 2 cores
+# the 20 slowest tests are listed at the end of every run: the suite's budget is 15 min on 2 cores.
+# Parallel (pytest-xdist): most tests wait on servers, sockets and child processes, so 4 workers
+# fill 2 cores; --dist loadgroup keeps each xdist_group (the browser, Ray) in one worker.
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 4
 test: lint browser-deps
-	$(PY) -m pytest --durations=20 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 test-browser: $(STAMP) browser-deps
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)

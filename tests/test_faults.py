@@ -233,7 +233,10 @@ async def test_server_stalls_and_part_timeout_retries(
     await pengine.upload(bucket, "stalled", DATA, config=cfg)
 
     assert sha(await read_object(engine, bucket, "stalled")) == sha(DATA)
-    assert attempts(proxy)[2] == 2
+    # the stalled attempt and at least one retry: the stall never answers, so the upload
+    # completed only because part_timeout ended it. Not `== 2`: on a loaded machine (the
+    # suite runs in parallel workers) a retry may also need more than 1 s and be cut again
+    assert attempts(proxy)[2] >= 2
 
 
 @pytest.mark.anyio

@@ -174,6 +174,16 @@ async def test_non_ascii_metadata_is_rfc2047_encoded(
     assert await read_object(engine, bucket, "meta") == data
 
 
+class _NotAClient:
+    """A stand-in client with a stable repr (an ``object()``'s repr holds its address, and
+    the test ids must be equal in every pytest-xdist worker)."""
+
+    def __repr__(self) -> str:
+        return "<not a client>"
+
+
+NOT_A_CLIENT = _NotAClient()
+
 ENGINE_CASES: list[tuple[dict[str, Any], str]] = [
     ({"region_name": ""}, "region_name"),
     ({"region_name": "us east 1"}, "region_name"),
@@ -184,7 +194,8 @@ ENGINE_CASES: list[tuple[dict[str, Any], str]] = [
     ({"aws_access_key_id": "a\nb", "aws_secret_access_key": "s"}, "control"),
     ({"aws_session_token": "t"}, "aws_session_token"),
     ({"addressing_style": "weird"}, "addressing_style"),
-    ({"profile": f"no-such-profile-{uuid.uuid4().hex}"}, "profile"),
+    # a fixed name: the test ids must be equal in every pytest-xdist worker (no uuid here)
+    ({"profile": "no-such-profile-5f0c3b1e9d2a4c7e"}, "profile"),
     ({"profile": ""}, "profile"),
     ({"endpoint_url": "ftp://x"}, "http:// or https://"),
     ({"endpoint_url": "127.0.0.1:9000"}, "add http://"),
@@ -201,7 +212,7 @@ ENGINE_CASES: list[tuple[dict[str, Any], str]] = [
     ({"memory_budget": 0}, "memory budget"),
     ({"memory_budget": "1GiB"}, "memory_budget"),
     ({"memory_budget": streamx.MemoryBudget(2**70)}, "memory_budget"),
-    ({"client": object(), "endpoint_url": "http://127.0.0.1:1"}, "client="),
+    ({"client": NOT_A_CLIENT, "endpoint_url": "http://127.0.0.1:1"}, "client="),
     ({"direct_parts": "yes"}, "direct_parts"),
 ]
 

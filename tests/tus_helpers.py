@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from npm_lock import npm_lock
 
 from streamx._stores import PROFILES, UNKNOWN
 from streamx.testing import free_port
@@ -167,12 +168,13 @@ def node_ready() -> str:
         raise AssertionError(
             "the tus-js-client tests need Node.js and npm: apt-get install nodejs npm"
         )
-    if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "tus-js-client")):
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"npm ci in {JS_DIR} failed:\n{done.stderr[-2000:]}")
+    with npm_lock(JS_DIR):  # another xdist worker may be installing them right now
+        if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "tus-js-client")):
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise AssertionError(f"npm ci in {JS_DIR} failed:\n{done.stderr[-2000:]}")
     return node
 
 

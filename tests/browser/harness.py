@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from npm_lock import npm_lock
 
 T = TypeVar("T")
 
@@ -44,6 +45,11 @@ def need(condition: bool, what: str) -> None:
 
 def build_uppy() -> None:
     """Install the pinned Uppy 6 packages (npm ci) and bundle them, unless done already."""
+    with npm_lock(JS_DIR):  # another xdist worker may be building it right now
+        _build_uppy()
+
+
+def _build_uppy() -> None:
     sources = [JS_DIR / "package-lock.json", JS_DIR / "uppy-entry.js", JS_DIR / "uppy.css"]
     newest = max(p.stat().st_mtime for p in sources)
     if UPPY_JS.exists() and UPPY_CSS.exists() and UPPY_JS.stat().st_mtime >= newest:

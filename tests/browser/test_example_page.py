@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from faultproxy import Fault, FaultProxy
 
 from streamx.testing import MotoServer, free_port
@@ -35,6 +36,9 @@ from .harness import (
     wait_for,
     write_file,
 )
+
+# one worker runs every browser test (pytest-xdist, --dist loadgroup): one Chromium, one bundle
+pytestmark = pytest.mark.xdist_group("browser")
 
 MiB = 1024 * 1024
 APP = ROOT / "examples" / "app.py"
@@ -92,11 +96,22 @@ def example_app(args: list[str], env: dict[str, str] | None = None) -> Iterator[
         yield app
     finally:
         proc.terminate()
-        proc.wait(20)
-        if drain is not None:
-            drain.join(10)  # the app is gone: its end of the pipe is closed
-        if proc.stdout is not None:
-            proc.stdout.close()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            # killed, so that no running app leaks into the worker's next test (as a
+            # ResourceWarning there); the failure is this test's, with the app's log
+            proc.kill()
+            proc.wait()
+            raise AssertionError(
+                "the example app did not stop within 20 s of SIGTERM:\n"
+                + "\n".join(app.printed[-40:])
+            )
+        finally:
+            if drain is not None:
+                drain.join(10)  # the app is gone: its end of the pipe is closed
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def printed_credentials(app: RunningApp) -> dict[str, str]:

@@ -37,6 +37,9 @@ from .harness import (
     write_file,
 )
 
+# one worker runs every browser test (pytest-xdist, --dist loadgroup): one Chromium, one bundle
+pytestmark = pytest.mark.xdist_group("browser")
+
 MiB = 1024 * 1024
 PAGE = Path(__file__).with_name("uppy.html")
 USER = "ana"

@@ -25,7 +25,9 @@ from streamx.bulk.ray_actors import KEPT_NAMESPACE
 
 # Ray's start-up and its worker processes share the 2 cores with the servers: a loaded machine
 # needs more than the suite's 180 s per test
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(420)]
+# one worker runs them all (pytest-xdist, --dist loadgroup): two Ray clusters at once would
+# fight over the 2 cores
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(420), pytest.mark.xdist_group("ray")]
 
 
 @pytest.fixture(scope="module")

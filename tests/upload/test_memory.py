@@ -31,8 +31,8 @@ def stream_in_child(size: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=240,
-        check=True,
     )
+    assert out.returncode == 0, f"demo.py --size {size} exited {out.returncode}:\n{out.stderr[-3000:]}"
     report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return report
 
