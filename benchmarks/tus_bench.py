@@ -220,7 +220,7 @@ def main() -> None:
     lines = [
         f"tus, {ns.size} through tus-js-client into rclone serve s3, {PART // MiB} MiB parts, "
         f"{ns.runs} run(s) interleaved (median; MiB/s of each run in the last column), "
-        f"{stamp} (machine shared with other work)",
+        f"{stamp}, load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         "",
         "| server | chunks | MiB/s (all uploads) | server CPU-s/GiB | server peak RSS MiB | rclone CPU-s/GiB |"
         " objects left | MiB/s per run |",
