@@ -25,7 +25,7 @@ directories above it again).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -72,12 +72,17 @@ async def listed_pairs(
         return
     first = FirstFailure()  # the first failed listing surfaces as itself, once
     send, receive = anyio.create_memory_object_stream[tuple[list[Entry], Pages]](ahead)
+    joined = _join(receive)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(
                 first.run, tg.cancel_scope, _cut, tg, first, src, dst, after, until, span, send
             )
-            yield _join(receive)
+            try:
+                yield joined
+            finally:  # a caller that stopped iterating (or failed) left it suspended in a range
+                with anyio.CancelScope(shield=True):
+                    await joined.aclose()  # closes that range's stream now, not at GC
             tg.cancel_scope.cancel()  # the caller stopped early: stop listing
     finally:
         with receive:
@@ -148,7 +153,7 @@ async def _list_range(
 
 async def _join(
     receive: MemoryObjectReceiveStream[tuple[list[Entry], Pages]],
-) -> AsyncIterator[Pair]:
+) -> AsyncGenerator[Pair, None]:
     async for chunk, pages in receive:
         with pages:
             async for pair in merge(_items(chunk), _flat(pages)):
