@@ -55,6 +55,7 @@ from .readahead import ReadAhead
 from .restore import discard, restore
 from .single import SinglePut
 from .source import Source
+from .target import PutTarget
 from .uploader import CompletedPart, PartUploader
 
 
@@ -207,20 +208,24 @@ class UploadPipeline:
 
     async def _put_object(self, head: list[Part]) -> UploadResult:
         single = SinglePut(
+            self._target(), config=self.config, retry=self.retry, progress=self.progress
+        )
+        return await single.run(head)
+
+    def _target(self) -> PutTarget:
+        """The write plan as it stands now (the store, the checksum plan and the log change
+        as the upload learns them)."""
+        return PutTarget(
             self.s3,
             self.bucket,
             self.key,
-            config=self.config,
-            retry=self.retry,
-            progress=self.progress,
-            put_args=self.put_args,
-            conditions=self.conditions,
-            store=self.store,
-            algorithm=self.algorithm,
-            send_checksums=self.send_checksums,
-            log=self.log,
+            self.put_args,
+            self.conditions,
+            self.store,
+            self.algorithm,
+            self.send_checksums,
+            self.log,
         )
-        return await single.run(head)
 
     async def _resume(self, file: CheckpointFile) -> bool:
         """Pick up the upload recorded in ``file``; false if there is none (start fresh)."""
@@ -253,17 +258,7 @@ class UploadPipeline:
 
     async def _open_multipart(self) -> None:
         """See :func:`.create.create_upload`; then the checkpoint records the new upload."""
-        upload_id, acknowledged = await create_upload(
-            self.s3,
-            self.bucket,
-            self.key,
-            self.put_args,
-            self.conditions,
-            self.store,
-            algorithm=self.algorithm,
-            send_checksums=self.send_checksums,
-            log=self.log,
-        )
+        upload_id, acknowledged = await create_upload(self._target())
         if self.send_checksums and self.algorithm and not acknowledged:
             self.send_checksums = False  # the store takes no note of them (rclone)
             self.store_ignores_checksums = True

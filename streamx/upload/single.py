@@ -17,10 +17,10 @@ from .._errors import ChecksumError, PreconditionFailedError
 from .._events import Progress
 from .._results import UploadResult
 from .._retry import RetryPolicy
-from .._s3 import S3
-from .._stores import StoreProfile, check_conditions, condition_points
+from .._stores import check_conditions, condition_points
 from .completer import settle_mismatch, verify_checksum
 from .parts import Part
+from .target import PutTarget
 from .uploader import CompletedPart, check_not_emptied
 
 
@@ -29,32 +29,19 @@ class SinglePut:
 
     def __init__(
         self,
-        s3: S3,
-        bucket: str,
-        key: str,
+        target: PutTarget,
         *,
         config: TransferConfig,
         retry: RetryPolicy,
         progress: Progress,
-        put_args: dict[str, Any],
-        conditions: dict[str, Any],
-        store: StoreProfile,
-        algorithm: str | None,
-        send_checksums: bool,
-        log: Any,
     ) -> None:
-        self.s3 = s3
-        self.bucket = bucket
-        self.key = key
+        t = target
+        self.s3, self.bucket, self.key, self.log = t.s3, t.bucket, t.key, t.log
+        self.put_args, self.conditions, self.store = t.put_args, t.conditions, t.store
+        self.algorithm, self.send_checksums = t.algorithm, t.send_checksums
         self.config = config
         self.retry = retry
         self.progress = progress
-        self.put_args = put_args
-        self.conditions = conditions
-        self.store = store
-        self.algorithm = algorithm
-        self.send_checksums = send_checksums
-        self.log = log
 
     async def run(self, head: list[Part]) -> UploadResult:
         """Send ``head`` (every part of the source) as one PutObject and check the answer."""
