@@ -207,13 +207,9 @@ class BatchWorker:
             hashable = [a for a in others if runner.hashable(a)]
             if hashable:
                 others = [a for a in others if not runner.hashable(a)]
-                for a, same in zip(hashable, await runner.check_many(hashable), strict=True):
-                    if isinstance(same, BaseException):
-                        events.append(("fail", a.key, a.size, describe(same)))
-                    elif same:
-                        events.append(("skip", a.key, a.size, None))
-                    else:
-                        others.append(Action("update", a.key, a.src, a.dst))
+                decided, updates = await runner.check_many(hashable)
+                events.extend(pack_event(event) for event in decided)
+                others.extend(updates)
         limiter = anyio.Semaphore(self._concurrency)
 
         async def one(action: Action) -> None:

@@ -147,9 +147,10 @@ class Runner:
             and md5_decides(self.src, self.dst, action.src, action.dst) is not None
         )
 
-    async def check_many(self, actions: list[Action]) -> list[bool | Exception]:
-        """For :meth:`hashable` checks: whether each pair holds the same bytes (or why it could not
-        be told), the local files' MD5s taken in one thread hop."""
+    async def check_many(self, actions: list[Action]) -> tuple[list[SyncEvent], list[Action]]:
+        """Settle :meth:`hashable` checks, the local files' MD5s taken in one thread hop: the
+        events of those decided here (``skip``: same bytes; ``fail``: the file could not be
+        read) and the ``update`` actions of those that differ."""
         jobs: list[tuple[str, str]] = []
         for action in actions:
             assert action.src is not None and action.dst is not None
@@ -158,8 +159,8 @@ class Runner:
             remote = action.dst if local is self.src else action.src
             jobs.append((local.path(action.key), remote.etag or ""))
 
-        def run() -> list[bool | Exception]:
-            out: list[bool | Exception] = []
+        def run() -> list[bool | OSError]:
+            out: list[bool | OSError] = []
             for path, etag in jobs:
                 try:
                     out.append(file_digest(path, "MD5") == etag)
@@ -167,7 +168,16 @@ class Runner:
                     out.append(exc)
             return out
 
-        return await anyio.to_thread.run_sync(run)
+        events: list[SyncEvent] = []
+        updates: list[Action] = []
+        for action, same in zip(actions, await anyio.to_thread.run_sync(run), strict=True):
+            if isinstance(same, OSError):
+                events.append(SyncEvent("fail", action.key, action.size, describe(same)))
+            elif same:
+                events.append(SyncEvent("skip", action.key, action.size))
+            else:
+                updates.append(Action("update", action.key, action.src, action.dst))
+        return events, updates
 
     async def _run(self, action: Action) -> SyncEvent:
         kind = action.kind

@@ -217,15 +217,11 @@ class LocalExecutor:
     async def _check(
         self, actions: list[Action], mark: Watermark, send: MemoryObjectSendStream[Action]
     ) -> None:
-        for action, same in zip(actions, await self.runner.check_many(actions), strict=True):
-            if isinstance(same, BaseException):
-                event = SyncEvent("fail", action.key, action.size, describe(same))
-                await self.record(event, mark, copied_bytes=False)
-            elif same:
-                event = SyncEvent("skip", action.key, action.size)
-                await self.record(event, mark, copied_bytes=False)
-            else:
-                await send.send(Action("update", action.key, action.src, action.dst))
+        events, updates = await self.runner.check_many(actions)
+        for event in events:
+            await self.record(event, mark, copied_bytes=False)
+        for update in updates:
+            await send.send(update)
 
     async def _delete(self, keys: list[str], mark: Watermark) -> None:
         assert isinstance(self.dst, S3Side)
