@@ -136,7 +136,13 @@ class MultipartUploads:
 
         async def attempt() -> dict[str, Any]:
             response = await s3.upload_part(
-                bucket, key, upload_id, part_number, data, stall_timeout=cfg.stall_timeout
+                bucket,
+                key,
+                upload_id,
+                part_number,
+                data,
+                stall_timeout=cfg.stall_timeout,
+                time_limit=cfg.part_timeout or None,
             )
             check_not_emptied(response, size, "UploadPart", part_number=part_number, **where)
             return response
@@ -311,7 +317,12 @@ class MultipartUploads:
         async def attempt() -> dict[str, Any]:
             with precondition_errors(conditions):
                 return await s3.put_object(
-                    bucket, key, data, stall_timeout=cfg.stall_timeout, **args
+                    bucket,
+                    key,
+                    data,
+                    stall_timeout=cfg.stall_timeout,
+                    time_limit=cfg.part_timeout or None,
+                    **args,
                 )
 
         async def on_retry(attempt_no: int, exc: BaseException) -> None:
