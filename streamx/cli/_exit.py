@@ -205,6 +205,8 @@ def classify(exc: BaseException) -> Failure:
                 plain = _s3_message(exc)
                 if plain is not None:
                     return Failure(code, plain)
+                if isinstance(exc, NotFoundError) and exc.bucket is None:
+                    hint = ""  # not something in a bucket (a sync's missing local directory)
                 return Failure(code, _with_hint(str(exc), hint))
     if isinstance(exc, StdoutClosed):
         return Failure(EXIT_BROKEN_PIPE, "")
