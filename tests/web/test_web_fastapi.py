@@ -257,7 +257,9 @@ async def test_refusals(web: Callable[..., str], engine: streamx.Engine, bucket:
 
 @pytest.mark.parametrize("server", ["rclone"], indirect=True)
 async def test_expired_url_is_refused(web: Callable[..., str], bucket: str) -> None:
-    host = web(url_lifetime=1)
+    # X-Amz-Date has whole seconds, so a 1 s URL can be dead a moment after it is signed
+    # (signed at 10.9 s, dated 10 s, expired at 11 s): 3 s leaves a loaded machine time to use it
+    host = web(url_lifetime=3)
     key = "users/alice/late.bin"
     async with api(host) as client, httpx.AsyncClient() as browser:
         r = await client.post("/uploads/multipart/init", json={"key": key})
@@ -268,7 +270,7 @@ async def test_expired_url_is_refused(web: Callable[..., str], bucket: str) -> N
         )
         url = r.json()["url"]
         fresh = await browser.put(url, content=b"in time")  # the same URL works while fresh
-        await asyncio.sleep(2.2)
+        await asyncio.sleep(4.2)
         late = await browser.put(url, content=b"late")
         await client.request(
             "DELETE", "/uploads/multipart/abort", json={"key": key, "upload_id": upload_id}
