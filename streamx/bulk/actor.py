@@ -103,6 +103,8 @@ class BatchWorker:
         self._stack: AsyncExitStack | None = None
         self._runner: Runner | None = None
         self._lock = anyio.Lock()
+        # one limit for all of this actor's batches (the driver keeps more than one in flight)
+        self._limiter: anyio.Semaphore | None = None
 
     async def _ready(self) -> Runner:
         async with self._lock:
@@ -133,6 +135,7 @@ class BatchWorker:
                     await stack.aclose()  # a later call starts again from nothing
                 raise
             self._stack = stack
+            self._limiter = anyio.Semaphore(self._concurrency)
             self._runner = Runner(
                 make_side(src_spec, source),
                 make_side(dst_spec, engine),
@@ -210,7 +213,8 @@ class BatchWorker:
                 decided, updates = await runner.check_many(hashable)
                 events.extend(pack_event(event) for event in decided)
                 others.extend(updates)
-        limiter = anyio.Semaphore(self._concurrency)
+        limiter = self._limiter
+        assert limiter is not None
 
         async def one(action: Action) -> None:
             async with limiter:

@@ -22,6 +22,7 @@ actor (one node, or a shared filesystem).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,24 +33,37 @@ from .._api.base import s3_layer
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from .actor import pack_action
-from .execute import Counts, SyncEvent
 from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
-from .listing import entries
-from .local import EventCallback, call_back
+from .local import EventCallback
 from .manifest import Manifest, Watermark
-from .plan import Compare, Filters, decide, merge
+from .plan import Compare, Filters
 from .ray_actors import start_actors
+from .ray_driver import Driver
 from .sides import LocalSide, S3Side, Side
 
-#: A shard's first batch; each next one doubles up to ``batch_size``. The shards are merged
-#: concurrently and advance together, so with full-size first batches the actors idled until
-#: every shard had planned ``batch_size`` keys (measured: 40% of a 10,000-key re-run on one
-#: node planned before the first batch left).
-FIRST_BATCH = 16
 
-#: How long a batch waits, in all, for an actor that Ray is restarting.
-UNAVAILABLE_PATIENCE = 60.0
+class _QuietThreadWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not the main thread" not in record.getMessage()
+
+
+def init_ray(ray: Any, address: str | None) -> None:
+    """``ray.init`` for a sync (in a worker thread: it takes seconds when it starts a local
+    Ray, while the driver lists): no dashboard, no worker logs on the driver's terminal."""
+    if ray.is_initialized():
+        return
+    quiet = _QuietThreadWarning()  # Ray sets its SIGTERM handler only from the main thread;
+    worker_log = logging.getLogger("ray._private.worker")  # the CLI has its own
+    worker_log.addFilter(quiet)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    finally:
+        worker_log.removeFilter(quiet)
 
 
 def _ray() -> Any:
@@ -82,118 +96,6 @@ async def split_points(side: Side, shards: int) -> list[str]:
     return tops[step - 1 : -1 : step][: shards - 1] if len(tops) > 1 else []
 
 
-class _Driver:
-    def __init__(
-        self,
-        ray: Any,
-        actors: list[Any],
-        *,
-        batch_size: int,
-        max_attempts: int,
-        on_event: EventCallback | None,
-        manifest: Manifest | None,
-    ) -> None:
-        self.ray = ray
-        self.batch_size = batch_size
-        self.max_attempts = max_attempts
-        self.on_event = on_event
-        self.manifest = manifest
-        self.counts = Counts()
-        self.retries = 0
-        send, self.free = anyio.create_memory_object_stream[Any](2 * len(actors))
-        for actor in actors * 2:  # two batches in flight per actor: one runs, one waits
-            send.send_nowait(actor)
-        self._return = send
-
-    def close(self) -> None:
-        """Close the pool of free actors (its two stream ends)."""
-        self._return.close()
-        self.free.close()
-
-    async def record(self, kind: str, key: str, size: int, error: str | None) -> None:
-        event = SyncEvent(kind, key, size, error)  # type: ignore[arg-type]
-        self.counts.add(event)
-        if kind != "skip":
-            await call_back(self.on_event, event)
-
-    async def run_batch(self, actor: Any, batch: list[Any], last: str, mark: Watermark) -> None:
-        attempt, deaths = 1, 0
-        waited = 0.0
-        try:
-            while True:
-                try:
-                    events = await actor.run.remote(batch, attempt)
-                    break
-                except self.ray.exceptions.RayActorError as exc:
-                    # ActorUnavailableError (a subclass): restarting, back later; it does not
-                    # count as a death, but is waited for at most UNAVAILABLE_PATIENCE seconds
-                    # (a restart is a new process: seconds on a loaded node)
-                    unavailable = isinstance(exc, self.ray.exceptions.ActorUnavailableError)
-                    deaths += not unavailable
-                    if deaths >= self.max_attempts or waited >= UNAVAILABLE_PATIENCE:
-                        events = [
-                            ("fail", t[1], 0, f"worker lost: {type(exc).__name__}") for t in batch
-                        ]
-                        break
-                    delay = min(0.5 * 2 ** (attempt - 1), 5.0)
-                    attempt += 1  # the retried batch cleans up after the lost attempt
-                    self.retries += 1
-                    await anyio.sleep(delay)  # let Ray restart the actor
-                    waited += delay
-        finally:
-            await self._return.send(actor)
-        ok = True
-        for kind, key, size, error in events:
-            ok = ok and kind != "fail"
-            await self.record(kind, key, size, error)
-        mark.finish(last, ok=ok)
-        if self.manifest is not None:
-            await self.manifest.maybe_save()
-
-    async def shard(
-        self,
-        tg: Any,
-        src: Side,
-        dst: Side,
-        mark: Watermark,
-        until: str | None,
-        decide_args: dict[str, Any],
-        filters: Filters,
-    ) -> None:
-        batch: list[Any] = []
-        last: str | None = None
-        size = min(FIRST_BATCH, self.batch_size)  # slow start: see FIRST_BATCH
-
-        async def flush() -> None:
-            nonlocal batch, size
-            assert last is not None
-            mark.start(last)
-            if not batch:
-                mark.finish(last)
-                return
-            actor = await self.free.receive()
-            tg.start_soon(self.run_batch, actor, batch, last, mark)
-            batch = []
-            size = min(2 * size, self.batch_size)
-
-        pairs = merge(entries(src, dst, mark.value, until), entries(dst, src, mark.value, until))
-        async for s, d in pairs:
-            key = (s or d).key  # type: ignore[union-attr]
-            if not filters(key):
-                continue
-            last = key
-            action = decide(s, d, **decide_args)
-            if action is None:
-                if s is not None:
-                    await self.record("skip", key, s.size, None)
-                continue
-            batch.append(pack_action(action))
-            if len(batch) >= size:
-                await flush()
-        if last is not None and (batch or mark.value != last):
-            await flush()
-
-
 async def sync_on_ray(
     source: str | os.PathLike[str],
     destination: str | os.PathLike[str],
@@ -202,6 +104,7 @@ async def sync_on_ray(
     source_engine_args: Mapping[str, Any] | None = None,
     ray_address: str | None = None,
     actors: int | None = None,
+    actors_per_node: int | None = None,
     actor_options: Mapping[str, Any] | None = None,
     shards: int = 16,
     batch_size: int = 256,
@@ -225,18 +128,25 @@ async def sync_on_ray(
     ``engine_args`` (and ``source_engine_args`` for a source on another
     store) are the ``Engine(...)`` keyword arguments each actor uses; keep
     credentials out of them on a shared cluster and let the nodes' own
-    ``AWS_*`` environment or roles supply them. ``actors`` defaults to one per
-    live node; each runs ``concurrency`` objects at once within
-    ``memory_limit`` bytes, with ``1/actors`` of the rate limits. Actors are
-    named ``{job_name}-{i}`` and killed when the job ends.
+    ``AWS_*`` environment or roles supply them. Each live node gets
+    ``actors_per_node`` actors (default: one per CPU, at most two: one Python
+    process keeps about one core busy), or ``actors`` in all, dealt over the
+    nodes; each node moves ``concurrency`` objects at once within
+    ``memory_limit`` bytes, split among its actors, and each actor has
+    ``1/actors`` of the rate limits. Actors are named ``{job_name}-{i}`` and
+    killed when the job ends.
 
-    ``keep_actors=SECONDS`` keeps them instead, for a later run of the same
-    job: they are detached actors in Ray namespace ``streamx``, named after a
-    digest of the job (sides, engine arguments, limits, actor count), found
-    again by a run with the same digest (``get_if_exists``), and each leaves
-    by itself after ``SECONDS`` without a batch (or with the cluster). A re-run
-    then skips the actors' start-up (a worker process, importing streamx and
-    aiobotocore, the engine: seconds).
+    Ray is started (or joined, at ``ray_address``) in a worker thread while the
+    driver checks both sides, lists and plans; the actors are started as soon
+    as Ray is up, and the planned batches wait for them.
+
+    ``keep_actors=SECONDS`` keeps the actors instead, for a later run of the
+    same job: they are detached actors in Ray namespace ``streamx``, named
+    after a digest of the job (sides, engine arguments, limits, placement),
+    found again by a run with the same digest (``get_if_exists``), and each
+    leaves by itself after ``SECONDS`` without a batch (or with the cluster).
+    A re-run then skips the actors' start-up (a worker process, importing
+    streamx and aiobotocore, the engine: seconds).
     """
     check_options(compare, concurrency, delete, False)
     rules = Filters(filters)
@@ -248,6 +158,11 @@ async def sync_on_ray(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, not {value!r}")
+    for name, count in (("actors", actors), ("actors_per_node", actors_per_node)):
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
+            raise ConfigError(f"{name} must be a positive int or None, not {count!r}")
     if (
         isinstance(keep_actors, bool)
         or not isinstance(keep_actors, int | float)
@@ -257,42 +172,34 @@ async def sync_on_ray(
     ray = _ray()
     if not isinstance(conditional, bool):
         raise ConfigError("conditional must be True or False")
-    async with Engine(**engine_args) as engine:
-        source_engine = engine
-        if source_engine_args is not None:
-            source_engine = await _enter(Engine(**source_engine_args))
-        try:
-            src = parse_side(source, source_engine, "source")
-            dst = parse_side(destination, engine, "destination")
-            check_sides(src, dst, dry_run=False)
-            manifest = None
-            marks: dict[str, str | None] = {}
-            if checkpoint is not None:
-                manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
-                marks = manifest.load()
-            # the store is probed once, here, not by every actor (a probe cut short by a
-            # killed actor would leave its scratch key behind); the actors get the answer
-            src, dst = await preflight(src), await preflight(dst, probe=conditional)
-            if isinstance(dst, LocalSide):
-                os.makedirs(dst.root, exist_ok=True)
-            else:
-                engine_args = {**engine_args, "store": engine.store}
-            if not ray.is_initialized():
-                ray.init(address=ray_address, log_to_driver=False, logging_level="ERROR")
-            # the actors start (process, Engine) while the driver lists
-            handles = start_actors(
+    driver = Driver(
+        ray,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        on_event=on_event,
+        manifest=None,
+    )
+    sides_ready = anyio.Event()
+    job: dict[str, Any] = {}
+
+    async def boot() -> None:
+        """Ray (a thread: seconds), then, once the sides are checked, the actors."""
+        await anyio.to_thread.run_sync(init_ray, ray, ray_address, abandon_on_cancel=True)
+        await sides_ready.wait()
+        driver.add(
+            start_actors(
                 ray,
-                src,
-                dst,
+                job["src"],
+                job["dst"],
                 actors=actors,
+                per_node=actors_per_node,
                 job_name=job_name,
                 options={
                     "max_restarts": max_restarts,
                     "max_task_retries": 0,
-                    "scheduling_strategy": "SPREAD",
                     **(actor_options or {}),
                 },
-                engine_args=engine_args,
+                engine_args=job["engine_args"],
                 source_engine_args=source_engine_args,
                 memory_limit=memory_limit,
                 rates=(bytes_per_second, requests_per_second),
@@ -300,56 +207,85 @@ async def sync_on_ray(
                 conditional=conditional,
                 keep=keep_actors,
             )
-            try:
-                bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
-                driver = _Driver(
-                    ray,
-                    handles,
-                    batch_size=batch_size,
-                    max_attempts=max_attempts,
-                    on_event=on_event,
-                    manifest=manifest,
-                )
+        )
+
+    manifest = None
+    try:
+        async with anyio.create_task_group() as fleet:
+            fleet.start_soon(boot)
+            async with Engine(**engine_args) as engine:
+                source_engine = engine
+                if source_engine_args is not None:
+                    source_engine = await _enter(Engine(**source_engine_args))
                 try:
-                    async with anyio.create_task_group() as tg:
-                        for i, lower in enumerate(bounds):
-                            until = bounds[i + 1] if i + 1 < len(bounds) else None
-                            mark = (
-                                manifest.shard(lower, marks.get(lower, lower or None))
-                                if manifest is not None
-                                else Watermark(lower or None)
-                            )
-                            tg.start_soon(
-                                driver.shard,
-                                tg,
-                                src,
-                                dst,
-                                mark,
-                                until,
-                                {"compare": compare, "delete": delete},
-                                rules,
-                            )
-                except BaseException:
-                    if manifest is not None:
-                        with anyio.CancelScope(shield=True):
-                            await manifest.save()
-                    raise
-            finally:
-                driver.close()
-                for handle in handles:
-                    if keep_actors:
-                        handle.linger.remote(keep_actors)
-                    else:
-                        ray.kill(handle, no_restart=True)
-        finally:
-            if source_engine is not engine:
-                await source_engine.__aexit__(None, None, None)
+                    src = parse_side(source, source_engine, "source")
+                    dst = parse_side(destination, engine, "destination")
+                    check_sides(src, dst, dry_run=False)
+                    marks: dict[str, str | None] = {}
+                    if checkpoint is not None:
+                        manifest = Manifest(
+                            checkpoint, job_record(src, dst, delete, compare, rules)
+                        )
+                        driver.manifest = manifest
+                        marks = manifest.load()
+                    # the store is probed once, here, not by every actor (a probe cut short by a
+                    # killed actor would leave its scratch key behind); the actors get the answer
+                    src, dst = await preflight(src), await preflight(dst, probe=conditional)
+                    if isinstance(dst, LocalSide):
+                        os.makedirs(dst.root, exist_ok=True)
+                    job.update(src=src, dst=dst, engine_args=dict(engine_args))
+                    if isinstance(dst, S3Side):
+                        job["engine_args"]["store"] = engine.store
+                    sides_ready.set()
+                    bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
+                    await _run_shards(driver, src, dst, bounds, marks, compare, delete, rules)
+                finally:
+                    if source_engine is not engine:
+                        await source_engine.__aexit__(None, None, None)
+            fleet.cancel_scope.cancel()  # nothing was sent: no need to wait for Ray
+    finally:
+        driver.close()
+        for handle in driver.actors:
+            if keep_actors:
+                handle.linger.remote(keep_actors)
+            else:
+                ray.kill(handle, no_restart=True)
     if manifest is not None:
         if driver.counts.failed:
             await manifest.save()
         else:
             manifest.remove()
     return SyncResult.from_counts(driver.counts, False)
+
+
+async def _run_shards(
+    driver: Driver,
+    src: Side,
+    dst: Side,
+    bounds: list[str],
+    marks: dict[str, str | None],
+    compare: Compare,
+    delete: bool,
+    rules: Filters,
+) -> None:
+    """Each shard's planner, concurrently; the manifest is saved if they stop early."""
+    manifest = driver.manifest
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, lower in enumerate(bounds):
+                until = bounds[i + 1] if i + 1 < len(bounds) else None
+                mark = (
+                    manifest.shard(lower, marks.get(lower, lower or None))
+                    if manifest is not None
+                    else Watermark(lower or None)
+                )
+                args = {"compare": compare, "delete": delete}
+                tg.start_soon(driver.shard, tg, src, dst, mark, until, args, rules)
+    except BaseException:
+        if manifest is not None:
+            with anyio.CancelScope(shield=True):
+                await manifest.save()
+        raise
 
 
 async def _enter(engine: Engine) -> Engine:
