@@ -11,7 +11,11 @@ files of SMALL_SIZE into ``rclone serve s3``; ``large`` — LARGE_COUNT files of
 LARGE_SIZE; ``rerun`` — the ``small`` sync again with nothing changed; ``s3s3``
 — the ``small`` objects from one rclone server to another. Every tool runs at
 the same concurrency (CONCURRENCY objects in flight); ``streamx-ray`` is the same command
-with ``--executor ray`` (it starts a one-node Ray itself: the start-up is in its time). Per cell: wall time,
+with ``--executor ray`` (it starts a one-node Ray itself: the start-up is in its time);
+``streamx-ray-cluster`` joins a one-node Ray that the bench starts before the cell and stops
+after it (a cluster that stays up: its start-up is not timed; the actors are started by each
+command); ``streamx-ray-kept`` is that with ``--ray-keep-actors``, so the timed pass of
+``rerun`` finds the actors the untimed first pass kept. Per cell: wall time,
 objects/s, MiB/s, the client's CPU seconds and peak RSS (``wait4``), and the
 server's CPU seconds. ``merge`` streams MERGE_ENTRIES synthetic entries per
 side through streamx's merge-join and planner, in a child process per size,
@@ -25,6 +29,7 @@ a Markdown table and written to benchmarks/results/sync-latest.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -47,11 +52,82 @@ CONCURRENCY = 16
 SMALL_COUNT, SMALL_SIZE = 10_000, 4 * 1024
 LARGE_COUNT, LARGE_SIZE = 32, 64 * MiB
 MERGE_ENTRIES = (100_000, 1_000_000)
-TOOLS = ("streamx", "streamx-size-mtime", "streamx-ray", "rclone", "aws", "s5cmd")
+TOOLS = (
+    "streamx",
+    "streamx-size-mtime",
+    "streamx-ray",
+    "streamx-ray-cluster",
+    "streamx-ray-kept",
+    "rclone",
+    "aws",
+    "s5cmd",
+)
+RAY = ("streamx-ray", "streamx-ray-cluster", "streamx-ray-kept")
 SCENARIOS = ("small", "large", "rerun", "s3s3")
 
 sys.path.insert(0, str(ROOT))
 from streamx.testing import RcloneServer, find_rclone  # noqa: E402
+from streamx.testing._base import free_port  # noqa: E402
+
+
+class OneNodeRay:
+    """``ray start --head`` in a temporary directory of its own (so no other ``ray.init`` on the
+    machine finds it), stopped by killing the processes that name that directory, by pid
+    (``ray stop`` would stop every Ray on the machine)."""
+
+    def __init__(self, node_env: dict[str, str]) -> None:
+        self.node_env = node_env
+        self.temp = tempfile.mkdtemp(prefix="sxray-")
+        self.address = f"127.0.0.1:{free_port()}"
+        # a local benchmark cluster on 127.0.0.1: no token (ray start turns token auth on when
+        # ~/.ray/auth_token exists, and the command would need it)
+        self.env = {"RAY_AUTH_MODE": "disabled"}
+
+    def __enter__(self) -> OneNodeRay:
+        ray = Path(sys.executable).parent / "ray"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "AWS_"))}
+        env |= self.node_env | self.env
+        subprocess.run(
+            [
+                str(ray),
+                "start",
+                "--head",
+                "--port",
+                self.address.split(":")[1],
+                "--node-ip-address",
+                "127.0.0.1",
+                "--temp-dir",
+                self.temp,
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in range(50):
+            pids = [
+                int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and self._ours(p)
+            ]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+    def _ours(self, proc: Path) -> bool:
+        try:
+            return self.temp.encode() in (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
 
 
 def peers() -> Path:
@@ -69,7 +145,13 @@ def make_tree(root: Path, count: int, size: int) -> None:
 
 
 def command(
-    tool: str, src: str, dst: str, server: RcloneServer, source: RcloneServer | None, workdir: Path
+    tool: str,
+    src: str,
+    dst: str,
+    server: RcloneServer,
+    source: RcloneServer | None,
+    workdir: Path,
+    cluster: OneNodeRay | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(server.env())
@@ -89,9 +171,14 @@ def command(
         ]
         if tool == "streamx-size-mtime":  # what rclone, aws and s5cmd compare by default
             cmd += ["--compare", "size-mtime"]
-        if tool == "streamx-ray":  # a local one-node Ray started by the command (its start-up
-            cmd += ["--executor", "ray"]  # is counted), one actor
+        if tool in RAY:  # without a cluster: a local one-node Ray started by the command (its
+            cmd += ["--executor", "ray"]  # start-up is counted)
             env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
+        if cluster is not None:
+            cmd += ["--ray-address", cluster.address]
+            env |= cluster.env
+        if tool == "streamx-ray-kept":
+            cmd += ["--ray-keep-actors", "60"]
         if source is not None:
             cmd += ["--source-endpoint-url", source.endpoint_url]
         return cmd, env
@@ -191,7 +278,11 @@ def measure(cmd: list[str], env: dict[str, str], server_pids: list[int]) -> dict
 
 
 def run_cell(tool: str, scenario: str, data: dict[str, Path], workdir: Path) -> dict[str, Any]:
-    with RcloneServer() as server:
+    with RcloneServer() as server, contextlib.ExitStack() as stack:
+        cluster = None
+        if tool in ("streamx-ray-cluster", "streamx-ray-kept"):
+            # the actors take their credentials from the nodes' environment, as on a real cluster
+            cluster = stack.enter_context(OneNodeRay(server.env()))
         bucket = f"b{uuid.uuid4().hex[:8]}"
         server.make_bucket(bucket)
         assert server.proc is not None
@@ -206,10 +297,10 @@ def run_cell(tool: str, scenario: str, data: dict[str, Path], workdir: Path) -> 
                 assert source.proc is not None
                 cmd, env = command("rclone", src, "s3://src/x", source, None, workdir)
                 measure(cmd, env, [])  # seed the source store
-                cmd, env = command(tool, "s3://src/x", dst, server, source, workdir)
+                cmd, env = command(tool, "s3://src/x", dst, server, source, workdir, cluster)
                 result = measure(cmd, env, [*pids, source.proc.pid])
         else:
-            cmd, env = command(tool, src, dst, server, None, workdir)
+            cmd, env = command(tool, src, dst, server, None, workdir, cluster)
             if scenario == "rerun":
                 measure(cmd, env, pids)
             result = measure(cmd, env, pids)

@@ -101,6 +101,12 @@ def _endpoint(side: S3Side) -> str:
 
 def check_sides(src: Side, dst: Side, *, dry_run: bool) -> None:
     """Local checks (no request): directions, existence, overlap."""
+    check_paths(src, dst)
+    check_overlap(src, dst)
+
+
+def check_paths(src: Side, dst: Side) -> None:
+    """Directions and the local side's existence (no request, no client needed)."""
     if isinstance(src, LocalSide) and isinstance(dst, LocalSide):
         raise ConfigError("one side of a sync must be an s3:// URL (use rsync between directories)")
     if isinstance(src, LocalSide):
@@ -110,6 +116,10 @@ def check_sides(src: Side, dst: Side, *, dry_run: bool) -> None:
             raise ConfigError(f"source {src.root} is a file, not a directory")
     if isinstance(dst, LocalSide) and os.path.exists(dst.root) and not os.path.isdir(dst.root):
         raise ConfigError(f"destination {dst.root} is a file, not a directory")
+
+
+def check_overlap(src: Side, dst: Side) -> None:
+    """A prefix synced into itself (two S3 sides on one store; the engines must be open)."""
     if isinstance(src, S3Side) and isinstance(dst, S3Side):
         same_store = src.engine is dst.engine or _endpoint(src) == _endpoint(dst)
         if (

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -33,7 +36,15 @@ from .._api.base import s3_layer
 from .._engine import Engine
 from .._errors import ConfigError
 from .._limits import MiB
-from .job import SyncResult, check_options, check_sides, job_record, parse_side, preflight
+from .job import (
+    SyncResult,
+    check_options,
+    check_overlap,
+    check_paths,
+    job_record,
+    parse_side,
+    preflight,
+)
 from .local import EventCallback
 from .manifest import Manifest, Watermark
 from .plan import Compare, Filters
@@ -47,11 +58,7 @@ class _QuietThreadWarning(logging.Filter):
         return "not the main thread" not in record.getMessage()
 
 
-def init_ray(ray: Any, address: str | None) -> None:
-    """``ray.init`` for a sync (in a worker thread: it takes seconds when it starts a local
-    Ray, while the driver lists): no dashboard, no worker logs on the driver's terminal."""
-    if ray.is_initialized():
-        return
+def _init(ray: Any, address: str | None) -> None:
     quiet = _QuietThreadWarning()  # Ray sets its SIGTERM handler only from the main thread;
     worker_log = logging.getLogger("ray._private.worker")  # the CLI has its own
     worker_log.addFilter(quiet)
@@ -64,6 +71,40 @@ def init_ray(ray: Any, address: str | None) -> None:
         )
     finally:
         worker_log.removeFilter(quiet)
+
+
+def _start_ray(ray: Any, address: str | None, started: Future[None]) -> None:
+    try:
+        _init(ray, address)
+    except BaseException as exc:
+        started.set_exception(exc)
+        return
+    started.set_result(None)
+    # Ray's processes die with the *thread* that started them (PR_SET_PDEATHSIG is per
+    # thread on Linux): this one stays until the process ends
+    threading.Event().wait()
+
+
+_starting: Future[None] | None = None
+_starting_lock = threading.Lock()
+
+
+def start_ray(ray: Any, address: str | None) -> Future[None]:
+    """``ray.init`` for a sync, begun in a thread of its own (it takes seconds when it starts a
+    local Ray, and the driver checks and lists meanwhile): no dashboard, no worker logs on the
+    driver's terminal. Done when Ray is up (at once if it already is)."""
+    global _starting
+    with _starting_lock:
+        if ray.is_initialized() and (_starting is None or _starting.done()):
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        if _starting is None or _starting.done():
+            _starting = Future()
+            threading.Thread(
+                target=_start_ray, args=(ray, address, _starting), name="streamx-ray", daemon=True
+            ).start()
+        return _starting
 
 
 def _ray() -> Any:
@@ -172,19 +213,30 @@ async def sync_on_ray(
     ray = _ray()
     if not isinstance(conditional, bool):
         raise ConfigError("conditional must be True or False")
+    engine = Engine(**engine_args)
+    source_engine = engine if source_engine_args is None else Engine(**source_engine_args)
+    src = parse_side(source, source_engine, "source")
+    dst = parse_side(destination, engine, "destination")
+    check_paths(src, dst)
+    manifest = None
+    marks: dict[str, str | None] = {}
+    if checkpoint is not None:
+        manifest = Manifest(checkpoint, job_record(src, dst, delete, compare, rules))
+        marks = manifest.load()
     driver = Driver(
         ray,
         batch_size=batch_size,
         max_attempts=max_attempts,
         on_event=on_event,
-        manifest=None,
+        manifest=manifest,
     )
     sides_ready = anyio.Event()
     job: dict[str, Any] = {}
+    ray_started = start_ray(ray, ray_address)  # everything checked that needs no request
 
     async def boot() -> None:
         """Ray (a thread: seconds), then, once the sides are checked, the actors."""
-        await anyio.to_thread.run_sync(init_ray, ray, ray_address, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(ray_started.result, abandon_on_cancel=True)
         await sides_ready.wait()
         driver.add(
             start_actors(
@@ -209,39 +261,25 @@ async def sync_on_ray(
             )
         )
 
-    manifest = None
     try:
         async with anyio.create_task_group() as fleet:
             fleet.start_soon(boot)
-            async with Engine(**engine_args) as engine:
-                source_engine = engine
-                if source_engine_args is not None:
-                    source_engine = await _enter(Engine(**source_engine_args))
-                try:
-                    src = parse_side(source, source_engine, "source")
-                    dst = parse_side(destination, engine, "destination")
-                    check_sides(src, dst, dry_run=False)
-                    marks: dict[str, str | None] = {}
-                    if checkpoint is not None:
-                        manifest = Manifest(
-                            checkpoint, job_record(src, dst, delete, compare, rules)
-                        )
-                        driver.manifest = manifest
-                        marks = manifest.load()
-                    # the store is probed once, here, not by every actor (a probe cut short by a
-                    # killed actor would leave its scratch key behind); the actors get the answer
-                    src, dst = await preflight(src), await preflight(dst, probe=conditional)
-                    if isinstance(dst, LocalSide):
-                        os.makedirs(dst.root, exist_ok=True)
-                    job.update(src=src, dst=dst, engine_args=dict(engine_args))
-                    if isinstance(dst, S3Side):
-                        job["engine_args"]["store"] = engine.store
-                    sides_ready.set()
-                    bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
-                    await _run_shards(driver, src, dst, bounds, marks, compare, delete, rules)
-                finally:
-                    if source_engine is not engine:
-                        await source_engine.__aexit__(None, None, None)
+            async with AsyncExitStack() as engines:
+                await engines.enter_async_context(engine)
+                if source_engine is not engine:
+                    await engines.enter_async_context(source_engine)
+                check_overlap(src, dst)
+                # the store is probed once, here, not by every actor (a probe cut short by a
+                # killed actor would leave its scratch key behind); the actors get the answer
+                src, dst = await preflight(src), await preflight(dst, probe=conditional)
+                if isinstance(dst, LocalSide):
+                    os.makedirs(dst.root, exist_ok=True)
+                job.update(src=src, dst=dst, engine_args=dict(engine_args))
+                if isinstance(dst, S3Side):
+                    job["engine_args"]["store"] = engine.store
+                sides_ready.set()
+                bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
+                await _run_shards(driver, src, dst, bounds, marks, compare, delete, rules)
             fleet.cancel_scope.cancel()  # nothing was sent: no need to wait for Ray
     finally:
         driver.close()
@@ -286,8 +324,3 @@ async def _run_shards(
             with anyio.CancelScope(shield=True):
                 await manifest.save()
         raise
-
-
-async def _enter(engine: Engine) -> Engine:
-    await engine.__aenter__()
-    return engine
