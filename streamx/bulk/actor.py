@@ -157,6 +157,10 @@ class BatchWorker:
             await self._stack.aclose()
             self._stack = self._runner = None
 
+    async def limits(self) -> tuple[int, int]:
+        """This actor's share of its node: (objects at once, memory budget in bytes)."""
+        return self._concurrency, self._memory_limit
+
     async def pid(self) -> int:
         """This actor's process id (tools and tests tell a kept actor from a new one by it)."""
         return os.getpid()

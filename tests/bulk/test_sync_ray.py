@@ -191,3 +191,109 @@ async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> 
     lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert lines[-1]["copied"] == 40 and lines[-1]["failed"] == 0
     assert len([r for r in lines if r.get("action") == "copy"]) == 40
+
+
+async def test_default_actors_one_per_cpu_share_the_node(
+    local_ray: None, rclone_server: RcloneServer, tmp_path: Path
+) -> None:
+    """On the suite's 2-CPU Ray, the default is two actors, each with half the node's
+    concurrency and memory budget, and the mirror is exact."""
+    files = make_tree(tmp_path, 120)
+    name = f"node-{uuid.uuid4().hex[:6]}"
+    seen: dict[str, Any] = {}
+
+    async def look(event: SyncEvent) -> None:
+        if not seen:
+            seen["names"] = sorted(n for n in ray.util.list_named_actors() if n.startswith(name))
+            seen["limits"] = [await ray.get_actor(n).limits.remote() for n in seen["names"]]
+
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"n-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        result = await sync_on_ray(
+            tmp_path,
+            f"s3://{bucket}/n",
+            engine_args=rclone_server.engine_args(),
+            job_name=name,
+            concurrency=10,
+            memory_limit=64 * 1024 * 1024,
+            batch_size=8,
+            on_event=look,
+        )
+        assert (result.copied, result.failed) == (len(files), 0)
+        assert seen["names"] == [f"{name}-0", f"{name}-1"]
+        assert seen["limits"] == [(5, 32 * 1024 * 1024)] * 2
+        assert await prefix_contents(engine, bucket, "n/") == files
+
+
+def test_placement_deals_actors_over_nodes() -> None:
+    """Pure logic: which node each actor goes to."""
+    from streamx.bulk.ray_actors import placement
+
+    class Nodes:
+        def __init__(self, cpus: list[float]) -> None:
+            self.list = [
+                {"NodeID": f"n{i}", "Alive": True, "Resources": {"CPU": c}}
+                for i, c in enumerate(cpus)
+            ] + [{"NodeID": "dead", "Alive": False, "Resources": {"CPU": 64.0}}]
+
+        def nodes(self) -> list[dict[str, Any]]:
+            return self.list
+
+    assert placement(Nodes([2.0, 1.0, 16.0]), None, None) == [
+        ("n0", 2),
+        ("n0", 2),
+        ("n1", 1),
+        ("n2", 2),
+        ("n2", 2),
+    ]
+    assert placement(Nodes([2.0, 1.0]), None, 3) == [("n0", 3)] * 3 + [("n1", 3)] * 3
+    assert placement(Nodes([2.0, 8.0]), 3, None) == [("n0", 2), ("n0", 2), ("n1", 1)]
+
+
+RAY_IN_A_THREAD = """
+import sys, anyio, streamx
+from streamx.bulk.ray import sync_on_ray
+
+async def main():
+    args = dict(engine_args=eval(sys.argv[3]), actors=1)
+    first = await sync_on_ray(sys.argv[1], sys.argv[2], **args)
+    await anyio.sleep(15)  # longer than an idle anyio worker thread lives (10 s)
+    (open(sys.argv[1] + "/late", "w")).write("late")
+    again = await sync_on_ray(sys.argv[1], sys.argv[2], **args)
+    print(first.copied, again.copied, again.skipped, again.failed)
+
+anyio.run(main)
+"""
+
+
+async def test_ray_started_by_sync_outlives_its_thread(
+    rclone_server: RcloneServer, tmp_path: Path
+) -> None:
+    """sync_on_ray starts Ray in a thread of its own; Ray's processes die with the thread
+    that started them, so a Ray started in a pooled worker thread was gone (GCS lost) once
+    that thread idled out. A process that syncs, waits, and syncs again sees Ray still up."""
+    import sys
+
+    import anyio
+
+    make_tree(tmp_path / "src", 20)
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"t-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
+    env.update(rclone_server.env())
+    proc = await anyio.run_process(
+        [
+            sys.executable,
+            "-c",
+            RAY_IN_A_THREAD,
+            str(tmp_path / "src"),
+            f"s3://{bucket}/t",
+            repr(rclone_server.engine_args()),
+        ],
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().split() == ["20", "1", "20", "0"]
