@@ -62,14 +62,13 @@ from report import (
     plot_sweep,
     targets,
 )
+from venvs import peers_python
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CLIENTS = HERE / "clients"
 RESULTS = HERE / "results"
 DATA = HERE / ".data"
-PEERS_VENV = HERE / ".venv-peers"
-PEER_PACKAGES = ["aioboto3", "boto3", "s3fs", "obstore"]
 MAIN_PY = sys.executable
 
 # ---- settings (the issue's: same part size and concurrency for every client) ------------
@@ -188,19 +187,6 @@ def is_download(scenario: str) -> bool:
 
 
 # ---- processes -------------------------------------------------------------------------
-def ensure_peers(log: Any) -> str:
-    py = PEERS_VENV / "bin" / "python"
-    if not py.exists():
-        log(f"creating {PEERS_VENV} for the peers ({', '.join(PEER_PACKAGES)})")
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    missing = subprocess.run(
-        [str(py), "-c", "import aioboto3, boto3, s3fs, obstore"], capture_output=True
-    )
-    if missing.returncode:
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
-    return str(py)
-
-
 def peer_versions(py: str) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json;"
@@ -500,7 +486,7 @@ def main() -> int:
     DATA.mkdir(exist_ok=True)
     py = {"main": MAIN_PY}
     if any(CLIENT_DEFS[c][0] == "peers" for c in args.clients):
-        py["peers"] = ensure_peers(log)
+        py["peers"] = peers_python(log)
     cells = build_cells(args)
     file_sizes = {
         c.size for c in cells if CLIENT_SCENARIO.get(c.scenario, (c.scenario,))[0] == "upload_file"
