@@ -1,13 +1,13 @@
 """Checksums computed once, from the bytes the producer read.
 
-CRC32C and CRC64NVME come from awscrt (GiB/s per core, the same code botocore
-uses when it has the CRT); CRC32 from python-isal (Intel's ISA-L): awscrt's
-CRC32 measured 3.1 GiB/s on this project's Xeon (best of 50 passes over 1 MiB),
-isal's about 100 GiB/s and awscrt's CRC32C 83 GiB/s;
-and CRC32 is what objects written by boto3 >= 1.36 and the AWS CLI carry, so a
-download verifies it. CRCs can be *combined* (awscrt), so the full-object value
-is derived from the part values without reading the bytes twice. SHA256 cannot be combined: its full-object form is S3's composite
-checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
+CRC32C and CRC64NVME come from awscrt (tens of GiB/s per core, the same code
+botocore uses when it has the CRT); CRC32 from python-isal (Intel's ISA-L):
+awscrt's CRC32 measured 3.1 GiB/s on this project's Xeon (best of 50 passes over
+1 MiB), isal's about 100 GiB/s (awscrt's CRC32C: 83), and CRC32 is what objects
+written by boto3 >= 1.36 and the AWS CLI carry, so a download verifies it. CRCs
+can be *combined* (awscrt), so the full-object value is derived from the part
+values without reading the bytes twice. SHA256 cannot be combined: its
+full-object form is S3's composite checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
 
 Multipart uploads ask for the FULL_OBJECT checksum type where the algorithm
 allows it (the CRCs), so the value S3 stores is the plain checksum of the
