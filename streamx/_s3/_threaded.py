@@ -40,6 +40,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -49,11 +50,12 @@ import botocore.exceptions as bexc
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
+from urllib3.util import parse_url
 
 from .._validate import header_safe
 from ._operation import Operation, Target, parse_target
+from ._pool import Answer, PartPool
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
 
@@ -66,6 +68,7 @@ except ImportError:  # pragma: no cover
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
+_FITS_SEND_BUFFER = 64 * 1024  # bytes a socket takes without blocking (Linux: >= 87 KiB)
 _PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct)"
@@ -77,12 +80,19 @@ class _Cancelled(Exception):
 
 
 class _Call:
-    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice."""
+    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice.
+
+    ``running`` is held by the thread from :meth:`begin` to :meth:`end` (a lock, not an
+    ``Event``: one C object per request instead of three Python ones), so the loop can
+    wait for a thread it gave up on with :meth:`wait`.
+    """
+
+    __slots__ = ("_lock", "aborted", "running", "started")
 
     def __init__(self) -> None:
         self.aborted = False
         self.started = False
-        self.done = threading.Event()
+        self.running = threading.Lock()
         self._lock = threading.Lock()
 
     def begin(self) -> bool:
@@ -90,8 +100,17 @@ class _Call:
         with self._lock:
             if self.aborted:
                 return False
+            self.running.acquire()
             self.started = True
             return True
+
+    def end(self) -> None:
+        self.running.release()
+
+    def wait(self, timeout: float) -> None:
+        """Until the thread has returned (or ``timeout`` seconds)."""
+        if self.running.acquire(timeout=timeout):
+            self.running.release()
 
     def abort(self) -> None:
         with self._lock:
@@ -132,11 +151,15 @@ class ThreadSender:
         self._credentials = credentials
         self._sign_payload = sign_payload
         self._fallback = fallback
-        self._sessions: dict[tuple[float, float], URLLib3Session] = {}
-        self._lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(settings.max_pool_connections)
+        self._pool = PartPool(settings)
+        # at most one thread per pooled connection; a request not yet started when it is
+        # cancelled never runs (asyncio cancels the executor's future)
+        self._executor = ThreadPoolExecutor(
+            settings.max_pool_connections, thread_name_prefix="streamx-send"
+        )
         self._ops = {op: Operation(client, op) for op in ("UploadPart", "PutObject")}
-        self._templates: dict[str, Target] = {}  # bucket -> URL for a placeholder key
+        # bucket -> URL for a placeholder key, and its host and port as urllib3 reads them
+        self._templates: dict[str, tuple[Target, str, int | None]] = {}
         self._parser = create_parser("rest-xml")
         self.closed = False
 
@@ -145,16 +168,14 @@ class ThreadSender:
         return self._ops[request.operation].plain(request.params)
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            session.close()
+        self.closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
         self._fallback.close()
 
-    def _session(self, request: PartRequest) -> tuple[URLLib3Session, float]:
-        """botocore's urllib3 session, its socket timeouts capped at the request's stall
-        timeout and time limit, and the longest a thread's blocking call can take with it."""
+    def _timeouts(self, request: PartRequest) -> tuple[Any, float]:
+        """The socket timeouts, capped at the request's stall timeout and time limit, and
+        the longest a thread's blocking call can take with them."""
         connect, read = self._settings.timeout
         limits = [t for t in (request.stall_timeout, request.time_limit) if t is not None]
         if limits:
@@ -162,43 +183,27 @@ class ThreadSender:
             # first, and a thread whose request was given up on returns soon after
             limit = min(limits) + _SOCKET_MARGIN
             connect, read = min(connect, limit), min(read, limit)
-        with self._lock:
-            session = self._sessions.get((connect, read))
-            if session is None:
-                s = self._settings
-                session = URLLib3Session(
-                    verify=s.verify,
-                    proxies=s.proxies,
-                    timeout=(connect, read),
-                    max_pool_connections=s.max_pool_connections,
-                    socket_options=s.socket_options,
-                    client_cert=s.client_cert,
-                    proxies_config=s.proxies_config,
-                )
-                if len(self._sessions) >= 8:  # a handful of stall timeouts in use at most
-                    for old in self._sessions.values():
-                        old.close()
-                    self._sessions.clear()
-                self._sessions[(connect, read)] = session
-            return session, max(connect, read)
+        return self._pool.timeout(connect, read), max(connect, read)
 
-    async def _object_target(self, bucket: str, key: str) -> Target:
+    async def _object_target(self, bucket: str, key: str) -> tuple[Target, str, int | None]:
         """The object's URL (PutObject's; UploadPart's adds its query): presigned once per
         bucket for a placeholder key, the key put in with botocore's own escaping
         (``quote(key, safe="/~")``), so botocore's endpoint rules decide the rest."""
-        template = self._templates.get(bucket)
-        if template is None:
+        found = self._templates.get(bucket)
+        if found is None:
             url = await self._client.generate_presigned_url(
                 "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
             )
             template = parse_target(url)
             if not template.path.endswith("/" + _KEY_MARK):
                 raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+            where = parse_url(f"{template.scheme}://{template.netloc}")
             if len(self._templates) > 1024:
                 self._templates.clear()
-            self._templates[bucket] = template
+            found = self._templates[bucket] = (template, where.host or "", where.port)
+        template, host, port = found
         path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
-        return Target(template.scheme, template.netloc, path, template.query)
+        return Target(template.scheme, template.netloc, path, template.query), host, port
 
     async def _frozen_credentials(self) -> Any:
         creds = self._credentials
@@ -214,7 +219,7 @@ class ThreadSender:
             return await self._fallback.send(request)
         op = self._ops[request.operation]
         params = request.params
-        target = await self._object_target(params["Bucket"], params["Key"])
+        target, host, port = await self._object_target(params["Bucket"], params["Key"])
         pairs = target.query
         if request.operation == "UploadPart":
             pairs = (
@@ -229,7 +234,8 @@ class ThreadSender:
             payload = await anyio.to_thread.run_sync(_sha256_hex, view)
         # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
         query = urlencode(pairs, safe="-_.~", quote_via=quote)
-        url = f"{target.scheme}://{target.netloc}{target.path}" + (f"?{query}" if query else "")
+        path = target.path + (f"?{query}" if query else "")
+        url = f"{target.scheme}://{target.netloc}{path}"
         headers = {
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(view)),
@@ -241,31 +247,32 @@ class ThreadSender:
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
         body = _slices(view, call, notify, size)
-        aws = AWSRequest(method="PUT", url=url, headers=headers, data=body)
+        aws = AWSRequest(method="PUT", url=url, headers=headers)
         region = self._client.meta.region_name
         _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
-        for name, value in aws.headers.items():
+        signed = dict(aws.headers.items())
+        for name, value in signed.items():
             # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
             # but lets NUL and folded lines through: nothing of the kind reaches the wire
             header_safe(name, value)
-        prepared = aws.prepare()
-        session, longest = self._session(request)
+        timeout, longest = self._timeouts(request)
+        exchange = (target.scheme, host, port, path, signed, body, timeout)
         try:
-            http = await anyio.to_thread.run_sync(
-                _exchange, session, prepared, call, limiter=self._limiter, abandon_on_cancel=True
-            )
+            # the executor's hand-off costs the loop about half of anyio.to_thread's
+            loop = asyncio.get_running_loop()
+            http = await loop.run_in_executor(self._executor, _exchange, self._pool, exchange, call)
         except BaseException:
             call.abort()
-            if call.started and not call.done.is_set():
+            if call.started:
                 # the thread stops at its next slice, or when its socket times out: wait for
                 # it, so that no thread still sends a part when the upload is aborted
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(call.done.wait, longest + 1.0)
+                    await anyio.to_thread.run_sync(call.wait, longest + 1.0)
             raise
-        status = http.status_code
+        status = http.status
         if 200 <= status < 300 and op.answers:
             return op.answer(status, http.headers)
-        response = {"headers": http.headers, "status_code": status, "body": http.content}
+        response = {"headers": http.headers, "status_code": status, "body": http.body}
         parsed: dict[str, Any] = self._parser.parse(response, op.model.output_shape)
         if status >= 300:
             raise bexc.ClientError(parsed, op.name)
@@ -300,25 +307,30 @@ class _Notifier:
 def _slices(
     view: memoryview, call: _Call, notify: _Notifier | None, size: int
 ) -> Iterator[memoryview]:
-    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
+    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted.
+
+    A body that fits in a socket's send buffer goes out without blocking: the signal
+    that its first slice is leaving would be followed at once by the one that it has
+    left, so only that one is given (each costs the loop a wake-up)."""
+    small = len(view) <= _FITS_SEND_BUFFER
     for start in range(0, len(view), size):
         if call.aborted:
             raise _Cancelled
-        if notify is not None:
+        if notify is not None and not small:
             notify()
         yield view[start : start + size]
     if notify is not None:
         notify(force=True)  # the whole body is sent: the wait for the answer starts now
 
 
-def _exchange(session: URLLib3Session, prepared: Any, call: _Call) -> Any:
-    """In the worker thread: send, read the answer (urllib3 reads it whole)."""
+def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:
+    """In the worker thread: send, read the answer whole."""
     if not call.begin():
         raise bexc.HTTPClientError(error=_Cancelled())
     try:
-        return session.send(prepared)
+        return pool.send(*exchange)
     finally:
-        call.done.set()
+        call.end()
 
 
 def _sha256_hex(view: memoryview) -> str:
