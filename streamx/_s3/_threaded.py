@@ -5,26 +5,26 @@ millisecond of Python (hooks, serialisation, aiohttp's writer) plus every
 socket write of the body, all on the one thread that also runs the producer,
 the checksums' bookkeeping and every other transfer. Here the event loop only
 signs the request (botocore's own SigV4 signer, with the engine's credentials,
-refreshed as botocore refreshes them); a worker thread then hands the signed
-request to botocore's own urllib3 session (``URLLib3Session``, the transport
-botocore uses when it is not run by aiobotocore), which sends the part's memory
-slice by slice with ``socket.sendall`` (no copy of the part is made; the GIL is
-released for every send) and reads the answer. The HTTP framing, connection
-pooling and keep-alive, TLS (verify, CA bundle, client certificate), proxies
-and timeouts are urllib3's, configured with exactly the arguments botocore gave
-the client's own HTTP session (:class:`._session.HttpSettings`). aiobotocore
-keeps every other call: create, complete, abort, list, and the URL itself,
-taken from a presigned PutObject URL (once per bucket) so that botocore's
-endpoint rules (addressing style, accelerate, dual-stack ...) decide it.
+refreshed as botocore refreshes them); a worker thread then sends it on one of
+urllib3's pooled connections (:mod:`._pool`: ``HTTPConnectionPool.urlopen``, the
+pools built with the arguments botocore gave the client's own HTTP session), which
+sends the part's memory slice by slice with ``socket.sendall`` (no copy of the part
+is made; the GIL is released for every send) and reads the answer. The HTTP
+framing, connection pooling and keep-alive, TLS (verify, CA bundle, client
+certificate), proxies and timeouts are urllib3's, configured as botocore configures
+them (:class:`._session.HttpSettings`). aiobotocore keeps every other call:
+create, complete, abort, list, and the URL itself, taken from a presigned PutObject
+URL (once per bucket) so that botocore's endpoint rules (addressing style,
+accelerate, dual-stack ...) decide it.
 
 Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
-gets a progress signal per slice sent, handed to the event loop; the thread's
-own socket timeouts are the stall timeout or the request's time limit
-(``part_timeout``), whichever is shorter, plus a second (one urllib3 session per
-timeout value), so a thread whose request was given up on returns soon after.
-A cancelled request (``part_timeout``, a sibling's failure) stops at the next
-slice, and the caller waits for its thread (at most its socket timeout), so
-that no thread still sends a part when the upload is aborted or the engine closed.
+hears of the slices a thread has sent from a timer on the loop (:class:`_Watch`);
+the thread's own socket timeouts are the stall timeout or the request's time limit
+(``part_timeout``), whichever is shorter, plus a second, so a thread whose request
+was given up on returns soon after. A cancelled request (``part_timeout``, a
+sibling's failure) stops at the next slice, and the caller waits for its thread (at
+most its socket timeout), so that no thread still sends a part when the upload is
+aborted or the engine closed.
 
 A 2xx answer's headers are read as the S3 model says (:mod:`._operation`, the
 same result botocore's parser gives); any other answer is parsed by botocore's
@@ -38,7 +38,6 @@ import asyncio
 import contextvars
 import hashlib
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -68,8 +67,7 @@ except ImportError:  # pragma: no cover
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
-_FITS_SEND_BUFFER = 64 * 1024  # bytes a socket takes without blocking (Linux: >= 87 KiB)
-_PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
+_HASH_HERE = 64 * 1024  # bytes of body hashed on the loop (~40 µs) rather than in a thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct)"
 _KEY_MARK = "streamx-key-placeholder"
@@ -230,8 +228,11 @@ class ThreadSender:
         view = request.body
         payload = _UNSIGNED
         sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        if sign:
-            payload = await anyio.to_thread.run_sync(_sha256_hex, view)
+        if sign:  # a small body is hashed here: a thread hop costs more than its hash
+            small = len(view) <= _HASH_HERE
+            payload = (
+                _sha256_hex(view) if small else await anyio.to_thread.run_sync(_sha256_hex, view)
+            )
         # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
         query = urlencode(pairs, safe="-_.~", quote_via=quote)
         path = target.path + (f"?{query}" if query else "")
@@ -243,10 +244,8 @@ class ThreadSender:
             **op.headers(params),
         }
         call = _Call()
-        notify = _Notifier(request) if request.stall_timeout is not None else None
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
-        body = _slices(view, call, notify, size)
         aws = AWSRequest(method="PUT", url=url, headers=headers)
         region = self._client.meta.region_name
         _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
@@ -256,6 +255,8 @@ class ThreadSender:
             # but lets NUL and folded lines through: nothing of the kind reaches the wire
             header_safe(name, value)
         timeout, longest = self._timeouts(request)
+        watch = _Watch(request, stall) if stall is not None else None
+        body = _slices(view, call, watch, size)
         exchange = (target.scheme, host, port, path, signed, body, timeout)
         try:
             # the executor's hand-off costs the loop about half of anyio.to_thread's
@@ -269,6 +270,9 @@ class ThreadSender:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(call.wait, longest + 1.0)
             raise
+        finally:
+            if watch is not None:
+                watch.stop()
         status = http.status
         if 200 <= status < 300 and op.answers:
             return op.answer(status, http.headers)
@@ -279,10 +283,22 @@ class ThreadSender:
         return parsed
 
 
-class _Notifier:
-    """The stall detector's progress signal from a sending thread, handed to the loop."""
+class _Watch:
+    """The stall detector's progress signal from a sending thread, without waking the loop.
 
-    def __init__(self, request: PartRequest) -> None:
+    The thread only counts the slices it hands to the socket (:meth:`moved`); a timer on
+    the loop looks every ``min(stall_timeout / 4, 0.5 s)`` and passes a change on to the
+    detector. A request shorter than that costs the loop one timer and no wake-up (a
+    ``call_soon_threadsafe`` per signal cost two per request). The detector never fires
+    early (its clock restarts when the loop sees the change, after the bytes moved) and
+    at most one interval late, still before the thread's socket timeout (``_SOCKET_MARGIN``).
+    """
+
+    __slots__ = ("_context", "_every", "_handle", "_loop", "_progress", "_seen", "count")
+
+    def __init__(self, request: PartRequest, stall: float) -> None:
+        self.count = 0  # written by the sending thread only
+        self._seen = 0
         self._loop = asyncio.get_running_loop()
         # the callback runs outside any task: tell anyio (sniffio) which library runs it,
         # as anyio.run does and asyncio.run does not
@@ -290,37 +306,33 @@ class _Notifier:
         if sniffio is not None:
             self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
         self._progress = request.progress
-        stall = request.stall_timeout or _PROGRESS_EVERY * 10
-        self._every = min(_PROGRESS_EVERY, stall / 10)
-        self._last = -self._every
+        self._every = min(stall / 4, _SOCKET_MARGIN / 2)
+        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
 
-    def __call__(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last >= self._every:
-            self._last = now
-            try:
-                self._loop.call_soon_threadsafe(self._progress, context=self._context)
-            except RuntimeError:  # the loop has closed: nobody waits for this request
-                raise _Cancelled from None
+    def moved(self) -> None:
+        """In the thread: bytes went to the socket."""
+        self.count += 1
+
+    def _look(self) -> None:
+        if self.count != self._seen:
+            self._seen = self.count
+            self._progress()
+        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
-def _slices(
-    view: memoryview, call: _Call, notify: _Notifier | None, size: int
-) -> Iterator[memoryview]:
-    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted.
-
-    A body that fits in a socket's send buffer goes out without blocking: the signal
-    that its first slice is leaving would be followed at once by the one that it has
-    left, so only that one is given (each costs the loop a wake-up)."""
-    small = len(view) <= _FITS_SEND_BUFFER
+def _slices(view: memoryview, call: _Call, watch: _Watch | None, size: int) -> Iterator[memoryview]:
+    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
     for start in range(0, len(view), size):
         if call.aborted:
             raise _Cancelled
-        if notify is not None and not small:
-            notify()
+        if watch is not None:
+            watch.moved()
         yield view[start : start + size]
-    if notify is not None:
-        notify(force=True)  # the whole body is sent: the wait for the answer starts now
+    if watch is not None:
+        watch.moved()  # the whole body is sent: the wait for the answer starts now
 
 
 def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:
