@@ -4,9 +4,9 @@ Why: a part's request through aiobotocore costs the event loop about a
 millisecond of Python (hooks, serialisation, aiohttp's writer) plus every
 socket write of the body, all on the one thread that also runs the producer,
 the checksums' bookkeeping and every other transfer. Here the event loop only
-signs the request (botocore's own SigV4 signer, with the engine's credentials,
-refreshed as botocore refreshes them); a worker thread then sends it on one of
-urllib3's pooled connections (:mod:`._pool`: ``HTTPConnectionPool.urlopen``, the
+signs the request (SigV4 by awscrt's signer, :mod:`._sign`, with botocore's
+credentials for the engine, refreshed as botocore refreshes them); a worker
+thread then sends it on one of urllib3's pooled connections (:mod:`._pool`: ``HTTPConnectionPool.urlopen``, the
 pools built with the arguments botocore gave the client's own HTTP session), which
 sends the part's memory slice by slice with ``socket.sendall`` (no copy of the part
 is made; the GIL is released for every send) and reads the answer. The HTTP
@@ -46,8 +46,6 @@ from urllib.parse import quote, urlencode
 import anyio
 import anyio.to_thread
 import botocore.exceptions as bexc
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.parsers import create_parser
 from urllib3.util import parse_url
@@ -57,6 +55,7 @@ from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
+from ._sign import sign
 
 sniffio: Any
 try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
@@ -113,17 +112,6 @@ class _Call:
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-
-
-class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
-    """botocore's S3 SigV4 signer, told the body's hash (it does not read the body)."""
-
-    def __init__(self, credentials: Any, region: str, payload: str) -> None:
-        super().__init__(credentials, "s3", region)
-        self._payload = payload
-
-    def payload(self, request: Any) -> str:
-        return self._payload
 
 
 class ThreadSender:
@@ -227,8 +215,8 @@ class ThreadSender:
             )
         view = request.body
         payload = _UNSIGNED
-        sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        if sign:  # a small body is hashed here: a thread hop costs more than its hash
+        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
+        if hashed:  # a small body is hashed here: a thread hop costs more than its hash
             small = len(view) <= _HASH_HERE
             payload = (
                 _sha256_hex(view) if small else await anyio.to_thread.run_sync(_sha256_hex, view)
@@ -236,20 +224,23 @@ class ThreadSender:
         # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
         query = urlencode(pairs, safe="-_.~", quote_via=quote)
         path = target.path + (f"?{query}" if query else "")
-        url = f"{target.scheme}://{target.netloc}{path}"
         headers = {
+            "Host": target.netloc,  # as signed (urllib3 then sends this one)
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(view)),
-            "X-Amz-Content-SHA256": payload,
             **op.headers(params),
         }
         call = _Call()
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
-        aws = AWSRequest(method="PUT", url=url, headers=headers)
-        region = self._client.meta.region_name
-        _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
-        signed = dict(aws.headers.items())
+        signed = sign(
+            "PUT",
+            path,
+            headers,
+            payload=payload,
+            credentials=await self._frozen_credentials(),
+            region=self._client.meta.region_name,
+        )
         for name, value in signed.items():
             # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
             # but lets NUL and folded lines through: nothing of the kind reaches the wire
