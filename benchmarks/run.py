@@ -29,7 +29,10 @@ before the client is created; ``sweep_*_steady`` times transfers 3.. of one
 long-lived client.
 
 Peers run in their own venv (benchmarks/.venv-peers, created on first use) so
-that aioboto3's aiobotocore pin cannot clash with streamx's.
+that aioboto3's aiobotocore pin cannot clash with streamx's; streamx runs from
+benchmarks/.venv-serve, its runtime dependencies only, as the peers do (the
+development venv's httpx, which aiobotocore imports when installed, would add
+its import time and RSS to streamx's cells alone). See benchmarks/venvs.py.
 """
 
 from __future__ import annotations
@@ -62,14 +65,13 @@ from report import (
     plot_sweep,
     targets,
 )
+from venvs import peers_python, serve_python
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CLIENTS = HERE / "clients"
 RESULTS = HERE / "results"
 DATA = HERE / ".data"
-PEERS_VENV = HERE / ".venv-peers"
-PEER_PACKAGES = ["aioboto3", "boto3", "s3fs", "obstore"]
 MAIN_PY = sys.executable
 
 # ---- settings (the issue's: same part size and concurrency for every client) ------------
@@ -94,7 +96,7 @@ ACCESS, SECRET = "bench-access-key", "bench-secret-key-0123456789"
 
 # client name -> (interpreter, script, extra args)
 CLIENT_DEFS: dict[str, tuple[str, str, list[str]]] = {
-    "streamx": ("main", "streamx_client.py", []),
+    "streamx": ("serve", "streamx_client.py", []),  # as deployed: benchmarks/venvs.py
     "aioboto3": ("peers", "aioboto3_client.py", []),
     "boto3": ("peers", "boto3_client.py", []),
     "s3fs": ("peers", "s3fs_client.py", []),
@@ -188,19 +190,6 @@ def is_download(scenario: str) -> bool:
 
 
 # ---- processes -------------------------------------------------------------------------
-def ensure_peers(log: Any) -> str:
-    py = PEERS_VENV / "bin" / "python"
-    if not py.exists():
-        log(f"creating {PEERS_VENV} for the peers ({', '.join(PEER_PACKAGES)})")
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    missing = subprocess.run(
-        [str(py), "-c", "import aioboto3, boto3, s3fs, obstore"], capture_output=True
-    )
-    if missing.returncode:
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
-    return str(py)
-
-
 def peer_versions(py: str) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json;"
@@ -499,8 +488,10 @@ def main() -> int:
 
     DATA.mkdir(exist_ok=True)
     py = {"main": MAIN_PY}
+    if any(CLIENT_DEFS[c][0] == "serve" for c in args.clients):
+        py["serve"] = serve_python(log)
     if any(CLIENT_DEFS[c][0] == "peers" for c in args.clients):
-        py["peers"] = ensure_peers(log)
+        py["peers"] = peers_python(log)
     cells = build_cells(args)
     file_sizes = {
         c.size for c in cells if CLIENT_SCENARIO.get(c.scenario, (c.scenario,))[0] == "upload_file"

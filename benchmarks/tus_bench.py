@@ -4,7 +4,8 @@
 (Node) into ``rclone serve s3``, with 8 MiB chunks and in one PATCH, then 32 uploads of 32 MiB
 at once from one Node process (8 MiB chunks), per server: streamx on
 aiohttp, streamx on FastAPI/uvicorn, and the Node reference. Each cell starts a fresh server
-process; reported: MiB/s (client wall time), the tus server's CPU seconds per GiB and peak RSS
+process (streamx's from benchmarks/.venv-serve, its runtime extras only, and told its
+store is rclone); reported: MiB/s (client wall time), the tus server's CPU seconds per GiB and peak RSS
 (``/proc``), and rclone's CPU per GiB. Writes benchmarks/results/tus.{json,md}.
 
 Needs Node and npm (``apt-get install nodejs npm``); the peers install from
@@ -30,6 +31,9 @@ from typing import Any
 import boto3
 
 from streamx.testing import RcloneServer, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from venvs import serve_python
 
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "tus_node"
@@ -94,7 +98,9 @@ def start_server(
             "framework": kind.split("-", 1)[1],
             "port": port,
             "bucket": bucket,
-            "engine": args,
+            # the store's profile, as a deployment names it: rclone ignores If-None-Match,
+            # so no lock object is written (streamx/web/tus/_state.py)
+            "engine": {**args, "store": "rclone"},
             "open": True,  # no users, no authorization: the Node server has none either
             "overwrite": True,  # rclone ignores If-None-Match (@tus/server does not check)
             "options": {
@@ -103,7 +109,8 @@ def start_server(
             },
         }
         # the tus app of the tests (tests/tus_app.py), in its open mode
-        cmd = [sys.executable, str(HERE.parent / "tests" / "tus_app.py"), json.dumps(cfg)]
+        # (run by streamx as deployed: benchmarks/venvs.py)
+        cmd = [serve_python(), str(HERE.parent / "tests" / "tus_app.py"), json.dumps(cfg)]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     wait_port(port, proc)

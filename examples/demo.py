@@ -72,7 +72,9 @@ class Bar:
     def __call__(self, event: streamx.ProgressEvent) -> None:
         if self._bar is not None:
             self._bar.n = event.bytes_done
-            if event.parts_done or event.parts_in_flight:  # uploads count parts; a read-back does not
+            if (
+                event.parts_done or event.parts_in_flight
+            ):  # uploads count parts; a read-back does not
                 self._bar.set_postfix(parts=event.parts_done, in_flight=event.parts_in_flight)
             self._bar.refresh()
 
@@ -103,7 +105,9 @@ async def run(args: argparse.Namespace, engine_args: dict[str, Any]) -> dict[str
         try:
             await engine.client.create_bucket(Bucket=args.bucket)
         except Exception as exc:  # the bucket may exist already (MinIO from compose.yaml)
-            if "BucketAlreadyOwnedByYou" not in repr(exc) and "BucketAlreadyExists" not in repr(exc):
+            if "BucketAlreadyOwnedByYou" not in repr(exc) and "BucketAlreadyExists" not in repr(
+                exc
+            ):
                 raise
         baseline = peak_rss()
         sent = hashlib.sha256()

@@ -1,10 +1,13 @@
 """Checksums computed once, from the bytes the producer read.
 
-CRC32C, CRC32 and CRC64NVME come from awscrt (tens of GiB/s per core, the
-same code botocore uses when it has the CRT); they can be *combined*, so the
-full-object value is derived from the part values without reading the bytes
-twice. SHA256 cannot be combined: its full-object form is S3's composite
-checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
+CRC32C and CRC64NVME come from awscrt (tens of GiB/s per core, the same code
+botocore uses when it has the CRT); CRC32 from python-isal (Intel's ISA-L):
+awscrt's CRC32 measured 3.1 GiB/s on this project's Xeon (best of 50 passes over
+1 MiB), isal's about 100 GiB/s (awscrt's CRC32C: 83), and CRC32 is what objects
+written by boto3 >= 1.36 and the AWS CLI carry, so a download verifies it. CRCs
+can be *combined* (awscrt), so the full-object value is derived from the part
+values without reading the bytes twice. SHA256 cannot be combined: its
+full-object form is S3's composite checksum (the SHA256 of the concatenated part digests, suffixed ``-N``).
 
 Multipart uploads ask for the FULL_OBJECT checksum type where the algorithm
 allows it (the CRCs), so the value S3 stores is the plain checksum of the
@@ -29,13 +32,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from awscrt import checksums as _crt
+from isal import isal_zlib
 
 from ._errors import ChecksumError, S3Error
 
 Buffer = bytes | bytearray | memoryview
 
 _CRC_WIDTH = {"CRC32C": 4, "CRC32": 4, "CRC64NVME": 8}
-_CRC_FN = {"CRC32C": _crt.crc32c, "CRC32": _crt.crc32, "CRC64NVME": _crt.crc64nvme}
+_CRC_FN = {"CRC32C": _crt.crc32c, "CRC32": isal_zlib.crc32, "CRC64NVME": _crt.crc64nvme}
 _CRC_COMBINE = {
     "CRC32C": _crt.combine_crc32c,
     "CRC32": _crt.combine_crc32,

@@ -6,7 +6,8 @@
 - ``_translate.py``: botocore/aiohttp errors into the streamx tree;
 - ``_args.py``: the put-argument model (names, conditions, value checks);
 - ``_sender.py``: the one-method part sender and aiobotocore's implementation;
-- ``_threaded.py``: the worker-thread implementation over botocore's urllib3 session.
+- ``_threaded.py``: the worker-thread implementation;
+- ``_pool.py``: its connections, urllib3's pools configured as botocore configures its own.
 """
 
 from __future__ import annotations

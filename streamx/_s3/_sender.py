@@ -9,7 +9,7 @@ stages never know which one runs. Two implementations:
 - :class:`AiobotocoreSender` (here): the client's own request path, the body
   handed to aiohttp as a :class:`BufferBody`;
 - :class:`streamx._s3._threaded.ThreadSender`: the event loop signs, a worker
-  thread sends the part's memory through botocore's urllib3 session.
+  thread sends the part's memory over urllib3's pools (:mod:`._pool`).
 
 Tests plug in small fakes (tests/test_s3_sender.py) to drive cancellation and
 faults without a server.

@@ -4,27 +4,27 @@ Why: a part's request through aiobotocore costs the event loop about a
 millisecond of Python (hooks, serialisation, aiohttp's writer) plus every
 socket write of the body, all on the one thread that also runs the producer,
 the checksums' bookkeeping and every other transfer. Here the event loop only
-signs the request (botocore's own SigV4 signer, with the engine's credentials,
-refreshed as botocore refreshes them); a worker thread then hands the signed
-request to botocore's own urllib3 session (``URLLib3Session``, the transport
-botocore uses when it is not run by aiobotocore), which sends the part's memory
-slice by slice with ``socket.sendall`` (no copy of the part is made; the GIL is
-released for every send) and reads the answer. The HTTP framing, connection
-pooling and keep-alive, TLS (verify, CA bundle, client certificate), proxies
-and timeouts are urllib3's, configured with exactly the arguments botocore gave
-the client's own HTTP session (:class:`._session.HttpSettings`). aiobotocore
-keeps every other call: create, complete, abort, list, and the URL itself,
-taken from a presigned PutObject URL (once per bucket) so that botocore's
-endpoint rules (addressing style, accelerate, dual-stack ...) decide it.
+signs the request (SigV4 by awscrt's signer, :mod:`._sign`, with botocore's
+credentials for the engine, refreshed as botocore refreshes them); a worker
+thread then sends it on one of urllib3's pooled connections (:mod:`._pool`: ``HTTPConnectionPool.urlopen``, the
+pools built with the arguments botocore gave the client's own HTTP session), which
+sends the part's memory slice by slice with ``socket.sendall`` (no copy of the part
+is made; the GIL is released for every send) and reads the answer. The HTTP
+framing, connection pooling and keep-alive, TLS (verify, CA bundle, client
+certificate), proxies and timeouts are urllib3's, configured as botocore configures
+them (:class:`._session.HttpSettings`). aiobotocore keeps every other call:
+create, complete, abort, list, and the URL itself, taken from a presigned PutObject
+URL (once per bucket) so that botocore's endpoint rules (addressing style,
+accelerate, dual-stack ...) decide it.
 
 Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
-gets a progress signal per slice sent, handed to the event loop; the thread's
-own socket timeouts are the stall timeout or the request's time limit
-(``part_timeout``), whichever is shorter, plus a second (one urllib3 session per
-timeout value), so a thread whose request was given up on returns soon after.
-A cancelled request (``part_timeout``, a sibling's failure) stops at the next
-slice, and the caller waits for its thread (at most its socket timeout), so
-that no thread still sends a part when the upload is aborted or the engine closed.
+hears of the slices a thread has sent from a timer on the loop (:class:`_Watch`);
+the thread's own socket timeouts are the stall timeout or the request's time limit
+(``part_timeout``), whichever is shorter, plus a second, so a thread whose request
+was given up on returns soon after. A cancelled request (``part_timeout``, a
+sibling's failure) stops at the next slice, and the caller waits for its thread (at
+most its socket timeout), so that no thread still sends a part when the upload is
+aborted or the engine closed.
 
 A 2xx answer's headers are read as the S3 model says (:mod:`._operation`, the
 same result botocore's parser gives); any other answer is parsed by botocore's
@@ -38,24 +38,24 @@ import asyncio
 import contextvars
 import hashlib
 import threading
-import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import anyio
 import anyio.to_thread
 import botocore.exceptions as bexc
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from botocore.httpsession import URLLib3Session
 from botocore.parsers import create_parser
+from urllib3.util import parse_url
 
 from .._validate import header_safe
 from ._operation import Operation, Target, parse_target
+from ._pool import Answer, PartPool
 from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
+from ._sign import sign
 
 sniffio: Any
 try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
@@ -66,7 +66,7 @@ except ImportError:  # pragma: no cover
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
-_PROGRESS_EVERY = 0.1  # seconds between two progress signals from a sending thread
+_HASH_HERE = 64 * 1024  # bytes of body hashed on the loop (~40 µs) rather than in a thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _USER_AGENT = "streamx (direct)"
 _KEY_MARK = "streamx-key-placeholder"
@@ -77,12 +77,19 @@ class _Cancelled(Exception):
 
 
 class _Call:
-    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice."""
+    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice.
+
+    ``running`` is held by the thread from :meth:`begin` to :meth:`end` (a lock, not an
+    ``Event``: one C object per request instead of three Python ones), so the loop can
+    wait for a thread it gave up on with :meth:`wait`.
+    """
+
+    __slots__ = ("_lock", "aborted", "running", "started")
 
     def __init__(self) -> None:
         self.aborted = False
         self.started = False
-        self.done = threading.Event()
+        self.running = threading.Lock()
         self._lock = threading.Lock()
 
     def begin(self) -> bool:
@@ -90,23 +97,21 @@ class _Call:
         with self._lock:
             if self.aborted:
                 return False
+            self.running.acquire()
             self.started = True
             return True
+
+    def end(self) -> None:
+        self.running.release()
+
+    def wait(self, timeout: float) -> None:
+        """Until the thread has returned (or ``timeout`` seconds)."""
+        if self.running.acquire(timeout=timeout):
+            self.running.release()
 
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-
-
-class _PartAuth(S3SigV4Auth):  # type: ignore[misc]
-    """botocore's S3 SigV4 signer, told the body's hash (it does not read the body)."""
-
-    def __init__(self, credentials: Any, region: str, payload: str) -> None:
-        super().__init__(credentials, "s3", region)
-        self._payload = payload
-
-    def payload(self, request: Any) -> str:
-        return self._payload
 
 
 class ThreadSender:
@@ -132,11 +137,15 @@ class ThreadSender:
         self._credentials = credentials
         self._sign_payload = sign_payload
         self._fallback = fallback
-        self._sessions: dict[tuple[float, float], URLLib3Session] = {}
-        self._lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(settings.max_pool_connections)
+        self._pool = PartPool(settings)
+        # at most one thread per pooled connection; a request not yet started when it is
+        # cancelled never runs (asyncio cancels the executor's future)
+        self._executor = ThreadPoolExecutor(
+            settings.max_pool_connections, thread_name_prefix="streamx-send"
+        )
         self._ops = {op: Operation(client, op) for op in ("UploadPart", "PutObject")}
-        self._templates: dict[str, Target] = {}  # bucket -> URL for a placeholder key
+        # bucket -> URL for a placeholder key, and its host and port as urllib3 reads them
+        self._templates: dict[str, tuple[Target, str, int | None]] = {}
         self._parser = create_parser("rest-xml")
         self.closed = False
 
@@ -145,16 +154,14 @@ class ThreadSender:
         return self._ops[request.operation].plain(request.params)
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            session.close()
+        self.closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
         self._fallback.close()
 
-    def _session(self, request: PartRequest) -> tuple[URLLib3Session, float]:
-        """botocore's urllib3 session, its socket timeouts capped at the request's stall
-        timeout and time limit, and the longest a thread's blocking call can take with it."""
+    def _timeouts(self, request: PartRequest) -> tuple[Any, float]:
+        """The socket timeouts, capped at the request's stall timeout and time limit, and
+        the longest a thread's blocking call can take with them."""
         connect, read = self._settings.timeout
         limits = [t for t in (request.stall_timeout, request.time_limit) if t is not None]
         if limits:
@@ -162,43 +169,27 @@ class ThreadSender:
             # first, and a thread whose request was given up on returns soon after
             limit = min(limits) + _SOCKET_MARGIN
             connect, read = min(connect, limit), min(read, limit)
-        with self._lock:
-            session = self._sessions.get((connect, read))
-            if session is None:
-                s = self._settings
-                session = URLLib3Session(
-                    verify=s.verify,
-                    proxies=s.proxies,
-                    timeout=(connect, read),
-                    max_pool_connections=s.max_pool_connections,
-                    socket_options=s.socket_options,
-                    client_cert=s.client_cert,
-                    proxies_config=s.proxies_config,
-                )
-                if len(self._sessions) >= 8:  # a handful of stall timeouts in use at most
-                    for old in self._sessions.values():
-                        old.close()
-                    self._sessions.clear()
-                self._sessions[(connect, read)] = session
-            return session, max(connect, read)
+        return self._pool.timeout(connect, read), max(connect, read)
 
-    async def _object_target(self, bucket: str, key: str) -> Target:
+    async def _object_target(self, bucket: str, key: str) -> tuple[Target, str, int | None]:
         """The object's URL (PutObject's; UploadPart's adds its query): presigned once per
         bucket for a placeholder key, the key put in with botocore's own escaping
         (``quote(key, safe="/~")``), so botocore's endpoint rules decide the rest."""
-        template = self._templates.get(bucket)
-        if template is None:
+        found = self._templates.get(bucket)
+        if found is None:
             url = await self._client.generate_presigned_url(
                 "put_object", Params={"Bucket": bucket, "Key": _KEY_MARK}, ExpiresIn=60
             )
             template = parse_target(url)
             if not template.path.endswith("/" + _KEY_MARK):
                 raise AssertionError("unexpected PutObject URL form")  # pragma: no cover
+            where = parse_url(f"{template.scheme}://{template.netloc}")
             if len(self._templates) > 1024:
                 self._templates.clear()
-            self._templates[bucket] = template
+            found = self._templates[bucket] = (template, where.host or "", where.port)
+        template, host, port = found
         path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
-        return Target(template.scheme, template.netloc, path, template.query)
+        return Target(template.scheme, template.netloc, path, template.query), host, port
 
     async def _frozen_credentials(self) -> Any:
         creds = self._credentials
@@ -214,7 +205,7 @@ class ThreadSender:
             return await self._fallback.send(request)
         op = self._ops[request.operation]
         params = request.params
-        target = await self._object_target(params["Bucket"], params["Key"])
+        target, host, port = await self._object_target(params["Bucket"], params["Key"])
         pairs = target.query
         if request.operation == "UploadPart":
             pairs = (
@@ -224,58 +215,81 @@ class ThreadSender:
             )
         view = request.body
         payload = _UNSIGNED
-        sign = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        if sign:
-            payload = await anyio.to_thread.run_sync(_sha256_hex, view)
+        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
+        if hashed:  # a small body is hashed here: a thread hop costs more than its hash
+            small = len(view) <= _HASH_HERE
+            payload = (
+                _sha256_hex(view) if small else await anyio.to_thread.run_sync(_sha256_hex, view)
+            )
         # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
         query = urlencode(pairs, safe="-_.~", quote_via=quote)
-        url = f"{target.scheme}://{target.netloc}{target.path}" + (f"?{query}" if query else "")
+        path = target.path + (f"?{query}" if query else "")
         headers = {
+            "Host": target.netloc,  # as signed (urllib3 then sends this one)
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(view)),
-            "X-Amz-Content-SHA256": payload,
             **op.headers(params),
         }
         call = _Call()
-        notify = _Notifier(request) if request.stall_timeout is not None else None
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
-        body = _slices(view, call, notify, size)
-        aws = AWSRequest(method="PUT", url=url, headers=headers, data=body)
-        region = self._client.meta.region_name
-        _PartAuth(await self._frozen_credentials(), region, payload).add_auth(aws)
-        for name, value in aws.headers.items():
+        signed = sign(
+            "PUT",
+            path,
+            headers,
+            payload=payload,
+            credentials=await self._frozen_credentials(),
+            region=self._client.meta.region_name,
+        )
+        for name, value in signed.items():
             # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
             # but lets NUL and folded lines through: nothing of the kind reaches the wire
             header_safe(name, value)
-        prepared = aws.prepare()
-        session, longest = self._session(request)
+        timeout, longest = self._timeouts(request)
+        watch = _Watch(request, stall) if stall is not None else None
+        body = _slices(view, call, watch, size)
+        exchange = (target.scheme, host, port, path, signed, body, timeout)
         try:
-            http = await anyio.to_thread.run_sync(
-                _exchange, session, prepared, call, limiter=self._limiter, abandon_on_cancel=True
-            )
+            # the executor's hand-off costs the loop about half of anyio.to_thread's
+            loop = asyncio.get_running_loop()
+            http = await loop.run_in_executor(self._executor, _exchange, self._pool, exchange, call)
         except BaseException:
             call.abort()
-            if call.started and not call.done.is_set():
+            if call.started:
                 # the thread stops at its next slice, or when its socket times out: wait for
                 # it, so that no thread still sends a part when the upload is aborted
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(call.done.wait, longest + 1.0)
+                    await anyio.to_thread.run_sync(call.wait, longest + 1.0)
             raise
-        status = http.status_code
+        finally:
+            if watch is not None:
+                watch.stop()
+        status = http.status
         if 200 <= status < 300 and op.answers:
             return op.answer(status, http.headers)
-        response = {"headers": http.headers, "status_code": status, "body": http.content}
+        response = {"headers": http.headers, "status_code": status, "body": http.body}
         parsed: dict[str, Any] = self._parser.parse(response, op.model.output_shape)
         if status >= 300:
             raise bexc.ClientError(parsed, op.name)
         return parsed
 
 
-class _Notifier:
-    """The stall detector's progress signal from a sending thread, handed to the loop."""
+class _Watch:
+    """The stall detector's progress signal from a sending thread, without waking the loop.
 
-    def __init__(self, request: PartRequest) -> None:
+    The thread only counts the slices it hands to the socket (:meth:`moved`); a timer on
+    the loop looks every ``min(stall_timeout / 4, 0.5 s)`` and passes a change on to the
+    detector. A request shorter than that costs the loop one timer and no wake-up (a
+    ``call_soon_threadsafe`` per signal cost two per request). The detector never fires
+    early (its clock restarts when the loop sees the change, after the bytes moved) and
+    at most one interval late, still before the thread's socket timeout (``_SOCKET_MARGIN``).
+    """
+
+    __slots__ = ("_context", "_every", "_handle", "_loop", "_progress", "_seen", "count")
+
+    def __init__(self, request: PartRequest, stall: float) -> None:
+        self.count = 0  # written by the sending thread only
+        self._seen = 0
         self._loop = asyncio.get_running_loop()
         # the callback runs outside any task: tell anyio (sniffio) which library runs it,
         # as anyio.run does and asyncio.run does not
@@ -283,42 +297,43 @@ class _Notifier:
         if sniffio is not None:
             self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
         self._progress = request.progress
-        stall = request.stall_timeout or _PROGRESS_EVERY * 10
-        self._every = min(_PROGRESS_EVERY, stall / 10)
-        self._last = -self._every
+        self._every = min(stall / 4, _SOCKET_MARGIN / 2)
+        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
 
-    def __call__(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last >= self._every:
-            self._last = now
-            try:
-                self._loop.call_soon_threadsafe(self._progress, context=self._context)
-            except RuntimeError:  # the loop has closed: nobody waits for this request
-                raise _Cancelled from None
+    def moved(self) -> None:
+        """In the thread: bytes went to the socket."""
+        self.count += 1
+
+    def _look(self) -> None:
+        if self.count != self._seen:
+            self._seen = self.count
+            self._progress()
+        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
-def _slices(
-    view: memoryview, call: _Call, notify: _Notifier | None, size: int
-) -> Iterator[memoryview]:
+def _slices(view: memoryview, call: _Call, watch: _Watch | None, size: int) -> Iterator[memoryview]:
     """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
     for start in range(0, len(view), size):
         if call.aborted:
             raise _Cancelled
-        if notify is not None:
-            notify()
+        if watch is not None:
+            watch.moved()
         yield view[start : start + size]
-    if notify is not None:
-        notify(force=True)  # the whole body is sent: the wait for the answer starts now
+    if watch is not None:
+        watch.moved()  # the whole body is sent: the wait for the answer starts now
 
 
-def _exchange(session: URLLib3Session, prepared: Any, call: _Call) -> Any:
-    """In the worker thread: send, read the answer (urllib3 reads it whole)."""
+def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:
+    """In the worker thread: send, read the answer whole."""
     if not call.begin():
         raise bexc.HTTPClientError(error=_Cancelled())
     try:
-        return session.send(prepared)
+        return pool.send(*exchange)
     finally:
-        call.done.set()
+        call.end()
 
 
 def _sha256_hex(view: memoryview) -> str:

@@ -4,7 +4,8 @@ The fault scenarios of tests/test_faults.py run over this sender and over
 aiobotocore's; here: which sender an engine picks, what goes on the wire
 (checked by rclone, which verifies signatures), TLS, proxies, and the
 answers and cancellations of the thread's requests against real sockets on
-127.0.0.1. The HTTP client underneath is botocore's own urllib3 session.
+127.0.0.1. The HTTP client underneath is urllib3 (botocore's), configured from the
+client's own HTTP settings (streamx/_s3/_pool.py; client certificates: test_pool.py).
 """
 
 from __future__ import annotations

@@ -203,9 +203,9 @@ async def test_a_thread_never_blocks_much_longer_than_its_request_may_take(
     )
     try:
         request = PartRequest("UploadPart", {}, memoryview(b""), lambda: None, stall, limit)
-        session, blocking = sender._session(request)
+        timeout, blocking = sender._timeouts(request)
         assert blocking == longest
-        assert sender._session(request)[0] is session  # one session per timeout value
+        assert sender._timeouts(request)[0] is timeout  # one Timeout per value
     finally:
         sender.close()
 

@@ -9,7 +9,8 @@ For an upload ``ID`` under ``state_prefix`` (default ``.tus/``):
   5 MiB for every part but the last). A PATCH adds its remainder as a new piece
   (the earlier pieces are not rewritten); when the pieces and new bytes fill a
   part, they become that part and the pieces are deleted;
-* ``ID.lock`` — held while a PATCH or DELETE runs (see :meth:`TusStore.lock`).
+* ``ID.lock`` — held while a PATCH or DELETE runs (see :meth:`TusStore.lock`), on a
+  store that honours ``If-None-Match`` (or may: an unknown one).
 
 The info object is the commit point. Pieces and parts are written *before* the
 info that lists them, so whatever the info lists exists; a crash between leaves
@@ -234,15 +235,24 @@ class TusStore:
         """Hold ``upload``'s lock for the block, or refuse with 423 Locked.
 
         The lock object is created with ``If-None-Match: *``, which S3, MinIO,
-        moto and SeaweedFS honour, so two replicas cannot both hold it; a store
-        that ignores the condition (rclone serve s3) still gets the in-process
-        lock and the offset check. The holder rewrites it every
-        ``lock_timeout / 3`` seconds; a lock older than ``lock_timeout`` was left
-        by a crashed process and is taken over.
+        moto and SeaweedFS honour, so two replicas cannot both hold it. The holder
+        rewrites it every ``lock_timeout / 3`` seconds; a lock older than
+        ``lock_timeout`` was left by a crashed process and is taken over.
+
+        On a store whose profile says it ignores the condition (``Engine(store=
+        "rclone")``), a lock object would lock nothing, so none is written (two
+        requests fewer per PATCH): the in-process lock and the offset check are what
+        such a store allows, and one server process at a time should serve an upload.
         """
         if upload in self._held:
             raise TusError(423, "another request is writing to this upload; retry later")
         self._held.add(upload)
+        if self.engine.store.honours("PutObject:IfNoneMatch") is False:
+            try:
+                yield
+            finally:
+                self._held.discard(upload)
+            return
         token = secrets.token_hex(8)
         try:
             await self._acquire(upload, token)

@@ -260,19 +260,46 @@ def test_two_servers_refuse_concurrent_patches(moto_server: Any, tmp_path: Any) 
     assert multipart_uploads(moto_server, bucket) == []
 
 
-class SlowPatch:
-    """A PATCH whose body waits after its first MiB until ``finish()`` (a thread)."""
+def test_no_lock_object_where_the_store_ignores_conditions(rclone_server: Any) -> None:
+    """``Engine(store="rclone")``: a lock object would lock nothing there, so a PATCH writes
+    none (GET info, UploadPart, PUT info); a second PATCH to the same process still gets 423."""
+    bucket = new_bucket(rclone_server)
+    tus = TusServer(rclone_server, bucket, "aiohttp", options={"part_size": 5 * MiB})
+    tus.cfg["engine"]["store"] = "rclone"
+    data = os.urandom(12 * MiB)
+    with running(tus):
+        headers = {**H, "X-User": "ida"}
+        r = httpx.post(tus.url, headers={**headers, "Upload-Length": str(len(data))})
+        url = str(httpx.URL(tus.url).join(r.headers["location"]))
+        patch = {**headers, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+        slow = SlowPatch(url, patch, data, first=6 * MiB)
+        try:  # part 1 committed: the slow PATCH is mid-body, holding the upload
+            while head_offset(url, "ida") == 0 and slow.thread.is_alive():
+                time.sleep(0.05)
+            second = httpx.patch(url, content=data, headers=patch, timeout=30)
+            keys = bucket_keys(rclone_server, bucket)
+        finally:
+            slow.finish()
+        assert second.status_code == 423, second.text
+        assert slow.status == 204
+        assert keys and not [k for k in keys if k.endswith(".lock")], keys
+    assert bucket_keys(rclone_server, bucket) == [f"users/ida/{upload_id(url)}"]
+    assert multipart_uploads(rclone_server, bucket) == []
 
-    def __init__(self, url: str, headers: dict[str, str], data: bytes) -> None:
+
+class SlowPatch:
+    """A PATCH whose body waits after its ``first`` bytes until ``finish()`` (a thread)."""
+
+    def __init__(self, url: str, headers: dict[str, str], data: bytes, first: int = MiB) -> None:
         import threading
 
         self.go = threading.Event()
         self.status: int | None = None
 
         def body() -> Iterator[bytes]:
-            yield data[:MiB]
+            yield data[:first]
             self.go.wait(60)
-            yield data[MiB:]
+            yield data[first:]
 
         def run() -> None:
             self.status = httpx.patch(url, content=body(), headers=headers, timeout=60).status_code
