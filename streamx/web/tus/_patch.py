@@ -9,7 +9,8 @@
 The part boundaries are absolute offsets of the plan fixed at creation, so a
 client that resends bytes after a drop produces the same parts. Memory: the part
 being filled and up to ``concurrency`` (1) being sent, every byte counted against
-the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``). While
+the endpoint's ``memory_limit`` for all PATCHes together (``_buffer.py``) and
+against the PATCH's own window: the parts in flight and half a part more. While
 S3 is slower than the client the body is not read, and TCP stops the client. The earlier pieces are fetched
 only when the bytes fill a part; the part that ends the upload is sent, the
 multipart upload completed (or, for an upload that never filled a part, one
@@ -96,7 +97,13 @@ class PatchWriter:
         self.received = 0
         self.truncated = False  # the client went away mid-body
         self.concurrency = concurrency
-        self.budgets = budgets or []  # the endpoint's (and the engine's): see _buffer.py
+        # the endpoint's (and the engine's), see _buffer.py; and this PATCH's own window:
+        # the parts in flight and half a part filling behind them. A whole next part
+        # filling beside the one in flight held 8 MiB more at the same speed into rclone
+        # (benchmarks/tus_bench.py): S3 takes a part faster than a client sends one.
+        size = info.plan.size_of(len(info.parts) + 1)
+        own = MemoryBudget(concurrency * size + size // 2)
+        self.budgets = [*(budgets or []), own]
         self.acked: dict[int, list[Any]] = {}  # sent, waiting for the parts before them
         self.next_commit = len(info.parts) + 1
         self.commit_lock = anyio.Lock()  # info writes in part order, one at a time
