@@ -99,8 +99,8 @@ class PatchWriter:
         self.concurrency = concurrency
         # the endpoint's (and the engine's), see _buffer.py; and this PATCH's own window:
         # the parts in flight and half a part filling behind them. A whole next part
-        # filling beside the one in flight held 8 MiB more at the same speed into rclone
-        # (benchmarks/tus_bench.py): S3 takes a part faster than a client sends one.
+        # filling beside the one in flight held 4 MiB more peak RSS in one 1 GiB PATCH
+        # (benchmarks/tus_bench.py); S3 usually takes a part faster than a client sends one.
         size = info.plan.size_of(len(info.parts) + 1)
         own = MemoryBudget(concurrency * size + size // 2)
         self.budgets = [*(budgets or []), own]
