@@ -158,6 +158,17 @@ async def test_kept_actors_serve_the_next_run_then_leave(
         await sync_on_ray(tmp_path, "s3://b/x", engine_args={}, keep_actors=-1)
 
 
+async def bucket_and_env(server: RcloneServer, prefix: str) -> tuple[str, dict[str, str]]:
+    """A new bucket, and the environment of a child process that syncs into it (the server's
+    credentials; none of this process's AWS_ or RAY_ settings)."""
+    async with streamx.Engine(**server.engine_args()) as engine:
+        bucket = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
+    env.update(server.env())
+    return bucket, env
+
+
 async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> None:
     import json
     import sys
@@ -165,11 +176,7 @@ async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> 
     import anyio
 
     make_tree(tmp_path / "src", 40)
-    async with streamx.Engine(**rclone_server.engine_args()) as engine:
-        bucket = f"c-{uuid.uuid4().hex[:10]}"
-        await engine.client.create_bucket(Bucket=bucket)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
-    env.update(rclone_server.env())
+    bucket, env = await bucket_and_env(rclone_server, "c")
     proc = await anyio.run_process(
         [
             sys.executable,
@@ -278,11 +285,7 @@ async def test_ray_started_by_sync_outlives_its_thread(
     import anyio
 
     make_tree(tmp_path / "src", 20)
-    async with streamx.Engine(**rclone_server.engine_args()) as engine:
-        bucket = f"t-{uuid.uuid4().hex[:10]}"
-        await engine.client.create_bucket(Bucket=bucket)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
-    env.update(rclone_server.env())
+    bucket, env = await bucket_and_env(rclone_server, "t")
     proc = await anyio.run_process(
         [
             sys.executable,
