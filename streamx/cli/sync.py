@@ -119,6 +119,8 @@ class SyncCommand:
             raise UsageError("--dry-run runs locally; drop --executor ray")
         if kw.get("ray_keep_actors") and kw.get("executor") != "ray":
             raise UsageError("--ray-keep-actors needs --executor ray")
+        if kw.get("ray_actors_per_node") and kw.get("executor") != "ray":
+            raise UsageError("--ray-actors-per-node needs --executor ray")
 
     def _rate_limit(self) -> Any:
         if not (self.kw.get("bwlimit") or self.kw.get("tpslimit")):
@@ -231,6 +233,7 @@ class SyncCommand:
             source_engine_args=self._engine_args(True) if self.cross else None,
             ray_address=self.kw.get("ray_address"),
             keep_actors=self.kw.get("ray_keep_actors") or 0.0,
+            actors_per_node=self.kw.get("ray_actors_per_node"),
             memory_limit=self.memory_limit,
             bytes_per_second=self.kw.get("bwlimit"),
             requests_per_second=self.kw.get("tpslimit"),
@@ -297,6 +300,13 @@ class SyncCommand:
     metavar="SECONDS",
     type=click.FloatRange(min=0, max=7 * 24 * 3600),
     help="Keep the Ray actors for a re-run of the same sync; they leave after SECONDS idle.",
+)
+@click.option(
+    "--ray-actors-per-node",
+    metavar="N",
+    type=click.IntRange(min=1, max=256),
+    help="Actors per Ray node (default: one per CPU, at most two); they share the node's "
+    "--concurrency and --memory-limit.",
 )
 @click.option("--source-endpoint-url", metavar="URL", help="Endpoint of SRC, when it differs.")
 @click.option("--source-profile", metavar="NAME", help="AWS profile for SRC, when it differs.")

@@ -117,6 +117,7 @@ async def test_json_actions_filters_delete_and_summary(
         ("local-local", 2, "s3://"),
         ("stdin", 2, "stdin"),
         ("keep-without-ray", 2, "--executor ray"),
+        ("per-node-without-ray", 2, "--executor ray"),
     ],
 )
 async def test_bad_input_one_line_and_exit_code(
@@ -138,6 +139,9 @@ async def test_bad_input_one_line_and_exit_code(
         "local-local": [str(tmp_path / "src"), str(tmp_path / "other")],
         "stdin": ["-", f"s3://{bucket}/d"],
         "keep-without-ray": [str(tmp_path / "src"), f"s3://{bucket}/d", "--ray-keep-actors", "9"],
+        "per-node-without-ray": [
+            *(str(tmp_path / "src"), f"s3://{bucket}/d", "--ray-actors-per-node", "1")
+        ],
     }[case]
     got, out, err = await run(server, *args)
     assert (got, out) == (code, ""), err

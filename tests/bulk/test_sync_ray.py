@@ -190,6 +190,8 @@ async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> 
             "--json",
             "--tpslimit",
             "1000",
+            "--ray-actors-per-node",
+            "1",
         ],
         env=env,
         check=False,
