@@ -31,17 +31,6 @@ and 64 concurrent uploads of 16 MiB then peak at about a quarter of a GiB of
 RSS (interpreter and HTTP stack included) instead of over a GiB. What other
 streams may hold while they wait for a part (a probed head, read-ahead) is
 charged to :attr:`MemoryBudget.heads`, at most half of it.
-
-Idle buffers. A shared budget keeps the buffers of parts that were sent and
-released (:meth:`MemoryBudget.park`) for the next part of that size, whichever
-transfer reads it (:meth:`MemoryBudget.unpark`): allocating a new 8 MiB buffer
-costs its zero-fill and two thousand page faults, about a fifth of the CPU of 64
-concurrent 16 MiB uploads, whose transfers are too short to reuse their own. A
-released part's bytes go back to the budget at once (the next waiter takes them
-and, usually, the buffer with them); at most a quarter of the budget is parked,
-nothing while no byte is held (an idle engine keeps no buffer), and a part that
-finds no buffer of its size first drops parked ones until parked and held bytes
-together fit the limit: no allocation passes the memory bound.
 """
 
 from __future__ import annotations
@@ -80,8 +69,6 @@ class MemoryBudget:
         self._waiters: deque[tuple[int, anyio.Event, object]] = deque()
         self._growers: dict[object, int] = {}  # in arrival order: token -> its part size
         self._heads: MemoryBudget | None = None
-        self._parked: list[bytearray] = []  # idle part buffers (see the module docstring)
-        self._parked_bytes = 0
 
     @property
     def limit(self) -> int:
@@ -188,39 +175,11 @@ class MemoryBudget:
         self._in_use -= n
         if self._in_use < 0:  # pragma: no cover - a bug in the caller
             raise RuntimeError("MemoryBudget released more than was acquired")
-        if not self._in_use and self._parked:  # idle: keep no buffer
-            self._parked.clear()
-            self._parked_bytes = 0
         self._wake()
 
     def _take(self, n: int) -> None:
         self._in_use += n
         self._peak = max(self._peak, self._in_use)
-
-    def park(self, buffer: bytearray) -> None:
-        """Keep ``buffer``, whose part's bytes were just released, for a later part of its
-        size (see the module docstring); dropped if a quarter of the budget is parked
-        already or nothing is held."""
-        if self._in_use and 4 * (self._parked_bytes + len(buffer)) <= self._limit:
-            self._parked.append(buffer)
-            self._parked_bytes += len(buffer)
-
-    def unpark(self, size: int) -> bytearray | None:
-        """An idle buffer of exactly ``size`` bytes for a part that holds ``size`` bytes of
-        this budget; ``None`` if there is none, after dropping parked buffers until the
-        new one the caller allocates fits the limit beside them."""
-        for i in range(len(self._parked) - 1, -1, -1):
-            if len(self._parked[i]) == size:
-                self._parked_bytes -= size
-                return self._parked.pop(i)
-        while self._parked and self._in_use + self._parked_bytes > self._limit:
-            self._parked_bytes -= len(self._parked.pop(0))
-        return None
-
-    @property
-    def parked(self) -> int:
-        """Bytes of idle buffers kept for reuse."""
-        return self._parked_bytes
 
     def _wake(self) -> None:
         finisher = next(iter(self._growers), None)

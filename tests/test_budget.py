@@ -92,32 +92,6 @@ async def test_a_request_larger_than_the_budget_is_clamped() -> None:
 
 @pytest.mark.unit
 @pytest.mark.anyio
-async def test_idle_buffers_are_reused_within_the_bound() -> None:
-    """A released part's buffer is kept for the next part of its size (any transfer's), at
-    most a quarter of the budget, none once nothing is held, and a part that finds none of
-    its size first drops parked ones until its new buffer fits the limit beside them."""
-    budget = streamx.MemoryBudget(64)
-    first, second = bytearray(8), bytearray(8)
-    budget.park(first)
-    assert budget.parked == 0  # nothing held: an idle budget keeps no buffer
-    await budget.acquire(40)
-    budget.park(first)
-    budget.park(second)
-    budget.park(bytearray(8))
-    assert budget.parked == 16  # a quarter of 64
-    assert budget.unpark(8) is second  # the newest of its size
-    assert budget.unpark(4) is None  # none of that size; 40 + 8 parked fits: kept
-    assert budget.parked == 8
-    await budget.acquire(20)  # 60 held
-    assert budget.unpark(4) is None  # 60 + 8 would pass 64: the parked buffer goes
-    assert budget.parked == 0
-    budget.park(first)
-    budget.release(60)
-    assert budget.parked == 0 and budget.in_use == 0
-
-
-@pytest.mark.unit
-@pytest.mark.anyio
 async def test_a_reservation_releases_exactly_once() -> None:
     shared = streamx.MemoryBudget(100)
     own = streamx.MemoryBudget(50)

@@ -188,8 +188,6 @@ class PartProducer:
         try:
             if buffer is None and not ended:
                 await self._reserve(reservation, size, wait=wait)
-                if self.budgets[1:]:  # another transfer's idle buffer (see _budget.py)
-                    buffer = self.budgets[-1].unpark(size)
             data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
@@ -343,8 +341,6 @@ class PartProducer:
             self._spares.append((data, part.reservation))
         else:
             part.reservation.release()
-            if self.budgets[1:] and isinstance(data, bytearray):
-                self.budgets[-1].park(data)  # for the next part of its size, any transfer's
 
     @staticmethod
     def _crowded(budget: MemoryBudget) -> bool:
