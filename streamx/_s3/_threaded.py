@@ -239,7 +239,8 @@ class ThreadSender:
             headers,
             payload=payload,
             credentials=await self._frozen_credentials(),
-            region=self._client.meta.region_name,
+            # botocore signs S3's global endpoint for us-east-1 when no region is set
+            region=self._client.meta.region_name or "us-east-1",
         )
         for name, value in signed.items():
             # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
