@@ -39,7 +39,7 @@ import contextvars
 import hashlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -251,9 +251,7 @@ class ThreadSender:
         body = _slices(view, call, watch, size)
         exchange = (target.scheme, host, port, path, signed, body, timeout)
         try:
-            # the executor's hand-off costs the loop about half of anyio.to_thread's
-            loop = asyncio.get_running_loop()
-            http = await loop.run_in_executor(self._executor, _exchange, self._pool, exchange, call)
+            http = await _in_thread(self._executor, _exchange, self._pool, exchange, call)
         except BaseException:
             call.abort()
             if call.started:
@@ -325,6 +323,40 @@ def _slices(view: memoryview, call: _Call, watch: _Watch | None, size: int) -> I
         yield view[start : start + size]
     if watch is not None:
         watch.moved()  # the whole body is sent: the wait for the answer starts now
+
+
+async def _in_thread(executor: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in ``executor``; what ``loop.run_in_executor`` does at about half its
+    cost to the loop (no asyncio future chained both ways to the executor's: one callback
+    from the thread). Cancelled before the thread took it, it never runs."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    job = executor.submit(fn, *args)
+
+    def done(job: Future[Any]) -> None:  # in the thread (or here, if already done)
+        try:
+            loop.call_soon_threadsafe(_settle, waiter, job)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    job.add_done_callback(done)
+    try:
+        return await waiter
+    except BaseException:
+        job.cancel()
+        raise
+
+
+def _settle(waiter: asyncio.Future[Any], job: Future[Any]) -> None:
+    if waiter.done() or job.cancelled():
+        if not waiter.done():
+            waiter.cancel()
+        return
+    error = job.exception()
+    if error is None:
+        waiter.set_result(job.result())
+    else:
+        waiter.set_exception(error)
 
 
 def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:

@@ -158,11 +158,11 @@ class UploadPipeline:
             result = await self._multipart([])
         else:
             size = self.source.size
-            if (
-                self.checkpoint is None
-                and size is not None
-                and size >= self.config.multipart_threshold
-            ):
+            threshold = self.config.multipart_threshold
+            whole = None if self.checkpoint is not None else self.producer.whole_in_memory(threshold)
+            if whole is not None:
+                head = whole
+            elif self.checkpoint is None and size is not None and size >= threshold:
                 head = await self._read_head_during_create()
             else:
                 head = await self._read_head()

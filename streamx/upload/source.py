@@ -78,6 +78,10 @@ class BytesSource:
         self.description = type(data).__name__
 
     async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+        return self.take(n)
+
+    def take(self, n: int) -> memoryview:
+        """The next ``n`` bytes (fewer at the end), without copying."""
         chunk = self._view[self._pos : self._pos + n]
         self._pos += len(chunk)
         return chunk

@@ -162,6 +162,28 @@ async def test_single_put_below_threshold_and_put_args(engine: streamx.Engine, b
 
 
 @pytest.mark.anyio
+async def test_a_small_upload_from_memory_takes_no_budget(
+    server: Any, engine: streamx.Engine, bucket: str
+) -> None:
+    """Bytes below the threshold go to the sender as the caller's memory (no part buffer), so
+    they need no budget: they go up while other transfers hold all of it; a stream of the
+    same bytes (read into a buffer of streamx's) waits for its share."""
+    budget = streamx.MemoryBudget(MiB)
+    data = PAYLOAD[:1000]
+    async with streamx.Engine(**server.engine_args(), memory_budget=budget) as budgeted:
+        await budget.acquire(MiB)  # another transfer holds the whole budget
+        with anyio.fail_after(30):
+            result = await budgeted.upload(bucket, "mem", data)
+        assert result.size == len(data) and budget.in_use == MiB
+        with anyio.move_on_after(1) as waited:
+            await budgeted.upload(bucket, "stream", iter([data]))
+        assert waited.cancelled_caught
+        budget.release(MiB)
+    assert await read_object(engine, bucket, "mem") == data
+    assert await list_uploads(engine, bucket) == []
+
+
+@pytest.mark.anyio
 async def test_multipart_keeps_put_args(engine: streamx.Engine, bucket: str) -> None:
     await engine.upload(
         bucket, "big", PAYLOAD, config=CFG, ContentType="video/mp4", Metadata={"a": "1"}
