@@ -108,6 +108,93 @@ async def test_a_reservation_releases_exactly_once() -> None:
     assert shared.in_use == 0
 
 
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_idle_buffers_stay_counted_and_never_make_anybody_wait() -> None:
+    budget = streamx.MemoryBudget(100)
+    reservation = Reservation()
+    await reservation.take(budget, 40)
+    buffer = bytearray(40)
+    assert budget.park(buffer, reservation.detach(budget))
+    assert (budget.in_use, budget.parked) == (0, 40)  # idle, still counted against the limit
+    found = budget.unpark(40)
+    assert found is not None and found[0] is buffer and budget.parked == 0
+    assert budget.in_use == 40  # now the caller's
+    assert budget.park(buffer, found[1])
+    assert budget.unpark(39) is None  # only a buffer of the very size
+    # a request that would not fit drops idle buffers instead of waiting
+    with anyio.fail_after(5):
+        assert await budget.acquire(90) == 90
+    assert (budget.in_use, budget.parked) == (90, 0)
+    budget.release(90)
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_nothing_is_parked_or_unparked_while_somebody_waits() -> None:
+    budget = streamx.MemoryBudget(100)
+    await budget.acquire(30)
+    await budget.acquire(20)  # a part's bytes, then its buffer goes idle with them
+    assert budget.park(bytearray(20), 20) and (budget.in_use, budget.parked) == (30, 20)
+    await budget.acquire(50)  # fits beside the idle buffer
+    assert budget.parked == 20
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(budget.acquire, 40)  # 30 + 50 held: dropping the idle 20 is not enough
+        await wait_until(lambda: budget.waiting == 1)
+        assert budget.parked == 0 and budget.in_use == 80
+        assert not budget.park(bytearray(10), 10)
+        assert budget.unpark(20) is None
+        budget.release(30)
+    assert budget.in_use == 90 and budget.waiting == 0
+    assert not budget.park(bytearray(60), 60)  # the pool holds at most half the limit
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_a_buffer_still_viewed_is_never_handed_to_another_transfer() -> None:
+    """What a sending thread that outlived its request holds (a view of the part) keeps the
+    part's buffer out of the pool; an acknowledged buffer nothing refers to goes in. This
+    checks the reference count the producer relies on, on this Python."""
+    from streamx._limits import PartPlan
+    from streamx.upload.parts import Part, PartProducer
+    from streamx.upload.source import BytesSource
+
+    shared = streamx.MemoryBudget(64 * MiB)
+
+    def producer() -> PartProducer:
+        plan = PartPlan.for_known_size(16 * MiB, 8 * MiB)
+        return PartProducer(
+            BytesSource(b""), plan, [streamx.MemoryBudget(16 * MiB), shared],
+            checksum_algorithm=None, equal_parts=False,
+        )
+
+    async def part(p: PartProducer) -> Part:
+        reservation = Reservation()
+        for b in p.budgets:
+            await reservation.take(b, MiB)
+        made = Part(1, bytearray(MiB), None, reservation)
+        p.live.add(made)
+        return made
+
+    p = producer()
+    viewed = await part(p)
+    view = memoryview(viewed.data)[10:20]  # a thread still sending a slice of it
+    p.eof = True
+    p.release(viewed)
+    assert shared.parked == 0 and shared.in_use == 0
+    del view
+    p.release(await part(p), sent=False)  # not acknowledged: never reused
+    assert shared.parked == 0 and shared.in_use == 0
+    p.release(await part(p))
+    assert shared.parked == MiB and shared.in_use == 0
+    other = producer()
+    buffer, reservation = other._take_spare(MiB)
+    assert buffer is not None and len(buffer) == MiB and reservation.held(shared) == MiB
+    assert shared.parked == 0
+    reservation.release()
+    assert shared.in_use == 0
+
+
 async def wait_until(condition: object, attempts: int = 200) -> None:
     for _ in range(attempts):
         if condition():  # type: ignore[operator]

@@ -50,6 +50,7 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.parsers import create_parser
 from urllib3.util import parse_url
 
+from .._errors import UsageError
 from .._validate import header_safe
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
@@ -331,7 +332,10 @@ async def _in_thread(executor: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
     from the thread). Cancelled before the thread took it, it never runs."""
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-    job = executor.submit(fn, *args)
+    try:
+        job = executor.submit(fn, *args)
+    except RuntimeError:  # shut down: the engine was closed
+        raise _closed() from None
 
     def done(job: Future[Any]) -> None:  # in the thread (or here, if already done)
         try:
@@ -348,15 +352,20 @@ async def _in_thread(executor: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
 
 
 def _settle(waiter: asyncio.Future[Any], job: Future[Any]) -> None:
-    if waiter.done() or job.cancelled():
-        if not waiter.done():
-            waiter.cancel()
+    if waiter.done():  # its task was cancelled (and cancelled the job)
+        return
+    if job.cancelled():  # not by its task: the engine closed while the job waited for a thread
+        waiter.set_exception(_closed())
         return
     error = job.exception()
     if error is None:
         waiter.set_result(job.result())
     else:
         waiter.set_exception(error)
+
+
+def _closed() -> UsageError:
+    return UsageError("the engine was closed while this transfer was sending")
 
 
 def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:

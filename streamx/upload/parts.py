@@ -19,6 +19,7 @@ reserves no more than it has left.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -204,8 +205,8 @@ class PartProducer:
         ended = head.any_held() and self.source.size is not None  # its head is its whole part
         buffer, reservation = (None, head) if ended else self._take_spare(size)
         try:
-            if buffer is None and not ended:
-                await self._reserve(reservation, size, wait=wait)
+            if not ended and not all(reservation.held(b) for b in self.budgets):
+                await self._reserve(reservation, size, wait=wait)  # the budgets it lacks
             data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
@@ -216,14 +217,15 @@ class PartProducer:
         return self._finish(number, size, data, reservation)
 
     async def _reserve(self, reservation: Reservation, size: int, *, wait: bool) -> None:
+        budgets = [b for b in self.budgets if not reservation.held(b)]
         if not wait:
-            if not all(reservation.try_take(b, size) for b in self.budgets):
+            if not all(reservation.try_take(b, size) for b in budgets):
                 reservation.release()
                 raise WouldWait
             return
         self._waiting = True
         try:
-            for budget in self.budgets:
+            for budget in budgets:
                 await reservation.take(budget, size)
         finally:
             self._waiting = False
@@ -340,15 +342,20 @@ class PartProducer:
         if self.source.size is not None and offset >= self.source.size:
             self.eof = True
 
-    def release(self, part: Part) -> None:
-        """Give back the part's budget and drop its buffer.
+    def release(self, part: Part, *, sent: bool = True) -> None:
+        """Give back the part's budget and drop its buffer (``sent``: the store acknowledged
+        it, so no request reads it any more; else it is never reused).
 
         The buffer goes with the budget: a task that still refers to the part
-        (an idle uploader's loop variable) must not keep its bytes alive.
+        (an idle uploader's loop variable) must not keep its bytes alive. An
+        acknowledged buffer is kept for this transfer's next part (see ``_spares``) or
+        handed to the shared budget's pool for another transfer's (:meth:`_park`).
         """
         data, part.data = part.data, b""
         self.live.discard(part)
-        if (
+        if not sent:
+            part.reservation.release()
+        elif (
             len(self._spares) < self._max_spares
             and not self._waiting
             and (not self._spares or not any(self._crowded(b) for b in self.budgets[1:]))
@@ -358,7 +365,22 @@ class PartProducer:
         ):
             self._spares.append((data, part.reservation))
         else:
-            part.reservation.release()
+            self._park(data, part.reservation)
+
+    def _park(self, data: Buffer, reservation: Reservation) -> None:
+        """Hand an acknowledged buffer, with its share of the shared budget, to that budget's
+        pool; release the rest. Only a ``bytearray`` nothing else refers to: a view of it
+        still alive (a sending thread that outlived its request, a caller's reference)
+        keeps a reference through its buffer export, and such a buffer is dropped."""
+        shared = self.budgets[1:]
+        # 3: ``data`` here, the caller's local, and getrefcount's own argument
+        if len(shared) != 1 or not isinstance(data, bytearray) or sys.getrefcount(data) > 3:
+            reservation.release()
+            return
+        n = reservation.detach(shared[0])
+        reservation.release()
+        if n and not shared[0].park(data, n):
+            shared[0].release(n)
 
     @staticmethod
     def _crowded(budget: MemoryBudget) -> bool:
@@ -366,12 +388,21 @@ class PartProducer:
         return bool(budget.waiting or budget.heads.waiting or 2 * budget.in_use > budget.limit)
 
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
+        """A buffer of ``size`` bytes to refill: this transfer's own (holding every budget),
+        or one from the shared budget's pool (holding that budget only), or none."""
         while self._spares:
             buffer, reservation = self._spares.pop()
             if len(buffer) == size:
                 return buffer, reservation
             reservation.release()  # the parts have grown: these buffers are of no use
-        return None, Reservation()
+        reservation = Reservation()
+        shared = self.budgets[1:]
+        if len(shared) == 1 and not self.grows:
+            found = shared[0].unpark(size)
+            if found is not None:
+                reservation.adopt(shared[0], found[1])
+                return found[0], reservation
+        return None, reservation
 
     def release_all(self) -> None:
         self.eof = True  # the transfer is over: nothing is held back for a next part
@@ -379,7 +410,8 @@ class PartProducer:
             for budget in self.budgets:
                 budget.leave_growers(self)
         spares, self._spares = self._spares, []
-        for _, reservation in spares:
-            reservation.release()
-        for part in list(self.live):
-            self.release(part)
+        while spares:  # acknowledged: another transfer may refill them
+            buffer, reservation = spares.pop()
+            self._park(buffer, reservation)
+        for part in list(self.live):  # not acknowledged (the transfer failed): never reused
+            self.release(part, sent=False)

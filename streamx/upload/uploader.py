@@ -188,15 +188,17 @@ class PartUploader:
         async with parts:
             async for part in parts:
                 self.progress.parts_in_flight += 1
+                sent = False
                 try:
                     done = await self.upload_one(part)
+                    sent = True
                 except BaseException:
                     self.cut.add(part.number)  # its request may have been cut mid-body
                     raise
                 finally:
                     self.progress.parts_in_flight -= 1
                     if self.producer is not None:
-                        self.producer.release(part)
+                        self.producer.release(part, sent=sent)
                 self.completed[part.number] = done
                 if self.on_done is not None:
                     await self.on_done(done)
