@@ -52,6 +52,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from types import TracebackType
+from typing import Any, Literal, overload
 
 import anyio
 
@@ -85,6 +86,8 @@ class MemoryBudget:
         self._heads: MemoryBudget | None = None
         self._parked: list[tuple[bytearray, int]] = []  # idle buffers; their bytes count
         self._parked_bytes = 0
+        # waiters for a part's bytes (acquire_part) -> the buffer handed to them on the grant
+        self._part_waiters: dict[anyio.Event, bytearray | None] = {}
 
     @property
     def limit(self) -> int:
@@ -129,9 +132,18 @@ class MemoryBudget:
 
     def park(self, buffer: bytearray, n: int) -> bool:
         """Keep ``buffer`` for a later part; its ``n`` bytes, already held by the caller,
-        stay held by the budget. Refused (false: the caller releases them) while anybody
-        waits or when the pool would hold over half the limit."""
-        if self._waiters or self._parked_bytes + n > self._limit // 2:
+        stay held by the budget. While parts wait for bytes, the bytes are released at once
+        and the buffer goes with the grant they make to a part of its size, if any (true:
+        the bytes are taken care of either way). Refused (false: the caller releases them)
+        when the pool would hold over half the limit."""
+        if self._waiters:
+            self._in_use -= n
+            for event, size in self._wake():
+                if self._part_waiters.get(event, buffer) is None and size == len(buffer):
+                    self._part_waiters[event] = buffer
+                    break
+            return True
+        if self._parked_bytes + n > self._limit // 2:
             return False
         self._parked.append((buffer, n))
         self._parked_bytes += n
@@ -171,6 +183,11 @@ class MemoryBudget:
         """Wait until ``n`` bytes (clamped to the limit) are free; return what was taken."""
         return await self._acquire(self.clamp(n), None)
 
+    async def acquire_part(self, n: int) -> tuple[int, bytearray | None]:
+        """:meth:`acquire` for a part's buffer: also the idle buffer a finished part handed
+        over with the grant, if the wait ended that way (see :meth:`park`)."""
+        return await self._acquire(self.clamp(n), None, part=True)
+
     def join_growers(self, token: object, part_size: int) -> None:
         """Register a transfer whose parts grow as data arrives (see the module docstring)."""
         self._growers[token] = max(part_size, self._growers.get(token, 0))
@@ -194,7 +211,13 @@ class MemoryBudget:
             return 0
         return await self._acquire(n, token)
 
-    async def _acquire(self, n: int, token: object) -> int:
+    @overload
+    async def _acquire(self, n: int, token: object) -> int: ...
+    @overload
+    async def _acquire(
+        self, n: int, token: object, *, part: Literal[True]
+    ) -> tuple[int, bytearray | None]: ...
+    async def _acquire(self, n: int, token: object, *, part: bool = False) -> Any:
         finisher = token is not None and token is next(iter(self._growers), None)
         if self._parked:
             self._drop_parked(n, token)
@@ -205,22 +228,27 @@ class MemoryBudget:
             except BaseException:  # cancelled at the checkpoint: the caller never got the bytes
                 self.release(n)
                 raise
-            return n
+            return (n, None) if part else n
         event = anyio.Event()
         entry = (n, event, token)
         if finisher:
             self._waiters.appendleft(entry)
         else:
             self._waiters.append(entry)
+        if part:
+            self._part_waiters[event] = None
         try:
             await event.wait()
         except BaseException:
+            self._part_waiters.pop(event, None)  # a buffer handed over goes with the bytes
             if event.is_set():  # granted just as we were cancelled: give it back
                 self.release(n)
             else:
                 self._waiters.remove(entry)
                 self._wake()
             raise
+        if part:
+            return n, self._part_waiters.pop(event, None)
         return n
 
     def _fits(self, n: int, token: object) -> bool:
@@ -239,7 +267,9 @@ class MemoryBudget:
         self._in_use += n
         self._peak = max(self._peak, self._in_use)
 
-    def _wake(self) -> None:
+    def _wake(self) -> list[tuple[anyio.Event, int]]:
+        """Grant the waiters that fit now, in order; what was granted."""
+        granted: list[tuple[anyio.Event, int]] = []
         finisher = next(iter(self._growers), None)
         if finisher is not None:  # the finisher first, wherever it waits
             for entry in self._waiters:
@@ -248,11 +278,14 @@ class MemoryBudget:
                         self._waiters.remove(entry)
                         self._take(entry[0])
                         entry[1].set()
+                        granted.append((entry[1], entry[0]))
                     break
         while self._waiters and self._fits(self._waiters[0][0], self._waiters[0][2]):
             n, event, _ = self._waiters.popleft()
             self._take(n)
             event.set()
+            granted.append((event, n))
+        return granted
 
     def __repr__(self) -> str:
         return (
@@ -283,6 +316,12 @@ class Reservation:
     async def take(self, budget: MemoryBudget, n: int) -> None:
         granted = await budget.acquire(n)
         self._held[budget] = self._held.get(budget, 0) + granted
+
+    async def take_part(self, budget: MemoryBudget, n: int) -> bytearray | None:
+        """:meth:`take` for a part: also the idle buffer that came with the grant, if any."""
+        granted, buffer = await budget.acquire_part(n)
+        self._held[budget] = self._held.get(budget, 0) + granted
+        return buffer
 
     async def grow(self, budget: MemoryBudget, token: object, n: int) -> None:
         """``n`` more bytes of a growing part (see :meth:`MemoryBudget.acquire_growing`)."""

@@ -131,7 +131,7 @@ async def test_idle_buffers_stay_counted_and_never_make_anybody_wait() -> None:
 
 @pytest.mark.unit
 @pytest.mark.anyio
-async def test_nothing_is_parked_or_unparked_while_somebody_waits() -> None:
+async def test_idle_buffers_are_dropped_for_a_request_and_none_handed_out_while_it_waits() -> None:
     budget = streamx.MemoryBudget(100)
     await budget.acquire(30)
     await budget.acquire(20)  # a part's bytes, then its buffer goes idle with them
@@ -142,11 +142,41 @@ async def test_nothing_is_parked_or_unparked_while_somebody_waits() -> None:
         tg.start_soon(budget.acquire, 40)  # 30 + 50 held: dropping the idle 20 is not enough
         await wait_until(lambda: budget.waiting == 1)
         assert budget.parked == 0 and budget.in_use == 80
-        assert not budget.park(bytearray(10), 10)
         assert budget.unpark(20) is None
         budget.release(30)
     assert budget.in_use == 90 and budget.waiting == 0
     assert not budget.park(bytearray(60), 60)  # the pool holds at most half the limit
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_a_finished_parts_buffer_goes_with_the_grant_it_makes() -> None:
+    """While parts wait, an idle buffer is not kept: its bytes are released at once and the
+    buffer goes to the part the release lets in (one of its size), never to anybody else."""
+    budget = streamx.MemoryBudget(100)
+    await budget.acquire(100)  # two parts of 50 in flight
+    got: dict[str, object] = {}
+
+    async def part(name: str, n: int) -> None:
+        got[name] = await budget.acquire_part(n)
+
+    async def plain(name: str, n: int) -> None:
+        got[name] = await budget.acquire(n)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(plain, "download", 50)
+        await wait_until(lambda: budget.waiting == 1)
+        tg.start_soon(part, "part", 50)
+        await wait_until(lambda: budget.waiting == 2)
+        first = bytearray(50)
+        assert budget.park(first, 50)  # the bytes go to the download, which takes no buffer
+        await wait_until(lambda: "download" in got)
+        assert got["download"] == 50 and budget.parked == 0 and budget.waiting == 1
+        second = bytearray(50)
+        assert budget.park(second, 50)
+        await wait_until(lambda: "part" in got)
+    assert got["part"] == (50, second)  # the very buffer, with its bytes
+    assert budget.in_use == 100 and budget.parked == 0
 
 
 @pytest.mark.unit

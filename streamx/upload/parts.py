@@ -206,7 +206,9 @@ class PartProducer:
         buffer, reservation = (None, head) if ended else self._take_spare(size)
         try:
             if not ended and not all(reservation.held(b) for b in self.budgets):
-                await self._reserve(reservation, size, wait=wait)  # the budgets it lacks
+                handed = await self._reserve(reservation, size, wait=wait)  # the budgets it lacks
+                if buffer is None and handed is not None and len(handed) == size:
+                    buffer = handed  # a finished part's buffer came with the grant
             data = await self._read(size, buffer)
         except BaseException:
             reservation.release()
@@ -216,19 +218,28 @@ class PartProducer:
                 head.release()  # the part's own reservation now covers the probed bytes
         return self._finish(number, size, data, reservation)
 
-    async def _reserve(self, reservation: Reservation, size: int, *, wait: bool) -> None:
+    async def _reserve(
+        self, reservation: Reservation, size: int, *, wait: bool
+    ) -> bytearray | None:
+        """Take ``size`` bytes of each budget not yet held; the idle buffer a shared budget
+        handed over with its grant, if one did."""
         budgets = [b for b in self.budgets if not reservation.held(b)]
         if not wait:
             if not all(reservation.try_take(b, size) for b in budgets):
                 reservation.release()
                 raise WouldWait
-            return
+            return None
+        handed = None
         self._waiting = True
         try:
             for budget in budgets:
-                await reservation.take(budget, size)
+                if budget is self.budgets[0]:  # the transfer's own window
+                    await reservation.take(budget, size)
+                else:
+                    handed = await reservation.take_part(budget, size) or handed
         finally:
             self._waiting = False
+        return handed
 
     async def _probe(self, size: int, head: Reservation) -> int:
         """Peek at a stream's head; its part size if it ended there (``head`` then holds it).
