@@ -41,10 +41,12 @@ parked buffer's bytes stay counted against the limit (:attr:`parked`, beside
 :attr:`in_use`), so parked and held bytes together never pass it; and a parked
 buffer never makes anybody wait: whenever a request would not fit, parked
 buffers are dropped first, before it is queued, and nothing is parked or taken
-from the pool while anybody waits. A
-buffer is parked only when no view of it is alive any more (a sending thread
-that outlived its request keeps one; see ``upload/parts.py``), so it is never
-handed on while anything still reads it.
+from the pool while anybody waits. Then a finished part's buffer goes instead
+with the bytes its release grants to a waiting part of its size
+(:meth:`MemoryBudget.acquire_part`), the grant and the buffer together. A
+buffer is handed on only when no view of it is alive any more (a sending thread
+that outlived its request keeps one; see ``upload/parts.py``), so nothing still
+reads it.
 """
 
 from __future__ import annotations
