@@ -139,8 +139,7 @@ class MemoryBudget:
         the bytes are taken care of either way). Refused (false: the caller releases them)
         when the pool would hold over half the limit."""
         if self._waiters:
-            self._in_use -= n
-            for event, size in self._wake():
+            for event, size in self._give_back(n):
                 if self._part_waiters.get(event, buffer) is None and size == len(buffer):
                     self._part_waiters[event] = buffer
                     break
@@ -260,10 +259,14 @@ class MemoryBudget:
         return self._in_use + n + reserve <= self._limit
 
     def release(self, n: int) -> None:
+        self._give_back(n)
+
+    def _give_back(self, n: int) -> list[tuple[anyio.Event, int]]:
+        """Release ``n`` bytes; the waiters that were granted bytes by it."""
         self._in_use -= n
         if self._in_use < 0:  # pragma: no cover - a bug in the caller
             raise RuntimeError("MemoryBudget released more than was acquired")
-        self._wake()
+        return self._wake()
 
     def _take(self, n: int) -> None:
         self._in_use += n

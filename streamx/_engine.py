@@ -66,8 +66,9 @@ class Engine(WriteAPI, ReadAPI, ObjectAPI, DriveAPI):
 
     ``direct_parts``: UploadPart (and small PutObject) bodies are sent from
     worker threads over urllib3's connection pools (set up as botocore sets up
-    its own), signed on the event loop by botocore's SigV4 signer (streamx/_s3/_threaded.py; TLS, CA
-    bundle, client certificate, proxies and timeouts as the client's own).
+    its own), signed on the event loop by awscrt's SigV4 signer with botocore's
+    credentials (streamx/_s3/_threaded.py; TLS, CA bundle, client certificate,
+    proxies and timeouts as the client's own).
     ``None`` (the default) and ``True`` use it for the engine's own client;
     ``False`` sends every part through aiobotocore, as does a ``client=``
     passed in (``True`` with ``client=`` is a :class:`ConfigError`).

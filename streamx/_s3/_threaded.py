@@ -140,7 +140,7 @@ class ThreadSender:
         self._fallback = fallback
         self._pool = PartPool(settings)
         # at most one thread per pooled connection; a request not yet started when it is
-        # cancelled never runs (asyncio cancels the executor's future)
+        # cancelled never runs (_in_thread cancels the executor's job)
         self._executor = ThreadPoolExecutor(
             settings.max_pool_connections, thread_name_prefix="streamx-send"
         )

@@ -103,6 +103,8 @@ class PartProducer:
         self.grows = isinstance(source, ChunkSource) and source.grows
         if self.grows:
             self._max_spares = 0  # a growing part never reuses a whole-part buffer
+        # the budget shared with other transfers, whose pool of idle buffers parts use
+        self._shared = budgets[1] if len(budgets) == 2 else None
 
     async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
         return await self._call(self.source.read, n, into)
@@ -166,7 +168,8 @@ class PartProducer:
         if size is None or size >= threshold:
             return None
         part = self._finish(1, size, source.take(size), Reservation())
-        return [part] if part is not None else []
+        assert part is not None  # only an empty part after the first is dropped
+        return [part]
 
     async def next_part(self, *, wait: bool = True) -> Part | None:
         """The next part, or ``None`` when the source is exhausted.
@@ -233,10 +236,10 @@ class PartProducer:
         self._waiting = True
         try:
             for budget in budgets:
-                if budget is self.budgets[0]:  # the transfer's own window
+                if budget is self._shared:
+                    handed = await reservation.take_part(budget, size)
+                else:  # the transfer's own window
                     await reservation.take(budget, size)
-                else:
-                    handed = await reservation.take_part(budget, size) or handed
         finally:
             self._waiting = False
         return handed
@@ -383,15 +386,15 @@ class PartProducer:
         pool; release the rest. Only a ``bytearray`` nothing else refers to: a view of it
         still alive (a sending thread that outlived its request, a caller's reference)
         keeps a reference through its buffer export, and such a buffer is dropped."""
-        shared = self.budgets[1:]
+        shared = self._shared
         # 3: ``data`` here, the caller's local, and getrefcount's own argument
-        if len(shared) != 1 or not isinstance(data, bytearray) or sys.getrefcount(data) > 3:
+        if shared is None or not isinstance(data, bytearray) or sys.getrefcount(data) > 3:
             reservation.release()
             return
-        n = reservation.detach(shared[0])
+        n = reservation.detach(shared)
         reservation.release()
-        if n and not shared[0].park(data, n):
-            shared[0].release(n)
+        if n and not shared.park(data, n):
+            shared.release(n)
 
     @staticmethod
     def _crowded(budget: MemoryBudget) -> bool:
@@ -407,11 +410,10 @@ class PartProducer:
                 return buffer, reservation
             reservation.release()  # the parts have grown: these buffers are of no use
         reservation = Reservation()
-        shared = self.budgets[1:]
-        if len(shared) == 1 and not self.grows:
-            found = shared[0].unpark(size)
+        if self._shared is not None and not self.grows:
+            found = self._shared.unpark(size)
             if found is not None:
-                reservation.adopt(shared[0], found[1])
+                reservation.adopt(self._shared, found[1])
                 return found[0], reservation
         return None, reservation
 
