@@ -287,18 +287,29 @@ def test_each_event_loop_gets_its_own_session(moto_server: Any) -> None:
     assert first is not second
 
 
-class ForwardProxy:
-    """A minimal HTTP forward proxy on 127.0.0.1: notes each request line it is sent
-    (absolute-form, as clients send them to a proxy) and pipes the bytes on."""
+class LoopbackServer:
+    """A listening socket on 127.0.0.1, each connection served by ``_serve`` in a thread of
+    its own; ``close`` stops accepting (and, with ``join_on_close``, waits for those threads)."""
+
+    scheme = "http"
+    join_on_close = False
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
         self._srv = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._srv.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.url = f"{self.scheme}://127.0.0.1:{self._srv.getsockname()[1]}"
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def close(self) -> None:
         self._srv.close()
+        if self.join_on_close:
+            for thread in self._threads:
+                thread.join(5)
 
     def _accept(self) -> None:
         while True:
@@ -306,7 +317,19 @@ class ForwardProxy:
                 conn, _ = self._srv.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class ForwardProxy(LoopbackServer):
+    """A minimal HTTP forward proxy on 127.0.0.1: notes each request line it is sent
+    (absolute-form, as clients send them to a proxy) and pipes the bytes on."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         from urllib.parse import urlsplit

@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from test_direct import put_request, self_signed
+from test_direct import LoopbackServer, put_request, self_signed
 
 import streamx
 from streamx._s3 import AiobotocoreSender, ThreadSender
 from streamx._s3._session import HttpSettings
 
 
-class MutualTLSServer:
+class MutualTLSServer(LoopbackServer):
     """Serves https on 127.0.0.1, requiring a client certificate issued by ``client_ca``;
     notes the subject of each certificate presented and answers every PUT with 200."""
+
+    scheme = "https"
+    join_on_close = True
 
     def __init__(self, cert: str, key: str, client_ca: str) -> None:
         self.peers: list[Any] = []
@@ -34,27 +36,7 @@ class MutualTLSServer:
         self._context.load_cert_chain(cert, key)
         self._context.verify_mode = ssl.CERT_REQUIRED
         self._context.load_verify_locations(client_ca)
-        self._srv = socket.create_server(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self._srv.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        accept = threading.Thread(target=self._accept, daemon=True)
-        accept.start()
-        self._threads.append(accept)
-
-    def close(self) -> None:
-        self._srv.close()
-        for thread in self._threads:
-            thread.join(5)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._srv.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        super().__init__()
 
     def _serve(self, raw: socket.socket) -> None:
         raw.settimeout(10)
