@@ -351,6 +351,12 @@ class Reservation:
                 self._held[budget] = n
                 budget.release(held - n)
 
+    def release_from(self, budget: MemoryBudget) -> None:
+        """Release what is held of ``budget`` alone (a probed head became a part)."""
+        n = self._held.pop(budget, 0)
+        if n:
+            budget.release(n)
+
     def give_back(self, n: int) -> None:
         """Return up to ``n`` bytes to each budget (a step that was not filled)."""
         for budget, held in self._held.items():

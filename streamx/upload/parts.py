@@ -13,7 +13,8 @@ Any other stream of unknown length is probed before its first part is
 reserved: up to ``probe`` bytes (the transfer's ``high_water_mark``, already
 part of its memory bound) are read ahead, and a stream that ends within them
 reserves and holds only what arrived, not a whole part. Under a shared budget
-the probe is charged to the budget's ``heads`` half. A source of known size
+the probe is charged to the budget's ``heads`` half until the stream ends or
+passes it. A source of known size
 reserves no more than it has left.
 """
 
@@ -248,7 +249,12 @@ class PartProducer:
         """Peek at a stream's head; its part size if it ended there (``head`` then holds it).
 
         Under a shared budget the probed bytes are charged to its ``heads``
-        half and to it; alone they are the bound's ``high_water_mark``.
+        half and to it; alone they are the bound's ``high_water_mark``. The
+        whole probe is taken up front: taken in steps as bytes arrive, 1,000
+        slow streams each got a few steps, filled the heads half between them
+        and then waited on each other, only the oldest moving (the bench's 1,000
+        slow 1 MiB streams: 4 MiB/s against 140 up front). A stream that ended gives its
+        heads share back at once: its bytes are a part now, held by the budget.
         """
         if not getattr(self.source, "probes", False):
             return size
@@ -268,6 +274,8 @@ class PartProducer:
         if self.source.size is None:
             return size  # longer than the probe: a whole part it is
         head.shrink_to(self.source.size)
+        for budget in shared:
+            head.release_from(budget.heads)
         if not shared:
             head.release()
         return min(size, self.source.size)
