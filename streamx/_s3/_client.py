@@ -176,6 +176,12 @@ class S3:
         finally:
             body.close()
 
+    async def get_object_bytes(self, bucket: str, key: str, **params: Any) -> dict[str, Any]:
+        """GetObject of a small object, its ``Body`` read whole into bytes (through the part
+        sender: worker threads where the engine has them)."""
+        with map_errors("GetObject", bucket=bucket, key=key):
+            return await self.sender.fetch(bucket, key, params)
+
     # -- presigning (streamx.web) ------------------------------------------------------------
     # A presigned URL is a bearer credential until it expires: it must never reach a log
     # line or an error message. These calls are local (no request is sent).

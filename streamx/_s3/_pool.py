@@ -191,11 +191,14 @@ class PartPool:
         port: int | None,
         target: str,
         headers: Mapping[str, str],
-        body: Iterable[Any],
+        body: Iterable[Any] | None,
         timeout: urllib3.Timeout,
+        method: str = "PUT",
     ) -> Answer:
-        """``PUT`` ``target`` (the path and query) on ``scheme://host:port``; the answer read
-        whole. Raises what ``URLLib3Session.send`` raises."""
+        """``method`` (``PUT``, or ``GET`` with no body) ``target`` (the path and query) on
+        ``scheme://host:port``; the answer read whole (a GET's body cut short by the
+        connection raises, as botocore's length check does). Raises what
+        ``URLLib3Session.send`` raises."""
         endpoint = f"{scheme}://{host}" + (f":{port}" if port else "")
         proxy_url, absolute = self.route(scheme, host, port)
         try:
@@ -209,14 +212,14 @@ class PartPool:
                 "timeout": timeout,
                 "preload_content": True,
                 "decode_content": False,
-                "enforce_content_length": False,
+                "enforce_content_length": method == "GET",
             }
             url = endpoint + target if absolute else target
             try:
-                response = pool.urlopen("PUT", url, **kwargs)
+                response = pool.urlopen(method, url, **kwargs)
             except ClosedPoolError:  # its manager let it go (more hosts than it keeps)
                 pool = self._pool_for(scheme, host, port, proxy_url, fresh=True)
-                response = pool.urlopen("PUT", url, **kwargs)  # nothing was sent before
+                response = pool.urlopen(method, url, **kwargs)  # nothing was sent before
             return Answer(response.status, response.headers, response.data)
         except SSLError as exc:
             raise bexc.SSLError(endpoint_url=endpoint, error=exc) from None

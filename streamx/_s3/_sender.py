@@ -52,6 +52,11 @@ class PartSender(Protocol):
         """Send ``request``; the parsed answer (``ETag``, checksums ...), or raise."""
         ...
 
+    async def fetch(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """GetObject of a small object, its body read whole: the parsed answer, ``Body``
+        the bytes."""
+        ...
+
     def close(self) -> None:
         """Release connections (the engine is closing)."""
         ...
@@ -142,6 +147,15 @@ class AiobotocoreSender:
         else:
             raise ValueError(f"not a part operation: {request.operation}")
         return dict(await call(Body=body, **request.params, **extra))
+
+    async def fetch(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        response = dict(await self.client.get_object(Bucket=bucket, Key=key, **params))
+        body = response["Body"]
+        try:
+            response["Body"] = bytes(await body.read())
+        finally:
+            body.close()
+        return response
 
     def close(self) -> None:
         pass

@@ -12,8 +12,9 @@ sends the part's memory slice by slice with ``socket.sendall`` (no copy of the p
 is made; the GIL is released for every send) and reads the answer. The HTTP
 framing, connection pooling and keep-alive, TLS (verify, CA bundle, client
 certificate), proxies and timeouts are urllib3's, configured as botocore configures
-them (:class:`._session.HttpSettings`). aiobotocore keeps every other call:
-create, complete, abort, list, and the URL itself, taken from a presigned PutObject
+them (:class:`._session.HttpSettings`). The GET of a small object read whole
+(:meth:`ThreadSender.fetch`: sync's small objects) goes the same way. aiobotocore
+keeps every other call: create, complete, abort, list, and the URL itself, taken from a presigned PutObject
 URL (once per bucket) so that botocore's endpoint rules (addressing style,
 accelerate, dual-stack ...) decide it.
 
@@ -38,7 +39,7 @@ import asyncio
 import contextvars
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -48,6 +49,7 @@ import anyio.to_thread
 import botocore.exceptions as bexc
 from botocore.credentials import ReadOnlyCredentials
 from botocore.parsers import create_parser
+from urllib3 import HTTPHeaderDict
 from urllib3.util import parse_url
 
 from .._errors import UsageError
@@ -69,6 +71,7 @@ _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow read
 _SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
 _HASH_HERE = 64 * 1024  # bytes of body hashed on the loop (~40 µs) rather than in a thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _USER_AGENT = "streamx (direct)"
 _KEY_MARK = "streamx-key-placeholder"
 
@@ -144,7 +147,7 @@ class ThreadSender:
         self._executor = ThreadPoolExecutor(
             settings.max_pool_connections, thread_name_prefix="streamx-send"
         )
-        self._ops = {op: Operation(client, op) for op in ("UploadPart", "PutObject")}
+        self._ops = {op: Operation(client, op) for op in ("UploadPart", "PutObject", "GetObject")}
         # bucket -> URL for a placeholder key, and its host and port as urllib3 reads them
         self._templates: dict[str, tuple[Target, str, int | None]] = {}
         self._parser = create_parser("rest-xml")
@@ -234,19 +237,7 @@ class ThreadSender:
         call = _Call()
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
-        signed = sign(
-            "PUT",
-            path,
-            headers,
-            payload=payload,
-            credentials=await self._frozen_credentials(),
-            # botocore signs S3's global endpoint for us-east-1 when no region is set
-            region=self._client.meta.region_name or "us-east-1",
-        )
-        for name, value in signed.items():
-            # put arguments were checked (streamx/_validate.py); http.client refuses CR/LF
-            # but lets NUL and folded lines through: nothing of the kind reaches the wire
-            header_safe(name, value)
+        signed = await self._sign("PUT", path, headers, payload)
         timeout, longest = self._timeouts(request)
         watch = _Watch(request, stall) if stall is not None else None
         body = _slices(view, call, watch, size)
@@ -264,12 +255,66 @@ class ThreadSender:
         finally:
             if watch is not None:
                 watch.stop()
-        status = http.status
-        if 200 <= status < 300 and op.answers:
-            return op.answer(status, http.headers)
-        response = {"headers": http.headers, "status_code": status, "body": http.body}
+        if 200 <= http.status < 300 and op.answers:
+            return op.answer(http.status, http.headers)
+        return self._parsed(op, http)
+
+    async def fetch(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """GetObject of a small object from a worker thread, its body read whole.
+
+        Why: through aiobotocore a small GET costs the event loop about 2 ms of Python
+        (hooks, serialisation, aiohttp's reader, the parser), the most of what an s3 → s3
+        sync of small objects costs per object. Here the loop signs and parses the
+        headers (botocore's parser, so the answer is the one botocore gives); the thread
+        sends and reads the body. A GET is not watched slice by slice: its socket read
+        timeout is the stall timeout.
+        """
+        op = self._ops["GetObject"]
+        args = {"Bucket": bucket, "Key": key, **params}
+        if not op.plain(args):
+            return await self._fallback.fetch(bucket, key, params)
+        target, host, port = await self._object_target(bucket, key)
+        query = urlencode(target.query, safe="-_.~", quote_via=quote)
+        path = target.path + (f"?{query}" if query else "")
+        headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
+        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
+        signed = await self._sign("GET", path, headers, _EMPTY_SHA256 if hashed else _UNSIGNED)
+        timeout = self._pool.timeout(*self._settings.timeout)
+        exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
+        http = await _in_thread(self._executor, _exchange, self._pool, exchange, _Call())
+        # a non-2xx answer raises botocore's ClientError; the parser would decode a 2xx
+        # payload as text: it gets none, the bytes go in as they are
+        parsed = self._parsed(op, http, payload=200 <= http.status < 300)
+        parsed["Body"] = http.body
+        return parsed
+
+    async def _sign(
+        self, method: str, path: str, headers: dict[str, str], payload: str
+    ) -> dict[str, str]:
+        signed = sign(
+            method,
+            path,
+            headers,
+            payload=payload,
+            credentials=await self._frozen_credentials(),
+            # botocore signs S3's global endpoint for us-east-1 when no region is set
+            region=self._client.meta.region_name or "us-east-1",
+        )
+        for name, value in signed.items():
+            # arguments were checked (streamx/_validate.py); http.client refuses CR/LF
+            # but lets NUL and folded lines through: nothing of the kind reaches the wire
+            header_safe(name, value)
+        return signed
+
+    def _parsed(self, op: Operation, http: Answer, *, payload: bool = False) -> dict[str, Any]:
+        """The answer as botocore's REST-XML parser reads it; a non-2xx one raises the
+        ``ClientError`` botocore would. Header names lower-cased, as aiobotocore has them
+        (a Go server's ``X-Amz-Meta-Owner`` is metadata ``owner`` either way)."""
+        headers = HTTPHeaderDict({name.lower(): http.headers[name] for name in http.headers})
+        body = b"" if payload else http.body
+        response = {"headers": headers, "status_code": http.status, "body": body}
         parsed: dict[str, Any] = self._parser.parse(response, op.model.output_shape)
-        if status >= 300:
+        if http.status >= 300:
             raise bexc.ClientError(parsed, op.name)
         return parsed
 

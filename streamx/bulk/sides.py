@@ -184,10 +184,10 @@ class S3Side:
         params = {"IfMatch": f'"{entry.etag}"'} if entry.etag else {}
 
         async def get() -> tuple[bytes, dict[str, Any]]:
-            async with s3_layer(self.engine).get_object(
+            r = await s3_layer(self.engine).get_object_bytes(
                 self.bucket, self.key(entry.key), **params
-            ) as r:
-                data = bytes(await r["Body"].read())
+            )
+            data = r["Body"]
             carried: dict[str, Any] = {}
             if r.get("ContentType"):
                 carried["ContentType"] = r["ContentType"]
