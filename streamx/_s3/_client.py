@@ -176,11 +176,14 @@ class S3:
         finally:
             body.close()
 
-    async def get_object_bytes(self, bucket: str, key: str, **params: Any) -> dict[str, Any]:
+    async def get_object_bytes(
+        self, bucket: str, key: str, *, md5: bool = False, **params: Any
+    ) -> dict[str, Any]:
         """GetObject of a small object, its ``Body`` read whole into bytes (through the part
-        sender: worker threads where the engine has them)."""
+        sender: worker threads where the engine has them); with ``md5``, ``BodyMD5`` is
+        its MD5 (hex), hashed where it was read."""
         with map_errors("GetObject", bucket=bucket, key=key):
-            return await self.sender.fetch(bucket, key, params)
+            return await self.sender.fetch(bucket, key, params, md5=md5)
 
     # -- presigning (streamx.web) ------------------------------------------------------------
     # A presigned URL is a bearer credential until it expires: it must never reach a log

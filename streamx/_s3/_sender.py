@@ -17,6 +17,7 @@ faults without a server.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,9 +53,11 @@ class PartSender(Protocol):
         """Send ``request``; the parsed answer (``ETag``, checksums ...), or raise."""
         ...
 
-    async def fetch(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def fetch(
+        self, bucket: str, key: str, params: Mapping[str, Any], *, md5: bool = False
+    ) -> dict[str, Any]:
         """GetObject of a small object, its body read whole: the parsed answer, ``Body``
-        the bytes."""
+        the bytes; with ``md5``, ``BodyMD5`` their MD5 (hex)."""
         ...
 
     def close(self) -> None:
@@ -130,6 +133,10 @@ def request_body(data: Any, on_read: Callable[[], None] | None = None) -> Any:
     return data
 
 
+def body_md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 class AiobotocoreSender:
     """Parts through the client's own request path (aiohttp)."""
 
@@ -148,13 +155,17 @@ class AiobotocoreSender:
             raise ValueError(f"not a part operation: {request.operation}")
         return dict(await call(Body=body, **request.params, **extra))
 
-    async def fetch(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def fetch(
+        self, bucket: str, key: str, params: Mapping[str, Any], *, md5: bool = False
+    ) -> dict[str, Any]:
         response = dict(await self.client.get_object(Bucket=bucket, Key=key, **params))
         body = response["Body"]
         try:
-            response["Body"] = bytes(await body.read())
+            data = response["Body"] = bytes(await body.read())
         finally:
             body.close()
+        if md5:
+            response["BodyMD5"] = body_md5(data)
         return response
 
     def close(self) -> None:

@@ -182,24 +182,22 @@ class S3Side:
         ``ContentType``/``Metadata`` to carry over; a single-part object's bytes are checked
         against its MD5 ETag."""
         params = {"IfMatch": f'"{entry.etag}"'} if entry.etag else {}
+        md5 = is_md5(entry.etag)  # hashed by the thread that read the bytes (see fetch)
 
-        async def get() -> tuple[bytes, dict[str, Any]]:
+        async def get() -> tuple[bytes, dict[str, Any], str | None]:
             r = await s3_layer(self.engine).get_object_bytes(
-                self.bucket, self.key(entry.key), **params
+                self.bucket, self.key(entry.key), md5=md5, **params
             )
-            data = r["Body"]
             carried: dict[str, Any] = {}
             if r.get("ContentType"):
                 carried["ContentType"] = r["ContentType"]
             if r.get("Metadata"):
                 carried["Metadata"] = dict(r["Metadata"])
-            return data, carried
+            return r["Body"], carried, r.get("BodyMD5")
 
-        data, carried = await RetryPolicy(max_attempts=self.engine.config.max_attempts).call(get)
-        if (
-            is_md5(entry.etag)
-            and hashlib.md5(data, usedforsecurity=False).hexdigest() != entry.etag
-        ):
+        policy = RetryPolicy(max_attempts=self.engine.config.max_attempts)
+        data, carried, digest = await policy.call(get)
+        if md5 and digest != entry.etag:
             raise ChecksumError(
                 "the bytes read differ from the object's MD5 ETag",
                 bucket=self.bucket,

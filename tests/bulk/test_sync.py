@@ -139,6 +139,38 @@ async def test_across_two_stores(
         assert await list_uploads(rclone, dst) == []
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "aiobotocore"])
+async def test_across_two_stores_a_corrupted_read_is_caught_not_copied(
+    moto_server: MotoServer, rclone_server: RcloneServer, direct: bool
+) -> None:
+    """A source object's bytes flipped on the wire: its MD5 ETag catches it (hashed by the
+    thread that read it, or on the loop through aiobotocore); nothing of it is written, the
+    others are copied, and the next run copies it."""
+    from faultproxy import Fault, FaultProxy
+
+    async with FaultProxy(moto_server.endpoint_url) as proxy:
+        source_args = {**moto_server.engine_args(), "endpoint_url": proxy.url}
+        async with (
+            streamx.Engine(**source_args, direct_parts=direct) as moto,
+            streamx.Engine(**rclone_server.engine_args()) as rclone,
+        ):
+            src, dst = await new_bucket(moto), await new_bucket(rclone)
+            for key, data in TREE.items():
+                await moto.upload(src, key, data)
+            bad = "a/c/d.txt"
+            proxy.add(
+                Fault("corrupt", op="GetObject", phase="response", path="d.txt", at=3, times=None)
+            )
+            result = await sync(f"s3://{src}", f"s3://{dst}", engine=rclone, source_engine=moto)
+            assert (result.copied, result.failed) == (len(TREE) - 1, 1)
+            assert result.failures[0].key == bad and "MD5" in str(result.failures[0].error)
+            assert bad not in await read_prefix(rclone, dst, "")
+            proxy.clear()
+            again = await sync(f"s3://{src}", f"s3://{dst}", engine=rclone, source_engine=moto)
+            assert (again.copied, again.skipped) == (1, len(TREE) - 1)
+            assert await read_prefix(rclone, dst, "") == TREE
+
+
 class Stop(Exception):
     pass
 

@@ -150,8 +150,9 @@ async def test_a_small_get_is_read_whole_in_a_worker_thread(
     )
     async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
         s3 = eng._s3_layer
-        got = await s3.get_object_bytes(bucket, key, IfMatch=put.etag)
+        got = await s3.get_object_bytes(bucket, key, md5=True, IfMatch=put.etag)
         assert got["Body"] == data and got["ETag"] == put.etag
+        assert got["BodyMD5"] == hashlib.md5(data).hexdigest()
         assert got["ContentType"] == "text/plain" and got["Metadata"] == {"owner": "ada"}
         assert got["ContentLength"] == len(data)
         with pytest.raises(streamx.NotFoundError):
