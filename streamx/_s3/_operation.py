@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -55,18 +56,21 @@ class Operation:
                 self._in[member] = (shape.serialization.get("name", member), shape.type_name)
             elif location == "headers":
                 self._prefix[member] = shape.serialization.get("name", "")
-        # member, lower-cased header, shape type: every output member a plain header
+        # member, lower-cased header (or header prefix of a map), shape type: the output
+        # members read from headers; ``answers`` if that is every member
         self._out: list[tuple[str, str, str]] = []
         self.answers = True
         output = self.model.output_shape
         for member, shape in output.members.items() if output is not None else ():
-            plain = shape.type_name in _PLAIN_TYPES and not shape.serialization.get("jsonvalue")
-            if shape.serialization.get("location") != "header" or not plain:
-                self.answers = False  # botocore's parser reads this answer
-                break
-            self._out.append(
-                (member, shape.serialization.get("name", member).lower(), shape.type_name)
-            )
+            location = shape.serialization.get("location")
+            kind = shape.type_name
+            plain = kind in _PLAIN_TYPES and not shape.serialization.get("jsonvalue")
+            if location == "header" and (plain or kind == "timestamp"):
+                self._out.append((member, shape.serialization.get("name", member).lower(), kind))
+            elif location == "headers" and kind == "map":
+                self._out.append((member, shape.serialization.get("name", "").lower(), kind))
+            else:
+                self.answers = False  # botocore's parser reads this answer (or the body)
 
     def plain(self, params: Mapping[str, Any]) -> bool:
         """Every param is a header of a plain type (strings, numbers, booleans, a str map)."""
@@ -105,11 +109,18 @@ class Operation:
         return out
 
     def answer(self, status: int, headers: Mapping[str, str]) -> dict[str, Any]:
-        """A 2xx answer as botocore's parser gives it (only if :attr:`answers`): the output
-        members from their headers, and ``ResponseMetadata``."""
+        """A 2xx answer as botocore's parser gives it: the output members from their
+        headers, and ``ResponseMetadata`` (all of it if :attr:`answers`; else what is not
+        in the body). Header maps (``Metadata``) are keyed by lower-cased names, as
+        aiobotocore has them; a timestamp that is no HTTP date is left out."""
         lower = {k.lower(): v for k, v in headers.items()}
         parsed: dict[str, Any] = {}
         for member, header, kind in self._out:
+            if kind == "map":
+                found = {k[len(header) :]: v for k, v in lower.items() if k.startswith(header)}
+                if found:
+                    parsed[member] = found
+                continue
             value = lower.get(header)
             if value is None:
                 continue
@@ -117,6 +128,11 @@ class Operation:
                 parsed[member] = value
             elif kind == "boolean":
                 parsed[member] = value == "true"  # as botocore's REST-XML parser has it
+            elif kind == "timestamp":
+                try:  # botocore's dateutil parse costs ~0.2 ms; headers carry HTTP dates
+                    parsed[member] = parsedate_to_datetime(value)
+                except (TypeError, ValueError):
+                    continue
             else:
                 parsed[member] = int(value)
         meta: dict[str, Any] = {}

@@ -155,6 +155,11 @@ async def test_a_small_get_is_read_whole_in_a_worker_thread(
         assert got["BodyMD5"] == hashlib.md5(data).hexdigest()
         assert got["ContentType"] == "text/plain" and got["Metadata"] == {"owner": "ada"}
         assert got["ContentLength"] == len(data)
+        # every member aiobotocore's answer has, the same (LastModified a datetime, ...)
+        ref = await engine.client.get_object(Bucket=bucket, Key=key)
+        ref["Body"].close()
+        members = {k: v for k, v in ref.items() if k not in ("Body", "ResponseMetadata")}
+        assert {k: got.get(k) for k in members} == members
         with pytest.raises(streamx.NotFoundError):
             await s3.get_object_bytes(bucket, "missing")
         # rclone ignores If-Match on a GET: the store's 412 comes from the proxy here
