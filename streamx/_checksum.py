@@ -35,6 +35,7 @@ from awscrt import checksums as _crt
 from isal import isal_zlib
 
 from ._errors import ChecksumError, S3Error
+from ._gathered import Gathered
 
 Buffer = bytes | bytearray | memoryview
 
@@ -60,11 +61,17 @@ class PartChecksum:
         return base64.b64encode(self.raw).decode("ascii")
 
 
-def compute(algorithm: str, data: Buffer) -> PartChecksum:
+def compute(algorithm: str, data: Buffer | Gathered) -> PartChecksum:
+    pieces = data.pieces if isinstance(data, Gathered) else (data,)
     if algorithm == "SHA256":
-        return PartChecksum(algorithm, hashlib.sha256(data).digest(), len(data))
+        sha = hashlib.sha256()
+        for piece in pieces:
+            sha.update(piece)
+        return PartChecksum(algorithm, sha.digest(), len(data))
     width = _CRC_WIDTH[algorithm]
-    value = _CRC_FN[algorithm](data)
+    crc, value = _CRC_FN[algorithm], 0
+    for piece in pieces:
+        value = crc(piece, value)
     return PartChecksum(algorithm, value.to_bytes(width, "big"), len(data))
 
 

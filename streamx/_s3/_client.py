@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .._errors import NetworkError, NotFoundError
+from .._gathered import Gathered
 from .._retry import ProgressDeadline
 from ._sender import AiobotocoreSender, PartRequest, PartSender, request_body
 from ._translate import map_errors
@@ -41,7 +42,7 @@ class S3:
         moved no byte for ``stall_timeout`` (the clock starts with the first byte);
         ``time_limit`` is the attempt's own limit (``part_timeout``), applied by the caller
         and told to the sender."""
-        view = memoryview(data).cast("B")
+        view = data if isinstance(data, Gathered) else memoryview(data).cast("B")
         with ProgressDeadline(stall_timeout) as watch:
             request = PartRequest(
                 operation, params, view, watch.progress, stall_timeout, time_limit
@@ -65,7 +66,7 @@ class S3:
     ) -> dict[str, Any]:
         """PutObject; a body in memory goes through the part sender."""
         with map_errors("PutObject", bucket=bucket, key=key):
-            if isinstance(body, bytes | bytearray | memoryview):
+            if isinstance(body, bytes | bytearray | memoryview | Gathered):
                 args = {"Bucket": bucket, "Key": key, **params}
                 return await self._send("PutObject", body, stall_timeout, time_limit, args)
             return dict(
@@ -90,7 +91,7 @@ class S3:
         key: str,
         upload_id: str,
         part_number: int,
-        body: bytes | bytearray | memoryview,
+        body: bytes | bytearray | memoryview | Gathered,
         *,
         stall_timeout: float | None = None,
         time_limit: float | None = None,

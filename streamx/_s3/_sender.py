@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._gathered import Gathered
+
 #: The operations a part sender carries.
 OPERATIONS = ("UploadPart", "PutObject")
 
@@ -42,7 +44,7 @@ class PartRequest:
 
     operation: str
     params: Mapping[str, Any]
-    body: memoryview
+    body: memoryview | Gathered  # one buffer, or a stream's chunks (see _gathered.py)
     progress: Callable[[], None]
     stall_timeout: float | None = None
     time_limit: float | None = None
@@ -125,7 +127,10 @@ _SMALL_BODY = 64 * 1024  # below this one write is cheapest: pass the bytes them
 
 
 def request_body(data: Any, on_read: Callable[[], None] | None = None) -> Any:
-    """The request body for ``data``; bytes-like bodies go out zero-copy (see BufferBody)."""
+    """The request body for ``data``; bytes-like bodies go out zero-copy (see BufferBody),
+    a stream's gathered chunks joined first (this path wants one buffer)."""
+    if isinstance(data, Gathered):
+        data = bytes(data)
     if isinstance(data, bytes | bytearray | memoryview):
         if len(data) >= _SMALL_BODY or on_read is not None:
             return BufferBody(data, on_read)

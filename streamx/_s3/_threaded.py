@@ -53,6 +53,7 @@ from urllib3 import HTTPHeaderDict
 from urllib3.util import parse_url
 
 from .._errors import UsageError
+from .._gathered import Gathered
 from .._validate import header_safe
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
@@ -366,14 +367,19 @@ class _Watch:
         self._handle.cancel()
 
 
-def _slices(view: memoryview, call: _Call, watch: _Watch | None, size: int) -> Iterator[memoryview]:
-    """The body as slices of the part's memory (no copy), stopping once ``call`` is aborted."""
-    for start in range(0, len(view), size):
-        if call.aborted:
-            raise _Cancelled
-        if watch is not None:
-            watch.moved()
-        yield view[start : start + size]
+def _slices(
+    body: memoryview | Gathered, call: _Call, watch: _Watch | None, size: int
+) -> Iterator[memoryview]:
+    """The body as slices of the part's memory, or of each of its gathered chunks (no
+    copy), stopping once ``call`` is aborted."""
+    for piece in body.pieces if isinstance(body, Gathered) else (body,):
+        view = piece if isinstance(piece, memoryview) else memoryview(piece)
+        for start in range(0, len(view), size):
+            if call.aborted:
+                raise _Cancelled
+            if watch is not None:
+                watch.moved()
+            yield view[start : start + size]
     if watch is not None:
         watch.moved()  # the whole body is sent: the wait for the answer starts now
 
@@ -438,8 +444,11 @@ def _fetch(
     return answer, body_md5(answer.body) if md5 and 200 <= answer.status < 300 else None
 
 
-def _sha256_hex(view: memoryview) -> str:
-    return hashlib.sha256(view).hexdigest()
+def _sha256_hex(body: memoryview | Gathered) -> str:
+    sha = hashlib.sha256()
+    for piece in body.pieces if isinstance(body, Gathered) else (body,):
+        sha.update(piece)
+    return sha.hexdigest()
 
 
 __all__ = ["ThreadSender"]

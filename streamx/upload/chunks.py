@@ -17,9 +17,12 @@ from anyio.abc import ByteReceiveStream
 
 from .._budget import MemoryBudget
 from .._errors import ConfigError, SourceTypeError
+from .._gathered import Gathered
 from .readahead import ReadAhead
 
 Buffer = bytes | bytearray | memoryview
+PartData = Buffer | Gathered  # a part's bytes: one buffer, or a stream's chunks
+GATHER_MIN = 64 * 1024  # a smaller chunk is copied into a part buffer, not gathered
 
 
 def as_bytes_view(chunk: object) -> memoryview | bytes:
@@ -53,7 +56,12 @@ class ChunkSource:
     Chunks are taken as immutable ``bytes`` (a ``bytearray`` or ``memoryview``
     chunk is copied when it arrives, since a generator may reuse its buffer).
     A chunk at least as large as the part being filled is sliced without a
-    copy; everything else is copied once into the part's buffer.
+    copy; a part of chunks of :data:`GATHER_MIN` and more is the list of them
+    (:class:`~streamx._gathered.Gathered`, no copy); once a smaller chunk shows
+    up, the stream's parts are copied into part buffers (``gathers`` turns false).
+    A gathered piece may be a view of a chunk split at a part boundary, which
+    keeps the whole chunk alive until both parts are sent: at most one chunk per
+    part more than the budget counts, as with a sliced chunk.
     """
 
     description = "stream"
@@ -63,6 +71,8 @@ class ChunkSource:
 
     def __init__(self) -> None:
         self.size: int | None = None
+        # parts are the chunks themselves (no copy), until a small chunk shows up
+        self.gathers = True
         self._carry: memoryview | bytes = b""
         self._eof = False
 
@@ -80,14 +90,14 @@ class ChunkSource:
         """The next non-empty chunk, or None at the end."""
         raise NotImplementedError
 
-    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+    async def read(self, n: int, into: bytearray | None = None) -> PartData:
         steps = self._assemble(n, into)
         try:
             steps.send(None)
             while True:
                 steps.send(await self._next_chunk())
         except StopIteration as done:
-            return cast(Buffer, done.value)
+            return cast(PartData, done.value)
 
     async def peek(self, limit: int) -> None:
         """Read up to ``limit`` bytes ahead (before the first part); a stream that ends
@@ -119,7 +129,7 @@ class ChunkSource:
 
     def _assemble(
         self, n: int, into: bytearray | None
-    ) -> Generator[None, memoryview | bytes | None, Buffer]:
+    ) -> Generator[None, memoryview | bytes | None, PartData]:
         """Cut the next ``n`` bytes; yields for each chunk it needs (sent None at the end)."""
         if not self._carry and not self._eof:
             chunk = yield
@@ -133,7 +143,10 @@ class ChunkSource:
             view = first if isinstance(first, memoryview) else memoryview(first)
             self._carry = view[n:] if len(first) > n else b""
             return first if len(first) == n else view[:n]
-        buf = into if into is not None and len(into) == n else bytearray(n)
+        # large chunks are gathered as they are (see _gathered.py); small ones are copied
+        # into a buffer: a send and a checksum step per 4 KiB would cost more than a copy
+        pieces: list[bytes | memoryview] = []
+        buf = None if self.gathers else self._buffer(n, into)
         got = 0
         while got < n:
             chunk = self._carry
@@ -147,12 +160,30 @@ class ChunkSource:
                 chunk = nxt
             take = min(len(chunk), n - got)
             view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-            buf[got : got + take] = view[:take]
+            if buf is None and take < GATHER_MIN and got + take < n:
+                self.gathers = False  # from now on this stream's parts are copied
+                buf = self._buffer(n, into)
+                at = 0
+                for piece in pieces:
+                    buf[at : at + len(piece)] = piece
+                    at += len(piece)
+            if buf is None:
+                pieces.append(chunk if take == len(chunk) else view[:take])
+            else:
+                buf[got : got + take] = view[:take]
             got += take
             self._carry = view[take:] if take < len(chunk) else b""
+        if buf is None:
+            if len(pieces) == 1:
+                return pieces[0]
+            return Gathered(pieces) if pieces else b""
         if got < n:  # the last part (a recycled buffer may still be exported: copy)
             return buf[:got]
         return buf
+
+    @staticmethod
+    def _buffer(n: int, into: bytearray | None) -> bytearray:
+        return into if into is not None and len(into) == n else bytearray(n)
 
     async def read_some(self, n: int) -> Buffer:
         """Up to ``n`` bytes as soon as any arrived (the carried rest first); empty at the end."""
@@ -226,21 +257,23 @@ class SyncIterSource(ChunkSource):
                 return data
         return None
 
-    def _fill(self, n: int, into: bytearray | None) -> Buffer:
+    def _fill(self, n: int, into: bytearray | None) -> PartData:
         steps = self._assemble(n, into)
         try:
             steps.send(None)
             while True:
                 steps.send(self._next())
         except StopIteration as done:
-            return cast(Buffer, done.value)
+            return cast(PartData, done.value)
 
-    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
-        if into is None or len(into) != n:
+    async def read(self, n: int, into: bytearray | None = None) -> PartData:
+        if not self.gathers and (into is None or len(into) != n):
             # allocated here, on the event loop's thread: a part buffer allocated in a
             # worker thread lands in that thread's malloc arena, which keeps the memory
             # after it is freed (64 concurrent uploads under a 128 MiB budget peaked at
-            # 444 MiB RSS that way, 232 MiB this way)
+            # 444 MiB RSS that way, 232 MiB this way). A stream of large chunks needs
+            # no buffer: its parts are the chunks (one part of a small-chunked stream is
+            # copied into a buffer of the thread's before the next ones come from here)
             into = bytearray(n)
         return await anyio.to_thread.run_sync(self._fill, n, into)
 

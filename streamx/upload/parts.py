@@ -30,7 +30,7 @@ from .._checksum import PartChecksum, compute
 from .._config import TransferConfig
 from .._errors import PartLimitError, SourceError, StreamxError
 from .._limits import MAX_OBJECT_SIZE, MAX_PARTS, PartPlan, format_size
-from .chunks import Buffer, ChunkSource
+from .chunks import Buffer, ChunkSource, PartData
 from .growing import GrowingBuffer
 from .source import BytesSource, Source
 
@@ -40,7 +40,7 @@ GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this 
 @dataclass(eq=False, slots=True)
 class Part:
     number: int
-    data: Buffer
+    data: PartData
     checksum: PartChecksum | None
     reservation: Reservation = field(repr=False)
     size: int = field(init=False)
@@ -107,12 +107,13 @@ class PartProducer:
         # the budget shared with other transfers, whose pool of idle buffers parts use
         self._shared = budgets[1] if len(budgets) == 2 else None
 
-    async def _read(self, n: int, into: bytearray | None = None) -> Buffer:
-        return await self._call(self.source.read, n, into)
+    async def _read(self, n: int, into: bytearray | None = None) -> PartData:
+        data: PartData = await self._call(self.source.read, n, into)
+        return data
 
-    async def _call(self, read: Any, *args: Any) -> Buffer:
+    async def _call(self, read: Any, *args: Any) -> Any:
         try:
-            result: Buffer = await read(*args)
+            result = await read(*args)
             return result
         except StreamxError:
             raise
@@ -201,8 +202,8 @@ class PartProducer:
         if self.source.size is not None:  # a small object or the last part: no more than is left
             size = max(0, min(size, self.source.size - self.bytes_read))
         if self.grows:
-            data, reservation = await self._grow(size)
-            return self._finish(number, size, data, reservation)
+            grown, reservation = await self._grow(size)
+            return self._finish(number, size, grown, reservation)
         head = Reservation()
         if number == 1 and self.probe and self.source.size is None:
             size = await self._probe(size, head)
@@ -237,7 +238,7 @@ class PartProducer:
         self._waiting = True
         try:
             for budget in budgets:
-                if budget is self._shared:
+                if budget is self._shared and not self._gathers:
                     handed = await reservation.take_part(budget, size)
                 else:  # the transfer's own window
                     await reservation.take(budget, size)
@@ -309,7 +310,7 @@ class PartProducer:
         return part.view(), part.reservation
 
     def _finish(
-        self, number: int, size: int, data: Buffer, reservation: Reservation
+        self, number: int, size: int, data: PartData, reservation: Reservation
     ) -> Part | None:
         self.bytes_read += len(data)
         if len(data) < size or (
@@ -389,7 +390,7 @@ class PartProducer:
         else:
             self._park(data, part.reservation)
 
-    def _park(self, data: Buffer, reservation: Reservation) -> None:
+    def _park(self, data: PartData, reservation: Reservation) -> None:
         """Hand an acknowledged buffer, with its share of the shared budget, to that budget's
         pool; release the rest. Only a ``bytearray`` nothing else refers to: a view of it
         still alive (a sending thread that outlived its request, a caller's reference)
@@ -409,6 +410,11 @@ class PartProducer:
         """Others wait for the shared budget, or more than half of it is held."""
         return bool(budget.waiting or budget.heads.waiting or 2 * budget.in_use > budget.limit)
 
+    @property
+    def _gathers(self) -> bool:
+        """The source's parts are its chunks (see ``_gathered.py``): no buffer to refill."""
+        return bool(getattr(self.source, "gathers", False))
+
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
         """A buffer of ``size`` bytes to refill: this transfer's own (holding every budget),
         or one from the shared budget's pool (holding that budget only), or none."""
@@ -418,7 +424,7 @@ class PartProducer:
                 return buffer, reservation
             reservation.release()  # the parts have grown: these buffers are of no use
         reservation = Reservation()
-        if self._shared is not None and not self.grows:
+        if self._shared is not None and not self.grows and not self._gathers:
             found = self._shared.unpark(size)
             if found is not None:
                 reservation.adopt(self._shared, found[1])

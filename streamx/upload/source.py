@@ -34,6 +34,7 @@ from .chunks import (
     Buffer,
     ByteStreamSource,
     ChunkSource,
+    PartData,
     SyncIterSource,
     as_bytes_view,
 )
@@ -58,7 +59,7 @@ class Source(Protocol):
     size: int | None  # exact length when known up front
     description: str
 
-    async def read(self, n: int, into: bytearray | None = None) -> Buffer:
+    async def read(self, n: int, into: bytearray | None = None) -> PartData:
         """Up to ``n`` bytes; fewer only at the end of the source.
 
         ``into`` is a reusable buffer of ``n`` bytes that a source may fill

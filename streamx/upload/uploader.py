@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .._checksum import PartChecksum, checksum_errors, param_name
 from .._errors import ChecksumError
 from .._events import Progress
+from .._gathered import Gathered
 from .._retry import RetryPolicy
 from .._s3 import S3
 from .parts import Part, PartProducer
@@ -206,4 +207,7 @@ class PartUploader:
 
 
 def _md5_hex(data: Any) -> str:
-    return hashlib.md5(data).hexdigest()  # an S3 part's ETag, not a security use
+    md5 = hashlib.md5()  # an S3 part's ETag, not a security use
+    for piece in data.pieces if isinstance(data, Gathered) else (data,):
+        md5.update(piece)
+    return md5.hexdigest()

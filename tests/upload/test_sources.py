@@ -123,3 +123,62 @@ def test_unsupported_sources_are_named() -> None:
             open_source(bad)
     with pytest.raises(TypeError, match="text mode"):
         open_source(io.StringIO("abc"))
+
+
+# ------------------------------------------------------- gathered parts (streamx/_gathered.py)
+
+
+def test_large_chunks_become_a_part_without_a_copy() -> None:
+    """Chunks of 64 KiB and more are the part's pieces themselves: no byte is copied."""
+    from streamx._gathered import Gathered
+
+    chunks = [os.urandom(256 * 1024) for _ in range(5)]
+
+    async def main() -> None:
+        async def gen() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        src = open_source(gen())
+        part = await src.read(1024 * 1024)
+        assert isinstance(part, Gathered) and len(part) == 1024 * 1024
+        assert all(p is c for p, c in zip(part.pieces, chunks[:4], strict=True))
+        last = await src.read(1024 * 1024)  # the rest: the fifth chunk itself
+        assert last is chunks[4] and src.gathers
+        await src.aclose()
+
+    anyio.run(main)
+
+
+def test_small_chunks_are_copied_into_one_buffer_from_then_on() -> None:
+    """A chunk under 64 KiB that does not end the part turns the stream to copying: the
+    pieces gathered so far go into the buffer with it, and so do later parts."""
+    big, small = os.urandom(128 * 1024), os.urandom(1000)
+    data = big + small * 200 + big
+
+    async def main() -> None:
+        async def gen() -> AsyncIterator[bytes]:
+            yield big
+            for _ in range(200):
+                yield small
+            yield big
+
+        src = open_source(gen())
+        first = await src.read(256 * 1024)
+        assert isinstance(first, bytearray) and bytes(first) == data[: 256 * 1024]
+        assert not src.gathers
+        rest = await src.read(256 * 1024)
+        assert isinstance(rest, bytearray) and bytes(rest) == data[256 * 1024 :]
+        await src.aclose()
+
+    anyio.run(main)
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32C", "CRC32", "CRC64NVME", "SHA256"])
+def test_a_gathered_part_has_the_checksum_of_its_bytes(algorithm: str) -> None:
+    from streamx._checksum import compute
+    from streamx._gathered import Gathered
+
+    pieces: list[bytes | memoryview] = [os.urandom(70_000), memoryview(os.urandom(90_000))[5:], b"x"]
+    joined = b"".join(pieces)
+    assert compute(algorithm, Gathered(pieces)) == compute(algorithm, joined)
