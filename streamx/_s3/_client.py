@@ -83,7 +83,8 @@ class S3:
         self, bucket: str, key: str, **params: Any
     ) -> dict[str, Any]:
         with map_errors("CreateMultipartUpload", bucket=bucket, key=key):
-            return dict(await self.client.create_multipart_upload(Bucket=bucket, Key=key, **params))
+            args = {"Bucket": bucket, "Key": key, **params}
+            return await self.sender.call("CreateMultipartUpload", args)
 
     async def upload_part(
         self,
@@ -109,15 +110,9 @@ class S3:
         self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], **params: Any
     ) -> dict[str, Any]:
         with map_errors("CompleteMultipartUpload", bucket=bucket, key=key, upload_id=upload_id):
-            return dict(
-                await self.client.complete_multipart_upload(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **params,
-                )
-            )
+            args = {"Bucket": bucket, "Key": key, "UploadId": upload_id, **params}
+            args["MultipartUpload"] = {"Parts": parts}
+            return await self.sender.call("CompleteMultipartUpload", args)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         with map_errors("AbortMultipartUpload", bucket=bucket, key=key, upload_id=upload_id):

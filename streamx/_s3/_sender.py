@@ -62,6 +62,10 @@ class PartSender(Protocol):
         the bytes; with ``md5``, ``BodyMD5`` their MD5 (hex)."""
         ...
 
+    async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateMultipartUpload or CompleteMultipartUpload: the parsed answer."""
+        ...
+
     def close(self) -> None:
         """Release connections (the engine is closing)."""
         ...
@@ -172,6 +176,13 @@ class AiobotocoreSender:
         if md5:
             response["BodyMD5"] = body_md5(data)
         return response
+
+    async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        method = {
+            "CreateMultipartUpload": self.client.create_multipart_upload,
+            "CompleteMultipartUpload": self.client.complete_multipart_upload,
+        }[operation]
+        return dict(await method(**params))
 
     def close(self) -> None:
         pass

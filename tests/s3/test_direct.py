@@ -67,8 +67,12 @@ async def test_the_default_sends_parts_from_worker_threads(
         if profile_of(server).checksums:  # rclone takes no checksums: none is sent there
             assert "x-amz-checksum-crc32c" in req.headers["authorization"]  # and it is signed
         assert req.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
-    # the control calls stay with aiobotocore
-    assert "streamx" not in proxy.sent("CreateMultipartUpload")[0].headers["user-agent"]
+    # Create and Complete go from the threads too (signed by awscrt); Abort and the
+    # listings stay with aiobotocore
+    for op in ("CreateMultipartUpload", "CompleteMultipartUpload"):
+        (req,) = proxy.sent(op)
+        assert req.headers["user-agent"] == "streamx (direct)"
+        assert req.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
 
 
 @pytest.mark.anyio
@@ -235,6 +239,43 @@ async def test_a_signed_payload_carries_the_parts_sha256(
     step = 5 * MiB
     expected = [hashlib.sha256(BIG[i : i + step]).hexdigest() for i in range(0, len(BIG), step)]
     assert sorted(sums) == sorted(expected)
+
+
+@pytest.mark.anyio
+async def test_a_complete_answered_200_with_an_error_is_that_error(
+    tengine: streamx.Engine, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """S3 may send 200 and then an error document for CompleteMultipartUpload: it is the
+    error it holds (botocore's handler has it so; the thread path does the same), the upload
+    is aborted, and no object appears."""
+    proxy.add(Fault("status", op="CompleteMultipartUpload", status=200, code="InternalError"))
+    with pytest.raises(streamx.ServiceUnavailableError, match="InternalError"):
+        await tengine.upload(bucket, "obj", BIG, config=CFG)
+    assert len(proxy.sent("CompleteMultipartUpload")) == 1
+    with pytest.raises(streamx.NotFoundError):
+        await engine.head(bucket, "obj")
+
+
+@pytest.mark.anyio
+async def test_a_multipart_upload_with_metadata_is_created_from_the_threads(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """Create carries the object's headers as botocore's serialiser writes them (non-ASCII
+    metadata RFC 2047-encoded by streamx first), signed by awscrt; the object reads back
+    with them."""
+    from streamx._validate import rfc2047
+
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        await eng.upload(
+            bucket, "obj", BIG, config=CFG, ContentType="a/b", Metadata={"name": "ü", "n": "1"}
+        )
+    (create,) = proxy.sent("CreateMultipartUpload")
+    assert create.headers["user-agent"] == "streamx (direct)"
+    assert create.headers["x-amz-meta-name"] == rfc2047("ü")
+    head = await engine.client.head_object(Bucket=bucket, Key="obj")
+    assert head["ContentType"] == "a/b"
+    assert head["Metadata"] == {"name": rfc2047("ü"), "n": "1"}
+    assert await read_object(engine, bucket, "obj") == BIG
 
 
 @pytest.mark.anyio
