@@ -20,7 +20,7 @@ URL (once per bucket) so that botocore's endpoint rules (addressing style,
 accelerate, dual-stack ...) decide it.
 
 Stalls: the S3 layer's one stall detector (:class:`streamx._retry.ProgressDeadline`)
-hears of the slices a thread has sent from a timer on the loop (:class:`_Watch`);
+hears of the slices a thread has sent from a timer on the loop (:class:`._handoff.Watch`);
 the thread's own socket timeouts are the stall timeout or the request's time limit
 (``part_timeout``), whichever is shorter, plus a second, so a thread whose request
 was given up on returns soon after. A cancelled request (``part_timeout``, a
@@ -37,11 +37,9 @@ an error or a log line of streamx.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
-import threading
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -54,71 +52,22 @@ from botocore.serialize import create_serializer
 from urllib3 import HTTPHeaderDict
 from urllib3.util import parse_url
 
-from .._errors import UsageError
 from .._gathered import Gathered
 from .._validate import header_safe
+from . import _handoff as handoff
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
-from ._sender import PartRequest, PartSender, body_md5
+from ._sender import PartRequest, PartSender
 from ._session import HttpSettings
 from ._sign import sign
 
-sniffio: Any
-try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
-    import sniffio
-except ImportError:  # pragma: no cover
-    sniffio = None
-
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
-_SOCKET_MARGIN = 1.0  # seconds the thread's socket timeouts exceed stall timeout / time limit
 _HASH_HERE = 64 * 1024  # bytes of body hashed on the loop (~40 µs) rather than in a thread
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _USER_AGENT = "streamx (direct)"
 _KEY_MARK = "streamx-key-placeholder"
-
-
-class _Cancelled(Exception):
-    """Raised in the sending thread at the next slice once the request was given up on."""
-
-
-class _Call:
-    """One request in a worker thread; ``abort`` (from the loop) stops it at the next slice.
-
-    ``running`` is held by the thread from :meth:`begin` to :meth:`end` (a lock, not an
-    ``Event``: one C object per request instead of three Python ones), so the loop can
-    wait for a thread it gave up on with :meth:`wait`.
-    """
-
-    __slots__ = ("_lock", "aborted", "running", "started")
-
-    def __init__(self) -> None:
-        self.aborted = False
-        self.started = False
-        self.running = threading.Lock()
-        self._lock = threading.Lock()
-
-    def begin(self) -> bool:
-        """In the thread, first: false if the call was aborted before it started."""
-        with self._lock:
-            if self.aborted:
-                return False
-            self.running.acquire()
-            self.started = True
-            return True
-
-    def end(self) -> None:
-        self.running.release()
-
-    def wait(self, timeout: float) -> None:
-        """Until the thread has returned (or ``timeout`` seconds)."""
-        if self.running.acquire(timeout=timeout):
-            self.running.release()
-
-    def abort(self) -> None:
-        with self._lock:
-            self.aborted = True
 
 
 class ThreadSender:
@@ -146,7 +95,7 @@ class ThreadSender:
         self._fallback = fallback
         self._pool = PartPool(settings)
         # at most one thread per pooled connection; a request not yet started when it is
-        # cancelled never runs (_in_thread cancels the executor's job)
+        # cancelled never runs (handoff.in_thread cancels the executor's job)
         self._executor = ThreadPoolExecutor(
             settings.max_pool_connections, thread_name_prefix="streamx-send"
         )
@@ -184,7 +133,7 @@ class ThreadSender:
         if limits:
             # a little over the limit: the loop's stall detector or part_timeout speaks
             # first, and a thread whose request was given up on returns soon after
-            limit = min(limits) + _SOCKET_MARGIN
+            limit = min(limits) + handoff.SOCKET_MARGIN
             connect, read = min(connect, limit), min(read, limit)
         return self._pool.timeout(connect, read), max(connect, read)
 
@@ -247,16 +196,16 @@ class ThreadSender:
             "Content-Length": str(len(view)),
             **op.headers(params),
         }
-        call = _Call()
+        call = handoff.Call()
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
         signed = await self._sign("PUT", path, headers, payload)
         timeout, longest = self._timeouts(request)
-        watch = _Watch(request, stall) if stall is not None else None
-        body = _slices(view, call, watch, size)
+        watch = handoff.Watch(request, stall) if stall is not None else None
+        body = handoff.slices(view, call, watch, size)
         exchange = (target.scheme, host, port, path, signed, body, timeout)
         try:
-            http = await _in_thread(self._executor, _exchange, self._pool, exchange, call)
+            http = await handoff.in_thread(self._executor, handoff.exchange, self._pool, exchange, call)
         except BaseException:
             call.abort()
             if call.started:
@@ -299,8 +248,8 @@ class ThreadSender:
         signed = await self._sign("GET", path, headers, _EMPTY_SHA256 if hashed else _UNSIGNED)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
-        http, digest = await _in_thread(
-            self._executor, _fetch, self._pool, exchange, _Call(), md5
+        http, digest = await handoff.in_thread(
+            self._executor, handoff.fetch_whole, self._pool, exchange, handoff.Call(), md5
         )
         if not 200 <= http.status < 300:
             self._parsed(op, http)  # raises botocore's ClientError
@@ -348,7 +297,7 @@ class ThreadSender:
         signed = await self._sign("POST", path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, [body], timeout, "POST")
-        http = await _in_thread(self._executor, _exchange, self._pool, exchange, _Call())
+        http = await handoff.in_thread(self._executor, handoff.exchange, self._pool, exchange, handoff.Call())
         if http.status == 200 and b"<Error>" in http.body[:512]:
             http.status = 500  # an error after the 200 was sent (botocore: handlers.py)
         return self._parsed(op, http)
@@ -380,123 +329,6 @@ class ThreadSender:
         if http.status >= 300:
             raise bexc.ClientError(parsed, op.name)
         return parsed
-
-
-class _Watch:
-    """The stall detector's progress signal from a sending thread, without waking the loop.
-
-    The thread only counts the slices it hands to the socket (:meth:`moved`); a timer on
-    the loop looks every ``min(stall_timeout / 4, 0.5 s)`` and passes a change on to the
-    detector. A request shorter than that costs the loop one timer and no wake-up (a
-    ``call_soon_threadsafe`` per signal cost two per request). The detector never fires
-    early (its clock restarts when the loop sees the change, after the bytes moved) and
-    at most one interval late, still before the thread's socket timeout (``_SOCKET_MARGIN``).
-    """
-
-    __slots__ = ("_context", "_every", "_handle", "_loop", "_progress", "_seen", "count")
-
-    def __init__(self, request: PartRequest, stall: float) -> None:
-        self.count = 0  # written by the sending thread only
-        self._seen = 0
-        self._loop = asyncio.get_running_loop()
-        # the callback runs outside any task: tell anyio (sniffio) which library runs it,
-        # as anyio.run does and asyncio.run does not
-        self._context = contextvars.copy_context()
-        if sniffio is not None:
-            self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
-        self._progress = request.progress
-        self._every = min(stall / 4, _SOCKET_MARGIN / 2)
-        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
-
-    def moved(self) -> None:
-        """In the thread: bytes went to the socket."""
-        self.count += 1
-
-    def _look(self) -> None:
-        if self.count != self._seen:
-            self._seen = self.count
-            self._progress()
-        self._handle = self._loop.call_later(self._every, self._look, context=self._context)
-
-    def stop(self) -> None:
-        self._handle.cancel()
-
-
-def _slices(
-    body: memoryview | Gathered, call: _Call, watch: _Watch | None, size: int
-) -> Iterator[memoryview]:
-    """The body as slices of the part's memory, or of each of its gathered chunks (no
-    copy), stopping once ``call`` is aborted."""
-    for piece in body.pieces if isinstance(body, Gathered) else (body,):
-        view = piece if isinstance(piece, memoryview) else memoryview(piece)
-        for start in range(0, len(view), size):
-            if call.aborted:
-                raise _Cancelled
-            if watch is not None:
-                watch.moved()
-            yield view[start : start + size]
-    if watch is not None:
-        watch.moved()  # the whole body is sent: the wait for the answer starts now
-
-
-async def _in_thread(executor: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in ``executor``; what ``loop.run_in_executor`` does at about half its
-    cost to the loop (no asyncio future chained both ways to the executor's: one callback
-    from the thread). Cancelled before the thread took it, it never runs."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-    try:
-        job = executor.submit(fn, *args)
-    except RuntimeError:  # shut down: the engine was closed
-        raise _closed() from None
-
-    def done(job: Future[Any]) -> None:  # in the thread (or here, if already done)
-        try:
-            loop.call_soon_threadsafe(_settle, waiter, job)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
-
-    job.add_done_callback(done)
-    try:
-        return await waiter
-    except BaseException:
-        job.cancel()
-        raise
-
-
-def _settle(waiter: asyncio.Future[Any], job: Future[Any]) -> None:
-    if waiter.done():  # its task was cancelled (and cancelled the job)
-        return
-    if job.cancelled():  # not by its task: the engine closed while the job waited for a thread
-        waiter.set_exception(_closed())
-        return
-    error = job.exception()
-    if error is None:
-        waiter.set_result(job.result())
-    else:
-        waiter.set_exception(error)
-
-
-def _closed() -> UsageError:
-    return UsageError("the engine was closed while this transfer was sending")
-
-
-def _exchange(pool: PartPool, exchange: tuple[Any, ...], call: _Call) -> Answer:
-    """In the worker thread: send, read the answer whole."""
-    if not call.begin():
-        raise bexc.HTTPClientError(error=_Cancelled())
-    try:
-        return pool.send(*exchange)
-    finally:
-        call.end()
-
-
-def _fetch(
-    pool: PartPool, exchange: tuple[Any, ...], call: _Call, md5: bool
-) -> tuple[Answer, str | None]:
-    """In the worker thread: a GET read whole, and its body's MD5 if asked."""
-    answer = _exchange(pool, exchange, call)
-    return answer, body_md5(answer.body) if md5 and 200 <= answer.status < 300 else None
 
 
 def _sha256_hex(body: memoryview | Gathered) -> str:

@@ -20,7 +20,6 @@ reserves no more than it has left.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,6 +31,7 @@ from .._errors import PartLimitError, SourceError, StreamxError
 from .._limits import MAX_OBJECT_SIZE, MAX_PARTS, PartPlan, format_size
 from .chunks import Buffer, ChunkSource, PartData
 from .growing import GrowingBuffer
+from .recycle import Spares
 from .source import BytesSource, Source
 
 GROW_STEP = 256 * 1024  # budget taken per step of a growing part: at most this much is unfilled
@@ -92,20 +92,12 @@ class PartProducer:
         self.bytes_read = 0
         self.eof = False
         self.live: set[Part] = set()  # parts read and not yet released
-        # Acknowledged parts' buffers, kept with their reservations for the next parts:
-        # a recycled buffer skips the allocation, zero-fill and page faults of a new
-        # one (about an eighth of the CPU of a file upload), and stays inside the
-        # budget. Under a shared budget a transfer keeps one, and more (up to what its
-        # own window holds) only while the shared budget is uncrowded: a lone transfer
-        # recycles its whole window, 64 at once do not hoard idle buffers.
-        self._spares: list[tuple[bytearray, Reservation]] = []
-        self._max_spares = max(1, budgets[0].limit // max(1, plan.size_of(1)))
         self._waiting = False  # the producer waits for budget: don't hold any back
         self.grows = isinstance(source, ChunkSource) and source.grows
-        if self.grows:
-            self._max_spares = 0  # a growing part never reuses a whole-part buffer
         # the budget shared with other transfers, whose pool of idle buffers parts use
         self._shared = budgets[1] if len(budgets) == 2 else None
+        # acknowledged parts' buffers, refilled by the next parts (see recycle.py)
+        self.spares = Spares(budgets[0], self._shared, plan.size_of(1), grows=self.grows)
 
     async def _read(self, n: int, into: bytearray | None = None) -> PartData:
         data: PartData = await self._call(self.source.read, n, into)
@@ -371,44 +363,17 @@ class PartProducer:
 
         The buffer goes with the budget: a task that still refers to the part
         (an idle uploader's loop variable) must not keep its bytes alive. An
-        acknowledged buffer is kept for this transfer's next part (see ``_spares``) or
-        handed to the shared budget's pool for another transfer's (:meth:`_park`).
+        acknowledged buffer is kept for this transfer's next part or handed to the
+        shared budget's pool for another transfer's (see ``recycle.py``).
         """
         data, part.data = part.data, b""
         self.live.discard(part)
         if not sent:
             part.reservation.release()
-        elif (
-            len(self._spares) < self._max_spares
-            and not self._waiting
-            and (not self._spares or not any(self._crowded(b) for b in self.budgets[1:]))
-            and not self.eof
-            and isinstance(data, bytearray)
-            and len(data) == self.plan.size_of(min(self.next_number, MAX_PARTS))
-        ):
-            self._spares.append((data, part.reservation))
-        else:
-            self._park(data, part.reservation)
-
-    def _park(self, data: PartData, reservation: Reservation) -> None:
-        """Hand an acknowledged buffer, with its share of the shared budget, to that budget's
-        pool; release the rest. Only a ``bytearray`` nothing else refers to: a view of it
-        still alive (a sending thread that outlived its request, a caller's reference)
-        keeps a reference through its buffer export, and such a buffer is dropped."""
-        shared = self._shared
-        # 3: ``data`` here, the caller's local, and getrefcount's own argument
-        if shared is None or not isinstance(data, bytearray) or sys.getrefcount(data) > 3:
-            reservation.release()
             return
-        n = reservation.detach(shared)
-        reservation.release()
-        if n and not shared.park(data, n):
-            shared.release(n)
-
-    @staticmethod
-    def _crowded(budget: MemoryBudget) -> bool:
-        """Others wait for the shared budget, or more than half of it is held."""
-        return bool(budget.waiting or budget.heads.waiting or 2 * budget.in_use > budget.limit)
+        following = None if self.eof else self.plan.size_of(min(self.next_number, MAX_PARTS))
+        if not self.spares.keep(data, part.reservation, next_size=following, waiting=self._waiting):
+            self.spares.park(data, part.reservation)
 
     @property
     def _gathers(self) -> bool:
@@ -416,29 +381,13 @@ class PartProducer:
         return bool(getattr(self.source, "gathers", False))
 
     def _take_spare(self, size: int) -> tuple[bytearray | None, Reservation]:
-        """A buffer of ``size`` bytes to refill: this transfer's own (holding every budget),
-        or one from the shared budget's pool (holding that budget only), or none."""
-        while self._spares:
-            buffer, reservation = self._spares.pop()
-            if len(buffer) == size:
-                return buffer, reservation
-            reservation.release()  # the parts have grown: these buffers are of no use
-        reservation = Reservation()
-        if self._shared is not None and not self.grows and not self._gathers:
-            found = self._shared.unpark(size)
-            if found is not None:
-                reservation.adopt(self._shared, found[1])
-                return found[0], reservation
-        return None, reservation
+        return self.spares.take(size, pooled=not self.grows and not self._gathers)
 
     def release_all(self) -> None:
         self.eof = True  # the transfer is over: nothing is held back for a next part
         if self.grows:
             for budget in self.budgets:
                 budget.leave_growers(self)
-        spares, self._spares = self._spares, []
-        while spares:  # acknowledged: another transfer may refill them
-            buffer, reservation = spares.pop()
-            self._park(buffer, reservation)
+        self.spares.park_all()  # acknowledged: another transfer may refill them
         for part in list(self.live):  # not acknowledged (the transfer failed): never reused
             self.release(part, sent=False)

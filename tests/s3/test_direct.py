@@ -24,7 +24,7 @@ from conftest import profile_of, read_object
 from faultproxy import Fault, FaultProxy
 
 import streamx
-import streamx._s3._threaded as threaded
+import streamx._s3._handoff as handoff
 from streamx._s3 import AiobotocoreSender, PartRequest, ThreadSender
 from streamx._s3._session import HttpSettings
 from streamx.testing import RcloneServer
@@ -297,7 +297,7 @@ async def test_a_refused_part_names_the_error_and_never_the_signature(
 def sending_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A list that holds one entry per worker thread inside the thread sender's exchange."""
     active: list[int] = []
-    real = threaded._exchange
+    real = handoff.exchange
 
     def counted(*args: Any) -> Any:
         active.append(1)
@@ -306,7 +306,7 @@ def sending_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         finally:
             active.pop()
 
-    monkeypatch.setattr(threaded, "_exchange", counted)
+    monkeypatch.setattr(handoff, "exchange", counted)
     return active
 
 

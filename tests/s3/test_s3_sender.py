@@ -247,24 +247,24 @@ def test_a_2xx_answer_reads_as_botocores_parser_reads_it(
 
 
 async def test_the_thread_hand_off_returns_raises_and_refuses_after_close() -> None:
-    """The thread sender's hand-off (``_in_thread``): a result and an error come back as they
+    """The thread sender's hand-off (``_handoff.in_thread``): a result and an error come back as they
     are; a job still queued when the engine closes its executor, and one submitted after,
     raise UsageError (not a bare CancelledError or RuntimeError)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from streamx._s3._threaded import _in_thread
+    from streamx._s3._handoff import in_thread
 
     executor = ThreadPoolExecutor(1)
-    assert await _in_thread(executor, sum, [1, 2]) == 3
+    assert await in_thread(executor, sum, [1, 2]) == 3
     with pytest.raises(ZeroDivisionError):
-        await _in_thread(executor, divmod, 1, 0)
+        await in_thread(executor, divmod, 1, 0)
     gate = threading.Event()
     outcomes: dict[str, BaseException | bool] = {}
 
     async def run(name: str, fn: Callable[..., Any], *args: Any) -> None:
         try:
-            outcomes[name] = await _in_thread(executor, fn, *args)
+            outcomes[name] = await in_thread(executor, fn, *args)
         except BaseException as exc:
             outcomes[name] = exc
 
@@ -278,23 +278,23 @@ async def test_the_thread_hand_off_returns_raises_and_refuses_after_close() -> N
     assert outcomes["busy"] is True  # the running one finishes
     assert isinstance(outcomes["queued"], streamx.UsageError)
     with pytest.raises(streamx.UsageError, match="closed"):
-        await _in_thread(executor, sum, [1])
+        await in_thread(executor, sum, [1])
 
 
 async def test_a_cancelled_hand_off_never_runs_its_job() -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from streamx._s3._threaded import _in_thread
+    from streamx._s3._handoff import in_thread
 
     executor = ThreadPoolExecutor(1)
     gate = threading.Event()
     ran: list[int] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_in_thread, executor, gate.wait, 10)
+        tg.start_soon(in_thread, executor, gate.wait, 10)
         await anyio.sleep(0.1)
         with anyio.move_on_after(0.2):  # cancelled while queued behind the busy thread
-            await _in_thread(executor, ran.append, 1)
+            await in_thread(executor, ran.append, 1)
         gate.set()
     executor.shutdown(wait=True)
     assert ran == []
