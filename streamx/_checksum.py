@@ -35,7 +35,7 @@ from awscrt import checksums as _crt
 from isal import isal_zlib
 
 from ._errors import ChecksumError, S3Error
-from ._gathered import Gathered
+from ._gathered import Gathered, hashed, pieces
 
 Buffer = bytes | bytearray | memoryview
 
@@ -62,15 +62,11 @@ class PartChecksum:
 
 
 def compute(algorithm: str, data: Buffer | Gathered) -> PartChecksum:
-    pieces = data.pieces if isinstance(data, Gathered) else (data,)
     if algorithm == "SHA256":
-        sha = hashlib.sha256()
-        for piece in pieces:
-            sha.update(piece)
-        return PartChecksum(algorithm, sha.digest(), len(data))
+        return PartChecksum(algorithm, hashed("sha256", data).digest(), len(data))
     width = _CRC_WIDTH[algorithm]
     crc, value = _CRC_FN[algorithm], 0
-    for piece in pieces:
+    for piece in pieces(data):
         value = crc(piece, value)
     return PartChecksum(algorithm, value.to_bytes(width, "big"), len(data))
 

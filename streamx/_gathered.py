@@ -11,22 +11,26 @@ piece by piece; only aiobotocore's request path (a fallback) joins them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+Piece = bytes | bytearray | memoryview
 
 
 class Gathered:
-    """The bytes of ``pieces`` (each ``bytes`` or a ``memoryview`` of bytes), in order."""
+    """The bytes of ``pieces`` (each bytes-like), in order."""
 
     __slots__ = ("_size", "pieces")
 
-    def __init__(self, pieces: list[bytes | memoryview]) -> None:
+    def __init__(self, pieces: list[Piece]) -> None:
         self.pieces = pieces
         self._size = sum(len(p) for p in pieces)
 
     def __len__(self) -> int:
         return self._size
 
-    def __iter__(self) -> Iterator[bytes | memoryview]:
+    def __iter__(self) -> Iterator[Piece]:
         return iter(self.pieces)
 
     def __bytes__(self) -> bytes:
@@ -36,9 +40,22 @@ class Gathered:
         return f"Gathered({len(self.pieces)} pieces, {self._size} bytes)"
 
 
-def pieces_of(data: object) -> list[bytes | memoryview] | None:
-    """``data``'s pieces if it is :class:`Gathered`, else ``None`` (one buffer)."""
-    return data.pieces if isinstance(data, Gathered) else None
+def pieces(data: Piece | Gathered) -> Sequence[Piece]:
+    """``data``'s pieces: a gathered part's chunks, or the one buffer it is."""
+    return data.pieces if isinstance(data, Gathered) else (data,)
 
 
-__all__ = ["Gathered", "pieces_of"]
+def hashed(algorithm: str, data: Piece | Gathered) -> Any:
+    """``hashlib``'s ``algorithm`` (``"md5"``, ``"sha256"``) fed ``data`` piece by piece (an
+    MD5 here is an S3 ETag, not a security use)."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    for piece in pieces(data):
+        digest.update(piece)
+    return digest
+
+
+def hexdigest(algorithm: str, data: Piece | Gathered) -> str:
+    return str(hashed(algorithm, data).hexdigest())
+
+
+__all__ = ["Gathered", "Piece", "hashed", "hexdigest", "pieces"]

@@ -15,9 +15,9 @@ from typing import Any
 import botocore.exceptions as bexc
 
 from .._errors import UsageError
-from .._gathered import Gathered
+from .._gathered import Gathered, hexdigest, pieces
 from ._pool import Answer, PartPool
-from ._sender import PartRequest, body_md5
+from ._sender import PartRequest
 
 sniffio: Any
 try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
@@ -115,7 +115,7 @@ def slices(
 ) -> Iterator[memoryview]:
     """The body as slices of the part's memory, or of each of its gathered chunks (no
     copy), stopping once ``call`` is aborted."""
-    for piece in body.pieces if isinstance(body, Gathered) else (body,):
+    for piece in pieces(body):
         view = piece if isinstance(piece, memoryview) else memoryview(piece)
         for start in range(0, len(view), size):
             if call.aborted:
@@ -185,7 +185,8 @@ def fetch_whole(
 ) -> tuple[Answer, str | None]:
     """In the worker thread: a GET read whole, and its body's MD5 if asked."""
     answer = exchange(pool, request, call)
-    return answer, body_md5(answer.body) if md5 and 200 <= answer.status < 300 else None
+    ok = md5 and 200 <= answer.status < 300
+    return answer, hexdigest("md5", answer.body) if ok else None
 
 
 __all__ = [

@@ -17,13 +17,12 @@ faults without a server.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._gathered import Gathered
+from .._gathered import Gathered, hexdigest
 
 #: The operations a part sender carries.
 OPERATIONS = ("UploadPart", "PutObject")
@@ -142,10 +141,6 @@ def request_body(data: Any, on_read: Callable[[], None] | None = None) -> Any:
     return data
 
 
-def body_md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
 class AiobotocoreSender:
     """Parts through the client's own request path (aiohttp)."""
 
@@ -174,7 +169,7 @@ class AiobotocoreSender:
         finally:
             body.close()
         if md5:
-            response["BodyMD5"] = body_md5(data)
+            response["BodyMD5"] = hexdigest("md5", data)
         return response
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:

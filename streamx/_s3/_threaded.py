@@ -52,7 +52,7 @@ from botocore.serialize import create_serializer
 from urllib3 import HTTPHeaderDict
 from urllib3.util import parse_url
 
-from .._gathered import Gathered
+from .._gathered import hexdigest
 from .._validate import header_safe
 from . import _handoff as handoff
 from ._operation import Operation, Target, parse_target
@@ -181,15 +181,14 @@ class ThreadSender:
             )
         view = request.body
         payload = _UNSIGNED
-        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        if hashed:  # a small body is hashed here: a thread hop costs more than its hash
+        if self._hashes_payload(target):  # a small body is hashed here: a hop costs more
             small = len(view) <= _HASH_HERE
             payload = (
-                _sha256_hex(view) if small else await anyio.to_thread.run_sync(_sha256_hex, view)
+                hexdigest("sha256", view)
+                if small
+                else await anyio.to_thread.run_sync(hexdigest, "sha256", view)
             )
-        # RFC 3986 escapes, as SigV4's canonical query string has them (no '+' for a space)
-        query = urlencode(pairs, safe="-_.~", quote_via=quote)
-        path = target.path + (f"?{query}" if query else "")
+        path = _path_and_query(target, pairs)
         headers = {
             "Host": target.netloc,  # as signed (urllib3 then sends this one)
             "User-Agent": _USER_AGENT,
@@ -241,11 +240,10 @@ class ThreadSender:
         if not op.plain(args):
             return await self._fallback.fetch(bucket, key, params, md5=md5)
         target, host, port = await self._object_target(bucket, key)
-        query = urlencode(target.query, safe="-_.~", quote_via=quote)
-        path = target.path + (f"?{query}" if query else "")
+        path = _path_and_query(target, target.query)
         headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
-        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        signed = await self._sign("GET", path, headers, _EMPTY_SHA256 if hashed else _UNSIGNED)
+        payload = _EMPTY_SHA256 if self._hashes_payload(target) else _UNSIGNED
+        signed = await self._sign("GET", path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
         http, digest = await handoff.in_thread(
@@ -284,16 +282,14 @@ class ThreadSender:
         extra = (("uploads", ""),) if operation == "CreateMultipartUpload" else (
             ("uploadId", str(params["UploadId"])),
         )
-        query = urlencode((*target.query, *extra), safe="-_.~", quote_via=quote)
-        path = f"{target.path}?{query}"
+        path = _path_and_query(target, (*target.query, *extra))
         headers = {
             "Host": target.netloc,
             "User-Agent": _USER_AGENT,
             "Content-Length": str(len(body)),
             **{k: str(v) for k, v in headers.items()},
         }
-        hashed = self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-        payload = hashlib.sha256(body).hexdigest() if hashed else _UNSIGNED
+        payload = hexdigest("sha256", body) if self._hashes_payload(target) else _UNSIGNED
         signed = await self._sign("POST", path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, [body], timeout, "POST")
@@ -301,6 +297,11 @@ class ThreadSender:
         if http.status == 200 and b"<Error>" in http.body[:512]:
             http.status = 500  # an error after the 200 was sent (botocore: handlers.py)
         return self._parsed(op, http)
+
+    def _hashes_payload(self, target: Target) -> bool:
+        """Whether the body's SHA-256 is signed (else ``UNSIGNED-PAYLOAD``): as configured,
+        by default over plain http only (TLS protects the body otherwise)."""
+        return self._sign_payload if self._sign_payload is not None else target.scheme == "http"
 
     async def _sign(
         self, method: str, path: str, headers: dict[str, str], payload: str
@@ -331,11 +332,11 @@ class ThreadSender:
         return parsed
 
 
-def _sha256_hex(body: memoryview | Gathered) -> str:
-    sha = hashlib.sha256()
-    for piece in body.pieces if isinstance(body, Gathered) else (body,):
-        sha.update(piece)
-    return sha.hexdigest()
+def _path_and_query(target: Target, pairs: tuple[tuple[str, str], ...]) -> str:
+    """The request target as sent and signed: RFC 3986 escapes, as SigV4's canonical query
+    string has them (no '+' for a space)."""
+    query = urlencode(pairs, safe="-_.~", quote_via=quote)
+    return target.path + (f"?{query}" if query else "")
 
 
 __all__ = ["ThreadSender"]

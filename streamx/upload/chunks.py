@@ -17,7 +17,7 @@ from anyio.abc import ByteReceiveStream
 
 from .._budget import MemoryBudget
 from .._errors import ConfigError, SourceTypeError
-from .._gathered import Gathered
+from .._gathered import Gathered, Piece
 from .readahead import ReadAhead
 
 Buffer = bytes | bytearray | memoryview
@@ -145,7 +145,7 @@ class ChunkSource:
             return first if len(first) == n else view[:n]
         # large chunks are gathered as they are (see _gathered.py); small ones are copied
         # into a buffer: a send and a checksum step per 4 KiB would cost more than a copy
-        pieces: list[bytes | memoryview] = []
+        pieces: list[Piece] = []
         buf = None if self.gathers else self._buffer(n, into)
         got = 0
         while got < n:

@@ -8,7 +8,6 @@ what a mismatch decides).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from .._checksum import checksum_errors, compute, param_name
@@ -16,7 +15,7 @@ from .._conditions import is_our_object, precondition_errors
 from .._config import TransferConfig
 from .._errors import ChecksumError, PreconditionFailedError
 from .._events import Progress
-from .._gathered import Gathered
+from .._gathered import Gathered, pieces
 from .._results import UploadResult
 from .._retry import RetryPolicy
 from .._stores import check_conditions, condition_points
@@ -48,7 +47,11 @@ class SinglePut:
     async def run(self, head: list[Part]) -> UploadResult:
         """Send ``head`` (every part of the source) as one PutObject and check the answer."""
         check_conditions(self.store, condition_points("upload", self.conditions, multipart=False))
-        body: Any = head[0].data if len(head) == 1 else Gathered([*_pieces(head)])
+        body: Any = (
+            head[0].data
+            if len(head) == 1
+            else Gathered([piece for part in head for piece in pieces(part.data)])
+        )
         params = {**self.put_args, **self.conditions}
         checksums = [p.checksum for p in head if p.checksum is not None]
         if self.algorithm and len(head) > 1:
@@ -115,11 +118,3 @@ class SinglePut:
             checksum_algorithm=self.algorithm if checksum else None,
         )
 
-
-def _pieces(head: list[Part]) -> Iterator[bytes | memoryview]:
-    """The head parts' bytes as one gathered body (no join: see ``_gathered.py``)."""
-    for part in head:
-        if isinstance(part.data, Gathered):
-            yield from part.data.pieces
-        else:
-            yield part.data if isinstance(part.data, bytes | memoryview) else memoryview(part.data)

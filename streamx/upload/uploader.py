@@ -15,7 +15,6 @@ whole body and never answers is caught too.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .._checksum import PartChecksum, checksum_errors, param_name
 from .._errors import ChecksumError
 from .._events import Progress
-from .._gathered import Gathered
+from .._gathered import hexdigest
 from .._retry import RetryPolicy
 from .._s3 import S3
 from .parts import Part, PartProducer
@@ -144,7 +143,7 @@ class PartUploader:
         etag, size = self.held.pop(part.number, ("", -1))
         if size != part.size or not etag:
             return None
-        digest = await anyio.to_thread.run_sync(_md5_hex, part.data)
+        digest = await anyio.to_thread.run_sync(hexdigest, "md5", part.data)
         if digest != etag.lower():
             return None
         self.adopted += 1
@@ -205,9 +204,3 @@ class PartUploader:
                     await self.on_done(done)
                 await self.progress.advance(done.size, parts=1)
 
-
-def _md5_hex(data: Any) -> str:
-    md5 = hashlib.md5()  # an S3 part's ETag, not a security use
-    for piece in data.pieces if isinstance(data, Gathered) else (data,):
-        md5.update(piece)
-    return md5.hexdigest()
