@@ -21,7 +21,7 @@ from ._args import (
 )
 from ._build import borrowed_s3, open_s3
 from ._client import S3
-from ._sender import AiobotocoreSender, BufferBody, PartRequest, PartSender
+from ._sender import AiobotocoreSender, BufferBody, PartRequest, PartSender, RangeRead
 from ._session import service_model, session_for
 from ._threaded import ThreadSender
 from ._translate import _DENIED, _NOT_FOUND, map_errors, translate
@@ -35,6 +35,7 @@ __all__ = [
     "BufferBody",
     "PartRequest",
     "PartSender",
+    "RangeRead",
     "ThreadSender",
     "borrowed_s3",
     "check_conditions",

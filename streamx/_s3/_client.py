@@ -15,7 +15,7 @@ from typing import Any
 from .._errors import NetworkError, NotFoundError
 from .._gathered import Gathered
 from .._retry import ProgressDeadline
-from ._sender import AiobotocoreSender, PartRequest, PartSender, request_body
+from ._sender import AiobotocoreSender, PartRequest, PartSender, RangeRead, request_body
 from ._translate import map_errors
 
 
@@ -180,6 +180,12 @@ class S3:
         its MD5 (hex), hashed where it was read."""
         with map_errors("GetObject", bucket=bucket, key=key):
             return await self.sender.fetch(bucket, key, params, md5=md5)
+
+    async def get_into(self, bucket: str, key: str, read: RangeRead) -> dict[str, Any]:
+        """GetObject with its body read into the memory ``read.accept`` gives (a download's
+        range; through the part sender: worker threads where the engine has them)."""
+        with map_errors("GetObject", bucket=bucket, key=key):
+            return await self.sender.fetch_into(bucket, key, read)
 
     # -- presigning (streamx.web) ------------------------------------------------------------
     # A presigned URL is a bearer credential until it expires: it must never reach a log

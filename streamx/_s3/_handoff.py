@@ -8,16 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import botocore.exceptions as bexc
 
-from .._errors import UsageError
+from .._errors import NetworkError, UsageError
 from .._gathered import Gathered, hexdigest, pieces
 from ._pool import Answer, PartPool
-from ._sender import PartRequest
+from ._sender import RangeRead
 
 sniffio: Any
 try:  # anyio asks sniffio which library runs, when sniffio is installed (else: asyncio)
@@ -83,7 +83,7 @@ class Watch:
 
     __slots__ = ("_context", "_every", "_handle", "_loop", "_progress", "_seen", "count")
 
-    def __init__(self, request: PartRequest, stall: float) -> None:
+    def __init__(self, progress: Callable[[], None], stall: float) -> None:
         self.count = 0  # written by the sending thread only
         self._seen = 0
         self._loop = asyncio.get_running_loop()
@@ -92,7 +92,7 @@ class Watch:
         self._context = contextvars.copy_context()
         if sniffio is not None:
             self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
-        self._progress = request.progress
+        self._progress = progress
         self._every = min(stall / 4, SOCKET_MARGIN / 2)
         self._handle = self._loop.call_later(self._every, self._look, context=self._context)
 
@@ -189,6 +189,64 @@ def fetch_whole(
     return answer, hexdigest("md5", answer.body) if ok else None
 
 
+_READ = 1024 * 1024  # most bytes read into a range's memory at a time (stall signal, abort)
+
+
+def receive_into(
+    pool: PartPool,
+    request: tuple[Any, ...],
+    call: Call,
+    read: RangeRead,
+    parse: Callable[[int, Mapping[str, str]], dict[str, Any]],
+    watch: Watch | None,
+) -> tuple[Answer | None, dict[str, Any] | None]:
+    """In the worker thread: a GET whose 2xx body is read into the memory ``read.accept``
+    gives, a receive at a time (the GIL let go while the socket fills urllib3's buffer). Returns ``(None, parsed)``, or ``(answer, None)`` for a non-2xx answer read
+    whole (the error document). A body cut short raises :class:`NetworkError` (or the
+    mapped urllib3 error), ``read.received`` telling how far it got."""
+    if not call.begin():
+        raise bexc.HTTPClientError(error=Cancelled())
+    try:
+        response = pool.open(*request, preload=False)
+        done = False
+        try:
+            if watch is not None:
+                watch.moved()
+            if not 200 <= response.status < 300:
+                with pool.mapped(*request[:3]):
+                    body = response.read()
+                done = True
+                return Answer(response.status, response.headers, body), None
+            parsed = parse(response.status, response.headers)
+            view = read.accept(parsed)
+            try:
+                with pool.mapped(*request[:3]):
+                    while (got := read.received) < len(view):
+                        if call.aborted:
+                            raise bexc.HTTPClientError(error=Cancelled())
+                        # what one receive brought (read1): on a reset, every byte that
+                        # arrived is counted, and the retry asks only for the rest
+                        chunk = response.read1(min(len(view) - got, _READ))
+                        if not chunk:
+                            raise NetworkError(
+                                f"the connection ended after byte {got} of {len(view)}"
+                            )
+                        view[got : got + len(chunk)] = chunk
+                        read.received = got + len(chunk)
+                        if watch is not None:
+                            watch.moved()
+            finally:
+                view.release()
+            done = True
+            return None, parsed
+        finally:
+            if not done:  # bytes may be left unread on it: the connection cannot be reused
+                response.close()
+            response.release_conn()
+    finally:
+        call.end()
+
+
 __all__ = [
     "SOCKET_MARGIN",
     "Call",
@@ -197,5 +255,6 @@ __all__ = [
     "exchange",
     "fetch_whole",
     "in_thread",
+    "receive_into",
     "slices",
 ]

@@ -116,10 +116,10 @@ class Operation:
         lower = {k.lower(): v for k, v in headers.items()}
         parsed: dict[str, Any] = {}
         for member, header, kind in self._out:
-            if kind == "map":
-                found = {k[len(header) :]: v for k, v in lower.items() if k.startswith(header)}
-                if found:
-                    parsed[member] = found
+            if kind == "map":  # present even when empty, as botocore's parser has it
+                parsed[member] = {
+                    k[len(header) :]: v for k, v in lower.items() if k.startswith(header)
+                }
                 continue
             value = lower.get(header)
             if value is None:

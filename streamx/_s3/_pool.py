@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import botocore.exceptions as bexc
@@ -46,6 +47,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from .._errors import StreamxError
 from ._session import HttpSettings
 
 _NO_RETRY = Retry(total=False, redirect=False, raise_on_redirect=False)
@@ -184,6 +186,47 @@ class PartPool:
             raise bexc.InvalidProxiesConfigError(error=exc) from exc
         return context
 
+    def open(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: Mapping[str, str],
+        body: Iterable[Any] | None,
+        timeout: urllib3.Timeout,
+        method: str = "PUT",
+        *,
+        preload: bool = True,
+    ) -> urllib3.BaseHTTPResponse:
+        """``method`` (``PUT``, ``POST``, or ``GET`` with no body) ``target`` (the path and
+        query) on ``scheme://host:port``: urllib3's answer, its body read whole with
+        ``preload`` (a GET's body cut short by the connection raises, as botocore's length
+        check does), else left to read under :meth:`mapped`. Raises what
+        ``URLLib3Session.send`` raises."""
+        proxy_url, absolute = self.route(scheme, host, port)
+        with self.mapped(scheme, host, port):
+            pool = self._pool_for(scheme, host, port, proxy_url)
+            kwargs: dict[str, Any] = {
+                "body": body,
+                "headers": headers,
+                "retries": _NO_RETRY,
+                "redirect": False,
+                "assert_same_host": False,
+                "timeout": timeout,
+                "preload_content": preload,
+                "decode_content": False,
+                "enforce_content_length": method == "GET",
+            }
+            url = _endpoint(scheme, host, port) + target if absolute else target
+            response: urllib3.BaseHTTPResponse
+            try:
+                response = pool.urlopen(method, url, **kwargs)
+            except ClosedPoolError:  # its manager let it go (more hosts than it keeps)
+                pool = self._pool_for(scheme, host, port, proxy_url, fresh=True)
+                response = pool.urlopen(method, url, **kwargs)  # nothing was sent before
+            return response
+
     def send(
         self,
         scheme: str,
@@ -195,37 +238,23 @@ class PartPool:
         timeout: urllib3.Timeout,
         method: str = "PUT",
     ) -> Answer:
-        """``method`` (``PUT``, or ``GET`` with no body) ``target`` (the path and query) on
-        ``scheme://host:port``; the answer read whole (a GET's body cut short by the
-        connection raises, as botocore's length check does). Raises what
-        ``URLLib3Session.send`` raises."""
-        endpoint = f"{scheme}://{host}" + (f":{port}" if port else "")
-        proxy_url, absolute = self.route(scheme, host, port)
+        """:meth:`open`, the answer read whole."""
+        response = self.open(scheme, host, port, target, headers, body, timeout, method)
+        return Answer(response.status, response.headers, response.data)
+
+    @contextmanager
+    def mapped(self, scheme: str, host: str, port: int | None) -> Iterator[None]:
+        """urllib3's exceptions as the botocore exceptions ``URLLib3Session.send`` raises
+        for them, so :mod:`._translate` maps them the same way."""
+        endpoint = _endpoint(scheme, host, port)
         try:
-            pool = self._pool_for(scheme, host, port, proxy_url)
-            kwargs: dict[str, Any] = {
-                "body": body,
-                "headers": headers,
-                "retries": _NO_RETRY,
-                "redirect": False,
-                "assert_same_host": False,
-                "timeout": timeout,
-                "preload_content": True,
-                "decode_content": False,
-                "enforce_content_length": method == "GET",
-            }
-            url = endpoint + target if absolute else target
-            try:
-                response = pool.urlopen(method, url, **kwargs)
-            except ClosedPoolError:  # its manager let it go (more hosts than it keeps)
-                pool = self._pool_for(scheme, host, port, proxy_url, fresh=True)
-                response = pool.urlopen(method, url, **kwargs)  # nothing was sent before
-            return Answer(response.status, response.headers, response.data)
+            yield
         except SSLError as exc:
             raise bexc.SSLError(endpoint_url=endpoint, error=exc) from None
         except (NewConnectionError, socket.gaierror) as exc:
             raise bexc.EndpointConnectionError(endpoint_url=endpoint, error=exc) from None
         except ProxyError as exc:
+            proxy_url = self.route(scheme, host, port)[0]
             proxy = mask_proxy_url(proxy_url) if proxy_url else ""
             raise bexc.ProxyConnectionError(proxy_url=proxy, error=exc) from None
         except ConnectTimeoutError as exc:
@@ -234,10 +263,14 @@ class PartPool:
             raise bexc.ReadTimeoutError(endpoint_url=endpoint, error=exc) from None
         except ProtocolError as exc:
             raise bexc.ConnectionClosedError(error=exc, endpoint_url=endpoint) from None
-        except bexc.BotoCoreError:
+        except (bexc.BotoCoreError, StreamxError):
             raise
         except Exception as exc:
             raise bexc.HTTPClientError(error=exc) from None
+
+
+def _endpoint(scheme: str, host: str, port: int | None) -> str:
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _is_ip(host: str) -> bool:

@@ -4,7 +4,11 @@
 :class:`PartRequest` in, the operation's parsed answer out (or botocore's
 ``ClientError`` / ``BotoCoreError``, which :mod:`._translate` maps). The S3 layer
 (:class:`streamx._s3.S3`) picks the sender when the client is built; the upload
-stages never know which one runs. Two implementations:
+stages never know which one runs. The same sender carries the bodies that come back:
+a small object's GET read whole (:meth:`PartSender.fetch`) and a download's ranges
+read into their buffers (:meth:`PartSender.fetch_into`, :class:`RangeRead`), and
+CreateMultipartUpload / CompleteMultipartUpload (:meth:`PartSender.call`). Two
+implementations:
 
 - :class:`AiobotocoreSender` (here): the client's own request path, the body
   handed to aiohttp as a :class:`BufferBody`;
@@ -22,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._errors import NetworkError
 from .._gathered import Gathered, hexdigest
 
 #: The operations a part sender carries.
@@ -49,6 +54,26 @@ class PartRequest:
     time_limit: float | None = None
 
 
+@dataclass(slots=True)
+class RangeRead:
+    """One GET whose body is read into memory the caller owns (a download's range).
+
+    ``accept`` is given the 2xx answer's parsed headers before a byte of the body is
+    read and returns where the body goes, exactly its length (or raises: another
+    version, other bytes than asked). It runs in the thread that reads (worker-thread
+    sender) or on the loop, so it must only check and allocate. ``received`` counts the
+    body's bytes written so far, also after a failure: a retry asks only for the rest.
+    ``progress``, ``stall_timeout`` and ``time_limit`` are as :class:`PartRequest`'s.
+    """
+
+    params: Mapping[str, Any]  # GetObject's, but Bucket and Key (Range, IfMatch ...)
+    accept: Callable[[Mapping[str, Any]], memoryview]
+    progress: Callable[[], None]
+    stall_timeout: float | None = None
+    time_limit: float | None = None
+    received: int = 0
+
+
 class PartSender(Protocol):
     async def send(self, request: PartRequest) -> dict[str, Any]:
         """Send ``request``; the parsed answer (``ETag``, checksums ...), or raise."""
@@ -61,6 +86,11 @@ class PartSender(Protocol):
         the bytes; with ``md5``, ``BodyMD5`` their MD5 (hex)."""
         ...
 
+    async def fetch_into(self, bucket: str, key: str, read: RangeRead) -> dict[str, Any]:
+        """GetObject with its body read into the memory ``read.accept`` gives: the parsed
+        answer (no ``Body``); a body cut short raises :class:`~streamx.NetworkError`."""
+        ...
+
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """CreateMultipartUpload or CompleteMultipartUpload: the parsed answer."""
         ...
@@ -71,6 +101,7 @@ class PartSender(Protocol):
 
 
 _MIN_READ = 1024 * 1024
+_READ = 1024 * 1024  # most bytes asked of aiohttp per read of a GET's body
 
 
 class BufferBody(io.BytesIO):
@@ -172,6 +203,27 @@ class AiobotocoreSender:
             response["BodyMD5"] = hexdigest("md5", data)
         return response
 
+    async def fetch_into(self, bucket: str, key: str, read: RangeRead) -> dict[str, Any]:
+        response = dict(await self.client.get_object(Bucket=bucket, Key=key, **read.params))
+        body = response.pop("Body")
+        try:
+            read.progress()
+            view = read.accept(response)
+            try:
+                while read.received < len(view):
+                    got = read.received
+                    chunk = await body.read(min(len(view) - got, _READ))
+                    if not chunk:
+                        raise NetworkError(f"the connection ended after byte {got} of {len(view)}")
+                    view[got : got + len(chunk)] = chunk
+                    read.received = got + len(chunk)
+                    read.progress()
+            finally:
+                view.release()
+        finally:
+            body.close()
+        return response
+
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         method = {
             "CreateMultipartUpload": self.client.create_multipart_upload,
@@ -183,4 +235,11 @@ class AiobotocoreSender:
         pass
 
 
-__all__ = ["OPERATIONS", "AiobotocoreSender", "BufferBody", "PartRequest", "PartSender"]
+__all__ = [
+    "OPERATIONS",
+    "AiobotocoreSender",
+    "BufferBody",
+    "PartRequest",
+    "PartSender",
+    "RangeRead",
+]

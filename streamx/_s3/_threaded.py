@@ -13,7 +13,8 @@ is made; the GIL is released for every send) and reads the answer. The HTTP
 framing, connection pooling and keep-alive, TLS (verify, CA bundle, client
 certificate), proxies and timeouts are urllib3's, configured as botocore configures
 them (:class:`._session.HttpSettings`). The GET of a small object read whole
-(:meth:`ThreadSender.fetch`: sync's small objects), CreateMultipartUpload and
+(:meth:`ThreadSender.fetch`: sync's small objects), a download's ranged GETs read
+into the range's buffer (:meth:`ThreadSender.fetch_into`), CreateMultipartUpload and
 CompleteMultipartUpload (:meth:`ThreadSender.call`) go the same way. aiobotocore
 keeps every other call: abort, list, head, and the URL itself, taken from a presigned PutObject
 URL (once per bucket) so that botocore's endpoint rules (addressing style,
@@ -57,7 +58,7 @@ from .._validate import header_safe
 from . import _handoff as handoff
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
-from ._sender import PartRequest, PartSender
+from ._sender import PartRequest, PartSender, RangeRead
 from ._session import HttpSettings
 from ._sign import sign
 
@@ -125,7 +126,7 @@ class ThreadSender:
         self._pool.close()
         self._fallback.close()
 
-    def _timeouts(self, request: PartRequest) -> tuple[Any, float]:
+    def _timeouts(self, request: PartRequest | RangeRead) -> tuple[Any, float]:
         """The socket timeouts, capped at the request's stall timeout and time limit, and
         the longest a thread's blocking call can take with them."""
         connect, read = self._settings.timeout
@@ -200,22 +201,10 @@ class ThreadSender:
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
         signed = await self._sign("PUT", path, headers, payload)
         timeout, longest = self._timeouts(request)
-        watch = handoff.Watch(request, stall) if stall is not None else None
+        watch = handoff.Watch(request.progress, stall) if stall is not None else None
         body = handoff.slices(view, call, watch, size)
         exchange = (target.scheme, host, port, path, signed, body, timeout)
-        try:
-            http = await handoff.in_thread(self._executor, handoff.exchange, self._pool, exchange, call)
-        except BaseException:
-            call.abort()
-            if call.started:
-                # the thread stops at its next slice, or when its socket times out: wait for
-                # it, so that no thread still sends a part when the upload is aborted
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(call.wait, longest + 1.0)
-            raise
-        finally:
-            if watch is not None:
-                watch.stop()
+        http = await self._run(call, watch, longest, handoff.exchange, self._pool, exchange, call)
         if 200 <= http.status < 300 and op.answers:
             return op.answer(http.status, http.headers)
         return self._parsed(op, http)
@@ -257,6 +246,68 @@ class ThreadSender:
             parsed["BodyMD5"] = digest
         return parsed
 
+    async def fetch_into(self, bucket: str, key: str, read: RangeRead) -> dict[str, Any]:
+        """GetObject of a range, its body read by a worker thread into the range's memory
+        (nothing of it on the loop, the GIL let go while the socket fills urllib3's buffer).
+
+        Why: through aiobotocore a download costs the loop ~1 CPU-s per GiB (aiohttp's
+        reader, a copy of every chunk into the range's buffer), on the one thread that
+        also runs every other transfer. Here the loop signs and waits; the thread checks
+        the answer's headers (``read.accept``), reads the body, and counts it for the
+        stall detector (:class:`._handoff.Watch`). A request given up on stops at its next
+        read, and the caller waits for its thread, so that no thread still writes into a
+        buffer its owner has let go.
+        """
+        op = self._ops["GetObject"]
+        args = {"Bucket": bucket, "Key": key, **read.params}
+        if not op.plain(args):
+            return await self._fallback.fetch_into(bucket, key, read)
+        target, host, port = await self._object_target(bucket, key)
+        path = _path_and_query(target, target.query)
+        headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
+        payload = _EMPTY_SHA256 if self._hashes_payload(target) else _UNSIGNED
+        signed = await self._sign("GET", path, headers, payload)
+        timeout, longest = self._timeouts(read)
+        call = handoff.Call()
+        stall = read.stall_timeout
+        watch = handoff.Watch(read.progress, stall) if stall is not None else None
+        exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
+        http, parsed = await self._run(
+            call,
+            watch,
+            longest,
+            handoff.receive_into,
+            self._pool,
+            exchange,
+            call,
+            read,
+            op.answer,
+            watch,
+        )
+        if http is not None:
+            self._parsed(op, http)  # raises botocore's ClientError
+        answer: dict[str, Any] = parsed
+        return answer
+
+    async def _run(
+        self, call: handoff.Call, watch: handoff.Watch | None, longest: float, fn: Any, *args: Any
+    ) -> Any:
+        """``fn(*args)`` in a worker thread. Given up on (cancelled, a sibling's failure), the
+        thread stops at its next slice or read, or when its socket times out: the caller
+        waits for it, so that no thread still sends a part when the upload is aborted nor
+        writes into memory its owner has let go."""
+        try:
+            return await handoff.in_thread(self._executor, fn, *args)
+        except BaseException:
+            call.abort()
+            if call.started:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(call.wait, longest + 1.0)
+            raise
+        finally:
+            if watch is not None:
+                watch.stop()
+
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """CreateMultipartUpload or CompleteMultipartUpload from a worker thread.
 
@@ -279,8 +330,10 @@ class ThreadSender:
             return await self._fallback.call(operation, params)
         body: bytes = request["body"] or b""
         target, host, port = await self._object_target(params["Bucket"], params["Key"])
-        extra = (("uploads", ""),) if operation == "CreateMultipartUpload" else (
-            ("uploadId", str(params["UploadId"])),
+        extra = (
+            (("uploads", ""),)
+            if operation == "CreateMultipartUpload"
+            else (("uploadId", str(params["UploadId"])),)
         )
         path = _path_and_query(target, (*target.query, *extra))
         headers = {
@@ -293,7 +346,9 @@ class ThreadSender:
         signed = await self._sign("POST", path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, [body], timeout, "POST")
-        http = await handoff.in_thread(self._executor, handoff.exchange, self._pool, exchange, handoff.Call())
+        http = await handoff.in_thread(
+            self._executor, handoff.exchange, self._pool, exchange, handoff.Call()
+        )
         if http.status == 200 and b"<Error>" in http.body[:512]:
             http.status = 500  # an error after the 200 was sent (botocore: handlers.py)
         return self._parsed(op, http)

@@ -25,11 +25,9 @@ from typing import Any
 from .._errors import NetworkError, S3Error, StreamxError
 from .._log import log
 from .._retry import ProgressDeadline, RetryPolicy
-from .._s3 import S3, map_errors
+from .._s3 import S3, RangeRead
 from .planner import ByteRange
 from .response import changed, parse_content_range, translate_get
-
-_READ = 1024 * 1024  # most bytes asked of the HTTP stack per read
 
 
 class RangeFetcher:
@@ -84,34 +82,23 @@ class RangeFetcher:
                 key=self.key,
             )
 
-    async def fetch(self, r: ByteRange) -> bytearray:
-        """The bytes of ``r``, resuming after a dropped connection where it stopped."""
-        buf = bytearray(r.size)
+    async def fetch(self, r: ByteRange, into: bytearray | None = None) -> bytearray:
+        """The bytes of ``r``, resuming after a dropped connection where it stopped; in
+        ``into`` if it is given and of the range's size (a delivered range's buffer)."""
+        buf = into if into is not None and len(into) == r.size else bytearray(r.size)
         cursor = [0]
 
         async def attempt() -> None:
-            if cursor[0] >= r.size:
+            got = cursor[0]
+            if got >= r.size:
                 return
-            remaining = ByteRange(r.start + cursor[0], r.end)
-            params: dict[str, Any] = {"Range": remaining.header()}
-            if self.etag is not None:
-                params["IfMatch"] = self.etag
-            self.requests += 1
-            with ProgressDeadline(self.stall_timeout) as watch:
-                try:
-                    async with self.s3.get_object(self.bucket, self.key, **params) as response:
-                        watch.progress()
-                        self._check(response, remaining)
-                        await self._read_into(response["Body"], buf, cursor, watch.progress)
-                except S3Error as exc:
-                    raise translate_get(exc, self.bucket, self.key, self.etag) from exc
-            if watch.stalled:
-                raise NetworkError(
-                    f"the ranged GET moved no byte for stall_timeout={self.stall_timeout:g} s "
-                    f"(at byte {r.start + cursor[0]} of {r})",
-                    bucket=self.bucket,
-                    key=self.key,
-                )
+            remaining = ByteRange(r.start + got, r.end)
+
+            def accept(response: Mapping[str, Any]) -> memoryview:
+                self._check(response, remaining)
+                return memoryview(buf)[got:]
+
+            await self._get(self._params(remaining.header()), accept, cursor, r)
 
         await self._with_retry(attempt, r, lambda: cursor[0])
         return buf
@@ -122,38 +109,70 @@ class RangeFetcher:
         One request instead of a HEAD and a GET. An empty object has no byte 0
         to ask for (416): a HEAD then confirms that it is empty.
         """
-        buf = bytearray()
+        held = [bytearray()]
         cursor = [0]
 
         async def attempt() -> None:
-            nonlocal buf
             got = cursor[0]
-            if self.size is not None and got >= len(buf):
+            if self.size is not None and got >= len(held[0]):
                 return
-            params: dict[str, Any] = {
-                "Range": f"bytes=0-{n - 1}" if self.size is None else f"bytes={got}-{len(buf) - 1}"
-            }
-            if self.etag is not None:
-                params["IfMatch"] = self.etag
-            self.requests += 1
+            first = self.size is None
+            asked = f"bytes=0-{n - 1}" if first else f"bytes={got}-{len(held[0]) - 1}"
+
+            def accept(response: Mapping[str, Any]) -> memoryview:
+                if first:  # the answer tells the size: the buffer is allocated for it
+                    self._learn(response)
+                    assert self.size is not None
+                    held[0] = bytearray(min(n, self.size))
+                self._check(response, ByteRange(got, len(held[0])))
+                return memoryview(held[0])[got:]
+
             try:
-                async with self.s3.get_object(self.bucket, self.key, **params) as response:
-                    if self.size is None:
-                        self._learn(response)
-                        assert self.size is not None
-                        buf = bytearray(min(n, self.size))
-                    self._check(response, ByteRange(got, len(buf)))
-                    await self._read_into(response["Body"], buf, cursor)
+                await self._get(self._params(asked), accept, cursor, ByteRange(0, n))
             except S3Error as exc:
-                if self.size is None and (exc.code == "InvalidRange" or exc.status == 416):
+                if first and (exc.code == "InvalidRange" or exc.status == 416):
                     head = await self.s3.head_object(self.bucket, self.key)
                     if int(head.get("ContentLength", -1)) == 0:
                         self._learn(head)
                         return
-                raise translate_get(exc, self.bucket, self.key, self.etag) from exc
+                raise
 
         await self._with_retry(attempt, ByteRange(0, n), lambda: cursor[0])
-        return buf
+        return held[0]
+
+    def _params(self, range_header: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"Range": range_header}
+        if self.etag is not None:
+            params["IfMatch"] = self.etag
+        return params
+
+    async def _get(
+        self,
+        params: dict[str, Any],
+        accept: Callable[[Mapping[str, Any]], memoryview],
+        cursor: list[int],
+        r: ByteRange,
+    ) -> None:
+        """One GET (for range ``r``) whose body goes where ``accept`` says; ``cursor[0]``
+        advances by what arrived, also when the connection breaks, so a retry asks only for
+        the rest. A GET that moves no byte for ``stall_timeout`` is a :class:`NetworkError`."""
+        self.requests += 1
+        stall = self.stall_timeout
+        with ProgressDeadline(stall) as watch:
+            read = RangeRead(params, accept, watch.progress, stall, self.part_timeout)
+            try:
+                await self.s3.get_into(self.bucket, self.key, read)
+            except S3Error as exc:
+                raise translate_get(exc, self.bucket, self.key, self.etag) from exc
+            finally:
+                cursor[0] += read.received
+        if watch.stalled:
+            raise NetworkError(
+                f"the ranged GET moved no byte for stall_timeout={stall:g} s "
+                f"(at byte {r.start + cursor[0]} of {r})",
+                bucket=self.bucket,
+                key=self.key,
+            )
 
     def _learn(self, response: Mapping[str, Any]) -> None:
         """Pin the ETag and size of the first answer; later requests must match them."""
@@ -162,36 +181,6 @@ class RangeFetcher:
         _, total = parse_content_range(response)
         self.size = total if total is not None else int(response.get("ContentLength", 0))
         self.first_response["ContentLength"] = self.size
-
-    async def _read_into(
-        self,
-        body: Any,
-        buf: bytearray,
-        cursor: list[int],
-        moved: Callable[[], None] | None = None,
-    ) -> None:
-        """Fill ``buf`` from ``cursor[0]`` on; ``cursor[0]`` advances as bytes arrive,
-        so after a dropped connection the retry asks only for the rest. ``moved``
-        is called for every chunk (the stall detector's signal)."""
-        view = memoryview(buf)
-        got = cursor[0]
-        try:
-            while got < len(buf):
-                with map_errors("GetObject", bucket=self.bucket, key=self.key):
-                    chunk = await body.read(min(len(buf) - got, _READ))
-                if not chunk:
-                    raise NetworkError(
-                        f"the connection ended after byte {got} of {len(buf)}",
-                        bucket=self.bucket,
-                        key=self.key,
-                    )
-                view[got : got + len(chunk)] = chunk
-                got += len(chunk)
-                cursor[0] = got
-                if moved is not None:
-                    moved()
-        finally:
-            view.release()
 
     async def _with_retry(self, attempt: Any, r: ByteRange, progress: Any) -> None:
         async def on_retry(attempt_no: int, exc: BaseException) -> None:

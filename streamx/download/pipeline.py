@@ -19,7 +19,10 @@ until they are written: at most ``part_size * queue_size`` bytes for a file
 (ranges are written at their offsets as soon as they arrive) and
 ``part_size * queue_size * 2`` for an ordered sink (``queue_size`` in flight
 plus as many waiting for an earlier range), plus the HTTP stack's buffers.
-An engine's shared :class:`~streamx.MemoryBudget` bounds it further.
+An engine's shared :class:`~streamx.MemoryBudget` bounds it further. A delivered
+range's buffer is reused by a later range with its reservation (:mod:`.buffers`).
+Each range's body is read by the part sender into its buffer
+(:meth:`streamx._s3.S3.get_into`: a worker thread on the default transport).
 
 Any failure (a range, the sink, the progress callback) cancels the siblings
 and surfaces once; a file download then removes its temporary file.
@@ -40,6 +43,7 @@ from .._context import TransferContext
 from .._events import Progress
 from .._log import log
 from .._objects import DownloadResult
+from .buffers import RangeBuffers
 from .fetcher import RangeFetcher
 from .planner import ByteRange
 from .verify import (
@@ -95,6 +99,7 @@ class DownloadPipeline:
         )
         self.log = log.bind(bucket=bucket, key=key)
         self.ranges = 0
+        self.buffers = RangeBuffers()  # delivered ranges' buffers, lent to the next ones
         self.head: dict[str, Any] | None = None  # a HEAD already asked (see .parts)
 
     async def first_range(self, budgets: list[MemoryBudget]) -> tuple[Reservation, Any, int]:
@@ -186,6 +191,7 @@ class DownloadPipeline:
         if not items and not extras:
             return
         first = FirstFailure()
+        self.buffers.dispatching = True
         async with anyio.create_task_group() as tg:
             for extra in extras:
                 tg.start_soon(first.run, tg.cancel_scope, extra)
@@ -200,6 +206,7 @@ class DownloadPipeline:
                 tg.start_soon(
                     first.run, tg.cancel_scope, self._dispatch, send, items, budgets, cost
                 )
+        self.buffers.release_all()
         first.raise_if_failed()
 
     async def _dispatch(
@@ -209,15 +216,25 @@ class DownloadPipeline:
         budgets: list[MemoryBudget],
         cost: Callable[[Item], int],
     ) -> None:
+        buffers = self.buffers
         async with send:
             for item in items:
-                reservation = await self._reserve(budgets, cost(item))
+                reservation = buffers.take(cost(item))  # a delivered range's, with its buffer
+                if reservation is None:
+                    buffers.waiting = True
+                    try:
+                        reservation = await self._reserve(budgets, cost(item))
+                    finally:
+                        buffers.waiting = False
+                    buffers.adopt(reservation, cost(item))
                 try:
                     await send.send(_Work(item, reservation))
                 except BaseException:
                     reservation.release()
                     raise
                 self.ranges += 1
+        buffers.dispatching = False  # nothing more to lend to: kept buffers are let go
+        buffers.release_all()
 
     async def _worker(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from .._budget import Reservation
+from .buffers import RangeBuffers
 
 Deliver = Callable[[bytearray], Awaitable[None]]
 
@@ -22,8 +23,11 @@ Deliver = Callable[[bytearray], Awaitable[None]]
 class Reassembler:
     """Holds finished ranges until their turn; delivers them in order."""
 
-    def __init__(self, deliver: Deliver, *, first_index: int = 0) -> None:
+    def __init__(
+        self, deliver: Deliver, *, first_index: int = 0, buffers: RangeBuffers | None = None
+    ) -> None:
         self._deliver = deliver
+        self._buffers = buffers  # where a delivered range's buffer goes (else: released)
         self._next = first_index
         self._ready: dict[int, tuple[bytearray, Reservation]] = {}
         self._changed = anyio.Event()
@@ -47,13 +51,20 @@ class Reassembler:
                 await self._changed.wait()
                 self._changed = anyio.Event()
             data, reservation = self._ready.pop(self._next)
+            n = len(data)
             try:
                 await self._deliver(data)
-            finally:
+            except BaseException:
                 reservation.release()
+                raise
+            if self._buffers is not None:
+                self._buffers.keep(data, reservation)  # a buffer the sink let go is reused
+            else:
+                reservation.release()
+            del data
             self._next += 1
-            self.delivered_bytes += len(data)
-            await on_delivered(len(data))
+            self.delivered_bytes += n
+            await on_delivered(n)
 
     def release_all(self) -> None:
         """Give back the memory of ranges never delivered (after a failure)."""

@@ -208,8 +208,11 @@ class FileWork:
 
     async def handle(self, item: Indexed, reservation: Reservation) -> None:
         index, r = item
+        buffers = self.pipeline.buffers
         try:
-            buf = await self.pipeline.fetcher.fetch(r)
+            buf = await self.pipeline.fetcher.fetch(r, buffers.lent(reservation))
             await self.done(index, buf)
-        finally:
+        except BaseException:
             reservation.release()
+            raise
+        buffers.keep(buf, reservation)  # written: the buffer is reused by a later range

@@ -45,7 +45,7 @@ async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResu
         if buf:
             await sink.write(buf)
 
-    reassembler = Reassembler(write)
+    reassembler = Reassembler(write, buffers=pipeline.buffers)
     reassembler.put(0, data, first)
     del data
     pipeline.ranges = 1
@@ -53,7 +53,7 @@ async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResu
     async def fetch_one(item: Indexed, reservation: Reservation) -> None:
         index, r = item
         try:
-            buf = await pipeline.fetcher.fetch(r)
+            buf = await pipeline.fetcher.fetch(r, pipeline.buffers.lent(reservation))
         except BaseException:
             reservation.release()
             raise

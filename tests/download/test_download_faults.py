@@ -51,12 +51,12 @@ async def stored(engine: streamx.Engine, bucket: str) -> str:
 
 @pytest.mark.anyio
 async def test_a_truncated_range_is_resumed_for_the_missing_bytes(
-    pengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path
+    tengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path
 ) -> None:
     cut = MiB + 17
     proxy.add(Fault("truncate", op="GetObject", phase="response", at=cut, where=starts_at(PART)))
     with capture_logs() as logs:
-        result = await pengine.download_file(bucket, stored, tmp_path / "f", config=CFG)
+        result = await tengine.download_file(bucket, stored, tmp_path / "f", config=CFG)
     assert sha((tmp_path / "f").read_bytes()) == sha(DATA)
     asked = ranges_asked(proxy)
     assert asked.count(f"bytes={PART + cut}-{2 * PART - 1}") == 1  # only the rest of that range
@@ -69,21 +69,21 @@ async def test_a_truncated_range_is_resumed_for_the_missing_bytes(
         Fault("truncate", op="GetObject", phase="response", at=cut, where=starts_at(2 * PART))
     )
     got = bytearray()
-    await pengine.download_to(bucket, stored, got.extend, config=CFG)
+    await tengine.download_to(bucket, stored, got.extend, config=CFG)
     assert sha(got) == sha(DATA)
     assert ranges_asked(proxy)[-5:].count(f"bytes={2 * PART + cut}-{3 * PART - 1}") == 1
 
 
 @pytest.mark.anyio
 async def test_a_stalled_server_is_retried_after_part_timeout(
-    pengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path,
+    tengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path,
     sleeps: Sleeps,
 ) -> None:  # fmt: skip
     # the response to one ranged GET never comes (until the proxy closes)
     proxy.add(Fault("stall", op="GetObject", phase="response", where=starts_at(2 * PART)))
     cfg = streamx.TransferConfig(part_size=PART, queue_size=2, part_timeout=1.0)
     with capture_logs() as logs:
-        await pengine.download_file(bucket, stored, tmp_path / "s", config=cfg)
+        await tengine.download_file(bucket, stored, tmp_path / "s", config=cfg)
     assert sha((tmp_path / "s").read_bytes()) == sha(DATA)
     assert ranges_asked(proxy).count(f"bytes={2 * PART}-{3 * PART - 1}") == 2
     retries = [e for e in logs if e["event"] == "download.range.retry"]
@@ -93,7 +93,7 @@ async def test_a_stalled_server_is_retried_after_part_timeout(
 
 @pytest.mark.anyio
 async def test_a_fifth_of_ranged_gets_fail_once(
-    pengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path,
+    tengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path,
     sleeps: Sleeps,
 ) -> None:  # fmt: skip
     failed: set[str] = set()
@@ -110,12 +110,12 @@ async def test_a_fifth_of_ranged_gets_fail_once(
     proxy.add(Fault("status", op="GetObject", where=first_time_for_a_fifth, times=None))
     # 60 small ranges far apart: 60 ranged GETs (no coalescing), about 12 answered 503 once
     specs = [(i * 250_000, i * 250_000 + 1000 + i) for i in range(60)]
-    got = await pengine.get_ranges(bucket, stored, specs, coalesce_gap=0, config=CFG)
+    got = await tengine.get_ranges(bucket, stored, specs, coalesce_gap=0, config=CFG)
     assert got == [DATA[s:e] for s, e in specs]
     first_round = len(failed)
     assert 6 <= first_round <= 18  # about a fifth
 
-    result = await pengine.download_file(bucket, stored, tmp_path / "t", config=CFG)
+    result = await tengine.download_file(bucket, stored, tmp_path / "t", config=CFG)
     assert sha((tmp_path / "t").read_bytes()) == sha(DATA)
     statuses = [r.status for r in proxy.sent("GetObject")]
     assert statuses.count(503) == len(failed) == len(sleeps.delays) > first_round
@@ -124,7 +124,7 @@ async def test_a_fifth_of_ranged_gets_fail_once(
 
 @pytest.mark.anyio
 async def test_a_range_that_keeps_failing_leaves_no_file(
-    pengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path
+    tengine: streamx.Engine, proxy: FaultProxy, bucket: str, stored: str, tmp_path: Path
 ) -> None:
     proxy.add(
         Fault(
@@ -134,7 +134,7 @@ async def test_a_range_that_keeps_failing_leaves_no_file(
     )  # fmt: skip
     cfg = streamx.TransferConfig(part_size=PART, queue_size=2, max_attempts=3)
     with pytest.raises(streamx.ServiceUnavailableError) as info:
-        await pengine.download_file(bucket, stored, tmp_path / "x", config=cfg)
+        await tengine.download_file(bucket, stored, tmp_path / "x", config=cfg)
     assert "gave up after 3 attempts" in str(info.value) and info.value.key == stored
     assert ranges_asked(proxy).count(f"bytes={PART}-{2 * PART - 1}") == 3
     assert entries(tmp_path) == []

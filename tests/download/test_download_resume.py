@@ -154,7 +154,9 @@ asyncio.run(main())
             second = asked(proxy, mark)
             assert sha(target.read_bytes()) == sha(data)
             assert result.size == size and result.ranges == 4 and result.requests == 4
-            assert second[0] == f"bytes={30 * MiB}-{35 * MiB - 1}"
+            # the ranges go out from several threads at once: in any order
+            starts = sorted(int(r.removeprefix("bytes=").split("-")[0]) for r in second)
+            assert starts[0] == 30 * MiB and f"bytes={30 * MiB}-{35 * MiB - 1}" in second
             assert range_bytes(second) == size - 30 * MiB < size
             assert first_run >= 30 * MiB
             assert entries(tmp_path) == ["big.bin"]  # no checkpoint, no temporary file
@@ -172,10 +174,9 @@ async def test_resume_fetches_only_the_missing_ranges(
         bucket, obj, target, config=CFG, checkpoint=cp, on_progress=events.append
     )
     assert sha(target.read_bytes()) == sha(DATA)
-    assert asked(proxy, mark) == [
-        f"bytes={2 * PART}-{3 * PART - 1}",
-        f"bytes={3 * PART}-{len(DATA) - 1}",
-    ]
+    assert sorted(asked(proxy, mark)) == sorted(  # sent from two threads: in any order
+        [f"bytes={2 * PART}-{3 * PART - 1}", f"bytes={3 * PART}-{len(DATA) - 1}"]
+    )
     assert [r.headers.get("if-match") for r in proxy.requests[mark:] if r.op == "GetObject"] == [
         result.etag
     ] * 2
@@ -196,10 +197,9 @@ async def test_damaged_ranges_in_the_temporary_file_are_fetched_again(
     mark = len(proxy.requests)
     await pengine.download_file(bucket, obj, target, config=CFG, checkpoint=cp)
     assert sha(target.read_bytes()) == sha(DATA)
-    assert asked(proxy, mark) == [
-        f"bytes={PART}-{2 * PART - 1}",
-        f"bytes={3 * PART}-{len(DATA) - 1}",
-    ]
+    assert sorted(asked(proxy, mark)) == sorted(  # sent from two threads: in any order
+        [f"bytes={PART}-{2 * PART - 1}", f"bytes={3 * PART}-{len(DATA) - 1}"]
+    )
     assert entries(tmp_path) == ["out.bin"]
 
 

@@ -1,0 +1,256 @@
+"""A download's ranges read into their buffers by the part sender (``PartSender.fetch_into``).
+
+On the worker-thread sender (streamx/_s3/_threaded.py, the default) the loop signs and a
+thread reads the body into the range's memory; on aiobotocore's (``direct_parts=False``)
+the loop reads it. Both are checked here against real servers and real sockets: the
+answer is the one botocore gives, a body cut short counts the bytes that arrived (a
+retry asks only for the rest), an answer the caller refuses reads no body, and a
+request given up on returns only once its thread no longer writes into the buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from faultproxy import Fault, FaultProxy
+
+import streamx
+import streamx._s3._handoff as handoff
+from streamx._s3 import RangeRead, ThreadSender
+
+MiB = 1024 * 1024
+DATA = hashlib.sha256(b"receive").digest() * (3 * MiB // 32)  # 3 MiB
+
+
+class Into:
+    """An ``accept`` that records the answer and hands out a buffer of the answer's length."""
+
+    def __init__(self) -> None:
+        self.answer: Mapping[str, Any] | None = None
+        self.buf = bytearray()
+
+    def __call__(self, answer: Mapping[str, Any]) -> memoryview:
+        self.answer = answer
+        self.buf = bytearray(int(answer["ContentLength"]))
+        return memoryview(self.buf)
+
+
+@pytest.fixture(params=["direct", "aiobotocore"])
+async def either(request: pytest.FixtureRequest, server: Any, proxy: FaultProxy) -> Any:
+    """An engine through the proxy, once per transport."""
+    direct = request.param == "direct"
+    args = {**server.engine_args(), "endpoint_url": proxy.url}
+    async with streamx.Engine(**args, direct_parts=direct) as eng:
+        assert isinstance(eng._s3_layer.sender, ThreadSender) is direct
+        yield eng
+
+
+@pytest.mark.anyio
+async def test_a_range_lands_in_its_buffer_with_botocores_answer(
+    either: streamx.Engine, engine: streamx.Engine, proxy: FaultProxy, bucket: str
+) -> None:
+    key = "dir/odd key ü+%.bin"
+    put = await engine.upload(bucket, key, DATA, ContentType="application/x-test")
+    into = Into()
+    read = RangeRead({"Range": "bytes=1000-2098151", "IfMatch": put.etag}, into, lambda: None)
+    await either._s3_layer.get_into(bucket, key, read)
+    assert read.received == 2097152 and bytes(into.buf) == DATA[1000:2098152]
+    # the members aiobotocore's own ranged answer has, equal (ContentRange, ETag, types ...)
+    ref = await engine.client.get_object(Bucket=bucket, Key=key, Range="bytes=1000-2098151")
+    ref["Body"].close()
+    members = {k: v for k, v in ref.items() if k not in ("Body", "ResponseMetadata")}
+    assert into.answer is not None
+    assert {k: into.answer.get(k) for k in members} == members
+    sent = proxy.sent("GetObject")[-1]
+    assert sent.headers["range"] == "bytes=1000-2098151"
+    assert sent.headers["if-match"] == put.etag
+    with pytest.raises(streamx.NotFoundError):
+        await either._s3_layer.get_into(bucket, "missing", RangeRead({}, Into(), lambda: None))
+
+
+@pytest.mark.anyio
+async def test_a_body_cut_short_counts_what_arrived(
+    either: streamx.Engine, engine: streamx.Engine, proxy: FaultProxy, bucket: str
+) -> None:
+    await engine.upload(bucket, "k", DATA)
+    proxy.add(Fault("truncate", op="GetObject", phase="response", at=MiB))
+    into = Into()
+    read = RangeRead({}, into, lambda: None)
+    with pytest.raises(streamx.NetworkError):
+        await either._s3_layer.get_into(bucket, "k", read)
+    # every byte that arrived is counted and in place: a retry asks for the rest only
+    assert MiB - 4096 < read.received <= MiB
+    assert bytes(into.buf[: read.received]) == DATA[: read.received]
+    # the connection was not given back with bytes unread: the next GET is whole
+    again = Into()
+    await either._s3_layer.get_into(bucket, "k", RangeRead({}, again, lambda: None))
+    assert bytes(again.buf) == DATA
+
+
+@pytest.mark.anyio
+async def test_an_answer_the_caller_refuses_reads_no_body(
+    either: streamx.Engine, engine: streamx.Engine, bucket: str
+) -> None:
+    await engine.upload(bucket, "k", DATA)
+
+    def refuse(answer: Mapping[str, Any]) -> memoryview:
+        raise streamx.ObjectChangedError("another version", bucket=bucket, key="k")
+
+    read = RangeRead({}, refuse, lambda: None)
+    with pytest.raises(streamx.ObjectChangedError):
+        await either._s3_layer.get_into(bucket, "k", read)
+    assert read.received == 0
+    into = Into()
+    await either._s3_layer.get_into(
+        bucket, "k", RangeRead({"Range": "bytes=0-9"}, into, lambda: None)
+    )
+    assert bytes(into.buf) == DATA[:10]
+
+
+# ---------------------------------------------------------------- real sockets
+
+
+@pytest.fixture
+def dribbler() -> Iterator[tuple[str, threading.Event]]:
+    """A server that answers any GET with the headers of a 64 MiB object and then sends its
+    body 64 KiB at a time every 20 ms, until the client leaves or ``stop`` is set."""
+    stop = threading.Event()
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 67108864\r\n\r\n')
+            try:
+                while not stop.wait(0.02):
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = srv.getsockname()[:2]
+    yield f"http://{host}:{port}", stop
+    stop.set()
+    srv.close()
+
+
+def receiving_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per worker thread inside ``receive_into``."""
+    active: list[int] = []
+    real = handoff.receive_into
+
+    def counted(*args: Any) -> Any:
+        active.append(1)
+        try:
+            return real(*args)
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(handoff, "receive_into", counted)
+    return active
+
+
+def test_a_read_given_up_on_stops_writing_before_the_cancel_returns(
+    dribbler: tuple[str, threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = dribbler
+    active = receiving_threads(monkeypatch)
+    into = Into()
+
+    async def main() -> None:
+        async with streamx.Engine(
+            endpoint_url=url,
+            aws_access_key_id="a",
+            aws_secret_access_key="b",
+            region_name="us-east-1",
+        ) as eng:
+            read = RangeRead({}, into, lambda: None, stall_timeout=5)
+            with anyio.move_on_after(0.3) as scope:
+                await eng._s3_layer.get_into("bkt", "k", read)
+            assert scope.cancelled_caught
+            assert active == []  # the thread returned before the cancel did
+            seen = bytes(into.buf)
+            assert 0 < read.received < 64 * MiB and seen.count(b"x") == read.received
+            await anyio.sleep(0.2)
+            assert bytes(into.buf) == seen  # nothing written after
+
+    anyio.run(main)
+
+
+def test_a_stalled_range_is_retried_then_fails_as_a_network_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that sends the head and then nothing: the stall detector cuts each attempt
+    (never a hang), the range is retried, and the download fails with NetworkError."""
+    hold = threading.Event()
+    srv = socket.create_server(("127.0.0.1", 0))
+    gets: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            start = int(head.lower().split(b"range: bytes=")[1].split(b"-")[0])
+            gets.append(start)
+            conn.sendall(
+                b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
+                + f"Content-Length: {1024 - start}\r\n".encode()
+                + f"Content-Range: bytes {start}-1023/1024\r\n\r\n".encode()
+                + b"y" * 100
+            )
+            hold.wait(30)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = srv.getsockname()[:2]
+    active = receiving_threads(monkeypatch)
+
+    async def main() -> None:
+        retry = streamx.RetryPolicy(max_attempts=2, sleep=lambda s: anyio.lowlevel.checkpoint())
+        async with streamx.Engine(
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="a",
+            aws_secret_access_key="b",
+            region_name="us-east-1",
+            retry=retry,
+        ) as eng:
+            got = bytearray()
+            cfg = streamx.TransferConfig(stall_timeout=0.5, max_attempts=2)
+            with pytest.raises(streamx.NetworkError, match="stall_timeout"):
+                await eng.download_to("bkt", "k", got.extend, config=cfg)
+            assert active == [] and got == b""
+
+    try:
+        anyio.run(main)
+    finally:
+        hold.set()
+        srv.close()
+    assert gets == [0, 100]  # the retry asked for the bytes still missing
