@@ -16,22 +16,27 @@ Rules that keep this safe:
 - while the dispatcher waits for budget, the kept buffer's memory is what it waits
   for: the reservation is released, and the one buffer is held loose (outside the
   budget, at most one per download) for the range the dispatcher then reserves;
-- nothing is kept once every range has been dispatched.
+- nothing is kept once every range has been dispatched: a buffer of a whole range then
+  goes, with its share of the engine's budget, to that budget's pool of idle buffers
+  (:meth:`~streamx.MemoryBudget.park`), where the next transfer's ranges or parts find
+  it (:meth:`unpark`), as uploads do (:mod:`streamx.upload.recycle`).
 """
 
 from __future__ import annotations
 
 import sys
 
-from .._budget import Reservation
+from .._budget import MemoryBudget, Reservation
 
 
 class RangeBuffers:
     """The kept ``(buffer, reservation)`` pairs of one download, and the buffers lent."""
 
-    __slots__ = ("_kept", "_lent", "_loose", "dispatching", "waiting")
+    __slots__ = ("_kept", "_lent", "_loose", "dispatching", "part_size", "shared", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: MemoryBudget | None = None, part_size: int = 0) -> None:
+        self.shared = shared  # the engine's budget, whose pool gets the buffers at the end
+        self.part_size = part_size  # only buffers of a whole range are worth pooling
         self._kept: list[tuple[bytearray, Reservation]] = []
         self._loose: bytearray | None = None  # kept while the dispatcher waited for budget
         self._lent: dict[int, bytearray] = {}  # id(reservation) -> the buffer that came with it
@@ -43,8 +48,10 @@ class RangeBuffers:
         reservation. The caller must hold exactly one reference to ``data`` (its own local)
         and call this directly: the count below is of the references on this call's path."""
         # 3: ``data`` here, the caller's local, and getrefcount's own argument
-        if not (self.dispatching and isinstance(data, bytearray) and sys.getrefcount(data) <= 3):
+        if not (isinstance(data, bytearray) and sys.getrefcount(data) <= 3):
             reservation.release()
+        elif not self.dispatching:
+            self._park(data, reservation)
         elif self.waiting:  # the dispatcher needs the memory now: the buffer goes loose
             reservation.release()
             if self._loose is None:
@@ -63,11 +70,36 @@ class RangeBuffers:
             reservation.release()  # a short last range's buffer: of no use
         return None
 
-    def adopt(self, reservation: Reservation, size: int) -> None:
-        """Lend the loose buffer, if it is of ``size`` bytes, with a new ``reservation``."""
+    def unpark(self, size: int) -> tuple[bytearray, Reservation] | None:
+        """An idle buffer of ``size`` bytes from the engine's pool, with a reservation that
+        holds its share of that budget (the window's is still to be taken), or none."""
+        found = self.shared.unpark(size) if self.shared is not None else None
+        if found is None:
+            return None
+        reservation = Reservation()
+        reservation.adopt(self.shared, found[1])  # type: ignore[arg-type]
+        return found[0], reservation
+
+    def _park(self, data: bytearray, reservation: Reservation) -> None:
+        """The download is done with ``data``: to the engine's pool with its share of that
+        budget (a whole range's only), the rest of the reservation released."""
+        shared = self.shared
+        if shared is None or len(data) != self.part_size:
+            reservation.release()
+            return
+        n = reservation.detach(shared)
+        reservation.release()
+        if n and not shared.park(data, n):
+            shared.release(n)
+
+    def adopt(self, reservation: Reservation, size: int, pooled: bytearray | None) -> None:
+        """Lend the buffer that came from the pool with ``reservation``, or else the loose
+        buffer if it is of ``size`` bytes."""
         loose, self._loose = self._loose, None
-        if loose is not None and len(loose) == size:
-            self._lent[id(reservation)] = loose
+        if pooled is None and loose is not None and len(loose) == size:
+            pooled = loose
+        if pooled is not None:
+            self._lent[id(reservation)] = pooled
 
     def lent(self, reservation: Reservation) -> bytearray | None:
         """The buffer lent with ``reservation`` (once), if any."""
@@ -79,5 +111,5 @@ class RangeBuffers:
         kept, self._kept = self._kept, []
         self._lent.clear()
         self._loose = None
-        for _, reservation in kept:
-            reservation.release()
+        for data, reservation in kept:
+            self._park(data, reservation)

@@ -99,7 +99,8 @@ class DownloadPipeline:
         )
         self.log = log.bind(bucket=bucket, key=key)
         self.ranges = 0
-        self.buffers = RangeBuffers()  # delivered ranges' buffers, lent to the next ones
+        # delivered ranges' buffers, lent to the next ones, pooled in the engine's budget
+        self.buffers = RangeBuffers(ctx.budget, config.part_size)
         self.head: dict[str, Any] | None = None  # a HEAD already asked (see .parts)
 
     async def first_range(self, budgets: list[MemoryBudget]) -> tuple[Reservation, Any, int]:
@@ -120,11 +121,15 @@ class DownloadPipeline:
             budgets.append(self.shared_budget)
         return budgets
 
-    async def _reserve(self, budgets: list[MemoryBudget], n: int) -> Reservation:
-        reservation = Reservation()
+    async def _reserve(
+        self, budgets: list[MemoryBudget], n: int, reservation: Reservation | None = None
+    ) -> Reservation:
+        """``n`` bytes of each budget ``reservation`` does not hold yet."""
+        reservation = reservation if reservation is not None else Reservation()
         try:
             for budget in budgets:
-                await reservation.take(budget, n)
+                if not reservation.held(budget):
+                    await reservation.take(budget, n)
         except BaseException:
             reservation.release()
             raise
@@ -219,14 +224,19 @@ class DownloadPipeline:
         buffers = self.buffers
         async with send:
             for item in items:
-                reservation = buffers.take(cost(item))  # a delivered range's, with its buffer
+                size = cost(item)
+                reservation = buffers.take(size)  # a delivered range's, with its buffer
                 if reservation is None:
+                    # an idle buffer of the engine's pool, holding its share of that budget
+                    pooled = buffers.unpark(size) if self.shared_budget in budgets else None
                     buffers.waiting = True
                     try:
-                        reservation = await self._reserve(budgets, cost(item))
+                        reservation = await self._reserve(
+                            budgets, size, pooled[1] if pooled is not None else None
+                        )
                     finally:
                         buffers.waiting = False
-                    buffers.adopt(reservation, cost(item))
+                    buffers.adopt(reservation, size, pooled[0] if pooled is not None else None)
                 try:
                     await send.send(_Work(item, reservation))
                 except BaseException:

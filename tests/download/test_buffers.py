@@ -66,14 +66,41 @@ async def test_while_the_dispatcher_waits_the_memory_goes_back_and_the_buffer_wa
     assert budget.in_use == 0  # the waiting dispatcher gets the memory at once
     buffers.waiting = False
     fresh = await reserved(budget, 10)
-    buffers.adopt(fresh, 10)
+    buffers.adopt(fresh, 10, None)
     assert buffers.lent(fresh) is buf
-    # once every range is dispatched nothing is kept
+    # once every range is dispatched nothing is kept (no engine budget: nothing is pooled)
     buffers.dispatching = False
     other = bytearray(10)
     buffers.keep(other, await reserved(budget, 10))
     assert budget.in_use == 10  # only ``fresh`` is held
     fresh.release()
+
+
+@pytest.mark.anyio
+async def test_at_the_end_whole_range_buffers_go_to_the_engines_pool() -> None:
+    """What the engine's budget holds for a buffer goes with it to the budget's pool, where
+    the next download (or upload) finds it; the download's own window is released."""
+    engine_budget, window = MemoryBudget(1000), MemoryBudget(100)
+    buffers = RangeBuffers(engine_budget, part_size=10)
+
+    async def both(n: int) -> Reservation:
+        r = Reservation()
+        await r.take(window, n)
+        await r.take(engine_budget, n)
+        return r
+
+    buffers.keep(bytearray(10), await both(10))  # kept for a later range of this download
+    buffers.dispatching = False
+    buffers.keep(bytearray(10), await both(10))  # delivered after the last dispatch
+    buffers.keep(bytearray(7), await both(7))  # a short last range: not worth pooling
+    buffers.release_all()
+    assert window.in_use == 0
+    assert engine_budget.parked == 20 and engine_budget.in_use == 0
+    later = RangeBuffers(engine_budget, part_size=10)
+    found = later.unpark(10)
+    assert found is not None and len(found[0]) == 10
+    assert found[1].held(engine_budget) == 10 and engine_budget.parked == 10
+    found[1].release()
 
 
 @pytest.mark.anyio
