@@ -157,8 +157,9 @@ class S3:
             id_marker = response.get("NextUploadIdMarker")
 
     async def head_object(self, bucket: str, key: str, **params: Any) -> dict[str, Any]:
+        """HeadObject (through the part sender: worker threads where the engine has them)."""
         with map_errors("HeadObject", bucket=bucket, key=key):
-            return dict(await self.client.head_object(Bucket=bucket, Key=key, **params))
+            return await self.sender.call("HeadObject", {"Bucket": bucket, "Key": key, **params})
 
     @asynccontextmanager
     async def get_object(self, bucket: str, key: str, **params: Any) -> AsyncIterator[Any]:

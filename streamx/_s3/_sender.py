@@ -92,7 +92,7 @@ class PartSender(Protocol):
         ...
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """CreateMultipartUpload or CompleteMultipartUpload: the parsed answer."""
+        """CreateMultipartUpload, CompleteMultipartUpload or HeadObject: the parsed answer."""
         ...
 
     def close(self) -> None:
@@ -228,6 +228,7 @@ class AiobotocoreSender:
         method = {
             "CreateMultipartUpload": self.client.create_multipart_upload,
             "CompleteMultipartUpload": self.client.complete_multipart_upload,
+            "HeadObject": self.client.head_object,
         }[operation]
         return dict(await method(**params))
 

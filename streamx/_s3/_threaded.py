@@ -14,9 +14,10 @@ framing, connection pooling and keep-alive, TLS (verify, CA bundle, client
 certificate), proxies and timeouts are urllib3's, configured as botocore configures
 them (:class:`._session.HttpSettings`). The GET of a small object read whole
 (:meth:`ThreadSender.fetch`: sync's small objects), a download's ranged GETs read
-into the range's buffer (:meth:`ThreadSender.fetch_into`), CreateMultipartUpload and
-CompleteMultipartUpload (:meth:`ThreadSender.call`) go the same way. aiobotocore
-keeps every other call: abort, list, head, and the URL itself, taken from a presigned PutObject
+into the range's buffer (:meth:`ThreadSender.fetch_into`), CreateMultipartUpload,
+CompleteMultipartUpload and HeadObject (:meth:`ThreadSender.call`) go the same way.
+aiobotocore keeps every other call: abort, list, copy, delete, and the URL itself, taken
+from a presigned PutObject
 URL (once per bucket) so that botocore's endpoint rules (addressing style,
 accelerate, dual-stack ...) decide it.
 
@@ -108,6 +109,7 @@ class ThreadSender:
                 "GetObject",
                 "CreateMultipartUpload",
                 "CompleteMultipartUpload",
+                "HeadObject",
             )
         }
         self._serializer = create_serializer("rest-xml", include_validation=False)
@@ -309,15 +311,17 @@ class ThreadSender:
                 watch.stop()
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """CreateMultipartUpload or CompleteMultipartUpload from a worker thread.
+        """CreateMultipartUpload, CompleteMultipartUpload or HeadObject from a worker thread.
 
         Why: through aiobotocore each costs the event loop about 2.5 ms of Python (hooks,
         endpoint rules, its signer, aiohttp, the parser): a sixth of the loop's time in 64
-        concurrent 16 MiB uploads. Here botocore's own serialiser writes the headers and
-        the body (~40 µs), the loop signs, a thread sends, and botocore's parser reads the
-        answer. Arguments that need botocore's handlers (SSE-C keys, non-ASCII values) go
-        through aiobotocore. A CompleteMultipartUpload answered 200 with an error document
-        is the error it holds, as botocore's handler has it.
+        concurrent 16 MiB uploads, and most of a small download's (its checksum probe).
+        Here botocore's own serialiser writes the method, query, headers and body (~40 µs),
+        the loop signs, a thread sends, and the answer is read as the S3 model says (a HEAD's
+        headers, :meth:`Operation.answer`) or by botocore's parser. Arguments that need
+        botocore's handlers (SSE-C keys, non-ASCII values) go through aiobotocore. A
+        CompleteMultipartUpload answered 200 with an error document is the error it holds,
+        as botocore's handler has it.
         """
         op = self._ops.get(operation)
         if op is None:
@@ -328,29 +332,34 @@ class ThreadSender:
             str(v).isascii() for v in headers.values()
         ):
             return await self._fallback.call(operation, params)
+        method: str = request["method"]
         body: bytes = request["body"] or b""
         target, host, port = await self._object_target(params["Bucket"], params["Key"])
+        # the query the model puts in the path (``?uploads``) and its query parameters
+        flags = request["url_path"].partition("?")[2]
         extra = (
-            (("uploads", ""),)
-            if operation == "CreateMultipartUpload"
-            else (("uploadId", str(params["UploadId"])),)
+            *((flag, "") for flag in flags.split("&") if flag),
+            *((k, str(v)) for k, v in request["query_string"].items()),
         )
         path = _path_and_query(target, (*target.query, *extra))
         headers = {
             "Host": target.netloc,
             "User-Agent": _USER_AGENT,
-            "Content-Length": str(len(body)),
+            **({"Content-Length": str(len(body))} if method == "POST" else {}),
             **{k: str(v) for k, v in headers.items()},
         }
         payload = hexdigest("sha256", body) if self._hashes_payload(target) else _UNSIGNED
-        signed = await self._sign("POST", path, headers, payload)
+        signed = await self._sign(method, path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
-        exchange = (target.scheme, host, port, path, signed, [body], timeout, "POST")
+        sent = [body] if method == "POST" else None
+        exchange = (target.scheme, host, port, path, signed, sent, timeout, method)
         http = await handoff.in_thread(
             self._executor, handoff.exchange, self._pool, exchange, handoff.Call()
         )
         if http.status == 200 and b"<Error>" in http.body[:512]:
             http.status = 500  # an error after the 200 was sent (botocore: handlers.py)
+        if 200 <= http.status < 300 and op.answers:
+            return op.answer(http.status, http.headers)
         return self._parsed(op, http)
 
     def _hashes_payload(self, target: Target) -> bool:

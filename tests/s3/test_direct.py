@@ -180,6 +180,35 @@ async def test_a_small_get_is_read_whole_in_a_worker_thread(
 
 
 @pytest.mark.anyio
+async def test_a_head_goes_from_a_worker_thread_with_botocores_answer(
+    server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """HeadObject (a download's checksum probe, stat, sync) on the thread path: every member
+    aiobotocore's answer has, the same (with and without metadata, with the checksum asked
+    for); a missing key and a failed precondition fail with streamx's errors."""
+    await engine.upload(
+        bucket, "meta", b"m" * 3000, ContentType="text/plain", Metadata={"owner": "ada"}
+    )
+    await engine.upload(bucket, "plain", b"p" * 10)
+    async with streamx.Engine(**{**server.engine_args(), "endpoint_url": proxy.url}) as eng:
+        s3 = eng._s3_layer
+        for key, params in (("meta", {}), ("plain", {}), ("meta", {"ChecksumMode": "ENABLED"})):
+            got = await s3.head_object(bucket, key, **params)
+            ref = await engine.client.head_object(Bucket=bucket, Key=key, **params)
+            members = {k: v for k, v in ref.items() if k != "ResponseMetadata"}
+            assert {k: got.get(k) for k in members} == members
+            assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
+        with pytest.raises(streamx.NotFoundError):
+            await s3.head_object(bucket, "missing")
+        proxy.add(Fault("status", op="HeadObject", status=412, code="PreconditionFailed"))
+        with pytest.raises(streamx.PreconditionFailedError):
+            await s3.head_object(bucket, "meta", IfMatch='"0123456789abcdef0123456789abcdef"')
+    heads = proxy.sent("HeadObject")
+    assert len(heads) == 5 and all(h.method == "HEAD" for h in heads)
+    assert all(h.headers["user-agent"] == "streamx (direct)" for h in heads)
+
+
+@pytest.mark.anyio
 async def test_a_small_get_cut_short_fails_as_a_network_error(
     server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
 ) -> None:
