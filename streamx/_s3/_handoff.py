@@ -201,9 +201,10 @@ def receive_into(
     watch: Watch | None,
 ) -> tuple[Answer | None, dict[str, Any] | None]:
     """In the worker thread: a GET whose 2xx body is read into the memory ``read.accept``
-    gives, a receive at a time (the GIL let go while the socket fills urllib3's buffer). Returns ``(None, parsed)``, or ``(answer, None)`` for a non-2xx answer read
-    whole (the error document). A body cut short raises :class:`NetworkError` (or the
-    mapped urllib3 error), ``read.received`` telling how far it got."""
+    gives, a receive at a time (the GIL let go while the socket fills urllib3's buffer).
+    Returns ``(None, parsed)``, or ``(answer, None)`` for a non-2xx answer read whole (the
+    error document). A body cut short raises :class:`NetworkError` (or the mapped urllib3
+    error), ``read.received`` telling how far it got."""
     if not call.begin():
         raise bexc.HTTPClientError(error=Cancelled())
     try:
