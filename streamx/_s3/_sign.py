@@ -13,9 +13,13 @@ every real server of the suite that verifies signatures (rclone serve s3, Seawee
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from awscrt import auth, http
+from botocore.credentials import ReadOnlyCredentials
+
+from .._validate import header_safe
 
 _CONFIG = {
     "algorithm": auth.AwsSigningAlgorithm.V4,
@@ -51,4 +55,44 @@ def sign(
     return dict(request.headers)
 
 
-__all__ = ["sign"]
+class Signer:
+    """Signs the thread sender's requests for one client: its credentials (botocore's or
+    aiobotocore's refreshable object, or an ``(access_key, secret_key, token)`` tuple given
+    to the engine), its region, and whether payloads are signed (``sign_payload``; None: over
+    plain http only, TLS protects the body otherwise)."""
+
+    def __init__(self, credentials: Any, region: str | None, sign_payload: bool | None) -> None:
+        self._credentials = credentials
+        # botocore signs S3's global endpoint for us-east-1 when no region is set
+        self._region = region or "us-east-1"
+        self._sign_payload = sign_payload
+
+    def hashes_payload(self, scheme: str) -> bool:
+        """Whether the body's SHA-256 is signed (else ``UNSIGNED-PAYLOAD``)."""
+        return self._sign_payload if self._sign_payload is not None else scheme == "http"
+
+    async def _frozen(self) -> Any:
+        creds = self._credentials
+        if isinstance(creds, tuple):  # given to the engine as arguments
+            return ReadOnlyCredentials(*creds)
+        frozen = creds.get_frozen_credentials()
+        if asyncio.iscoroutine(frozen):  # aiobotocore's refreshable credentials
+            frozen = await frozen
+        return frozen
+
+    async def sign(
+        self, method: str, path: str, headers: dict[str, str], payload: str
+    ) -> dict[str, str]:
+        """:func:`sign` with the current credentials; every header value checked."""
+        signed = sign(
+            method, path, headers, payload=payload, credentials=await self._frozen(),
+            region=self._region,
+        )  # fmt: skip
+        for name, value in signed.items():
+            # arguments were checked (streamx/_validate.py); http.client refuses CR/LF
+            # but lets NUL and folded lines through: nothing of the kind reaches the wire
+            header_safe(name, value)
+        return signed
+
+
+__all__ = ["Signer", "sign"]

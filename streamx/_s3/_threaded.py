@@ -38,7 +38,6 @@ an error or a log line of streamx.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,20 +47,18 @@ from urllib.parse import quote, urlencode
 import anyio
 import anyio.to_thread
 import botocore.exceptions as bexc
-from botocore.credentials import ReadOnlyCredentials
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 from urllib3 import HTTPHeaderDict
 from urllib3.util import parse_url
 
 from .._gathered import hexdigest
-from .._validate import header_safe
 from . import _handoff as handoff
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
 from ._sender import PartRequest, PartSender, RangeRead
 from ._session import HttpSettings
-from ._sign import sign
+from ._sign import Signer
 
 _SEND_SLICE = 1024 * 1024
 _SHORT_STALL = 5.0  # below this stall timeout, slices of a quarter: a slow reader is no stall
@@ -92,8 +89,7 @@ class ThreadSender:
     ) -> None:
         self._client = client
         self._settings = settings
-        self._credentials = credentials
-        self._sign_payload = sign_payload
+        self._signer = Signer(credentials, client.meta.region_name, sign_payload)
         self._fallback = fallback
         self._pool = PartPool(settings)
         # at most one thread per pooled connection; a request not yet started when it is
@@ -160,15 +156,6 @@ class ThreadSender:
         path = template.path[: -len(_KEY_MARK)] + quote(key, safe="/~")
         return Target(template.scheme, template.netloc, path, template.query), host, port
 
-    async def _frozen_credentials(self) -> Any:
-        creds = self._credentials
-        if isinstance(creds, tuple):  # given to the engine as arguments
-            return ReadOnlyCredentials(*creds)
-        frozen = creds.get_frozen_credentials()
-        if asyncio.iscoroutine(frozen):  # aiobotocore's refreshable credentials
-            frozen = await frozen
-        return frozen
-
     async def send(self, request: PartRequest) -> dict[str, Any]:
         if not self.can_send(request):
             return await self._fallback.send(request)
@@ -184,7 +171,7 @@ class ThreadSender:
             )
         view = request.body
         payload = _UNSIGNED
-        if self._hashes_payload(target):  # a small body is hashed here: a hop costs more
+        if self._signer.hashes_payload(target.scheme):  # a small body is hashed here: a hop costs more
             small = len(view) <= _HASH_HERE
             payload = (
                 hexdigest("sha256", view)
@@ -201,7 +188,7 @@ class ThreadSender:
         call = handoff.Call()
         stall = request.stall_timeout
         size = _SEND_SLICE // 4 if stall is not None and stall < _SHORT_STALL else _SEND_SLICE
-        signed = await self._sign("PUT", path, headers, payload)
+        signed = await self._signer.sign("PUT", path, headers, payload)
         timeout, longest = self._timeouts(request)
         watch = handoff.Watch(request.progress, stall) if stall is not None else None
         body = handoff.slices(view, call, watch, size)
@@ -230,11 +217,7 @@ class ThreadSender:
         args = {"Bucket": bucket, "Key": key, **params}
         if not op.plain(args):
             return await self._fallback.fetch(bucket, key, params, md5=md5)
-        target, host, port = await self._object_target(bucket, key)
-        path = _path_and_query(target, target.query)
-        headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
-        payload = _EMPTY_SHA256 if self._hashes_payload(target) else _UNSIGNED
-        signed = await self._sign("GET", path, headers, payload)
+        target, host, port, path, signed = await self._signed_get(op, args)
         timeout = self._pool.timeout(*self._settings.timeout)
         exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
         http, digest = await handoff.in_thread(
@@ -264,11 +247,7 @@ class ThreadSender:
         args = {"Bucket": bucket, "Key": key, **read.params}
         if not op.plain(args):
             return await self._fallback.fetch_into(bucket, key, read)
-        target, host, port = await self._object_target(bucket, key)
-        path = _path_and_query(target, target.query)
-        headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
-        payload = _EMPTY_SHA256 if self._hashes_payload(target) else _UNSIGNED
-        signed = await self._sign("GET", path, headers, payload)
+        target, host, port, path, signed = await self._signed_get(op, args)
         timeout, longest = self._timeouts(read)
         call = handoff.Call()
         stall = read.stall_timeout
@@ -290,6 +269,16 @@ class ThreadSender:
             self._parsed(op, http)  # raises botocore's ClientError
         answer: dict[str, Any] = parsed
         return answer
+
+    async def _signed_get(
+        self, op: Operation, args: Mapping[str, Any]
+    ) -> tuple[Target, str, int | None, str, dict[str, str]]:
+        """A GetObject's target, host, port, path and signed headers."""
+        target, host, port = await self._object_target(args["Bucket"], args["Key"])
+        path = _path_and_query(target, target.query)
+        headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
+        payload = _EMPTY_SHA256 if self._signer.hashes_payload(target.scheme) else _UNSIGNED
+        return target, host, port, path, await self._signer.sign("GET", path, headers, payload)
 
     async def _run(
         self, call: handoff.Call, watch: handoff.Watch | None, longest: float, fn: Any, *args: Any
@@ -348,8 +337,8 @@ class ThreadSender:
             **({"Content-Length": str(len(body))} if method == "POST" else {}),
             **{k: str(v) for k, v in headers.items()},
         }
-        payload = hexdigest("sha256", body) if self._hashes_payload(target) else _UNSIGNED
-        signed = await self._sign(method, path, headers, payload)
+        payload = hexdigest("sha256", body) if self._signer.hashes_payload(target.scheme) else _UNSIGNED
+        signed = await self._signer.sign(method, path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         sent = [body] if method == "POST" else None
         exchange = (target.scheme, host, port, path, signed, sent, timeout, method)
@@ -361,29 +350,6 @@ class ThreadSender:
         if 200 <= http.status < 300 and op.answers:
             return op.answer(http.status, http.headers)
         return self._parsed(op, http)
-
-    def _hashes_payload(self, target: Target) -> bool:
-        """Whether the body's SHA-256 is signed (else ``UNSIGNED-PAYLOAD``): as configured,
-        by default over plain http only (TLS protects the body otherwise)."""
-        return self._sign_payload if self._sign_payload is not None else target.scheme == "http"
-
-    async def _sign(
-        self, method: str, path: str, headers: dict[str, str], payload: str
-    ) -> dict[str, str]:
-        signed = sign(
-            method,
-            path,
-            headers,
-            payload=payload,
-            credentials=await self._frozen_credentials(),
-            # botocore signs S3's global endpoint for us-east-1 when no region is set
-            region=self._client.meta.region_name or "us-east-1",
-        )
-        for name, value in signed.items():
-            # arguments were checked (streamx/_validate.py); http.client refuses CR/LF
-            # but lets NUL and folded lines through: nothing of the kind reaches the wire
-            header_safe(name, value)
-        return signed
 
     def _parsed(self, op: Operation, http: Answer) -> dict[str, Any]:
         """The answer as botocore's REST-XML parser reads it; a non-2xx one raises the

@@ -171,8 +171,9 @@ async def test_a_senders_errors_are_translated_with_the_parts_context(
 
 
 def stub_client() -> Any:
-    """What the thread sender reads of a client before its first request: the S3 model."""
-    return SimpleNamespace(meta=SimpleNamespace(service_model=service_model()))
+    """What the thread sender reads of a client before its first request: the S3 model and
+    the region it signs for."""
+    return SimpleNamespace(meta=SimpleNamespace(service_model=service_model(), region_name=None))
 
 
 async def test_the_attempts_time_limit_reaches_the_sender() -> None:
