@@ -103,11 +103,15 @@ class RangeFetcher:
         await self._with_retry(attempt, r, lambda: cursor[0])
         return buf
 
-    async def fetch_first(self, n: int) -> bytearray:
+    async def fetch_first(
+        self, n: int, on_size: Callable[[], None] | None = None
+    ) -> bytearray:
         """The first ``n`` bytes (fewer if the object is shorter); learns size and ETag.
 
         One request instead of a HEAD and a GET. An empty object has no byte 0
-        to ask for (416): a HEAD then confirms that it is empty.
+        to ask for (416): a HEAD then confirms that it is empty. ``on_size`` is called
+        once size and ETag are known, before the body is read (in the receiving thread
+        on the worker-thread transport).
         """
         held = [bytearray()]
         cursor = [0]
@@ -124,6 +128,8 @@ class RangeFetcher:
                     self._learn(response)
                     assert self.size is not None
                     held[0] = bytearray(min(n, self.size))
+                    if on_size is not None:
+                        on_size()
                 self._check(response, ByteRange(got, len(held[0])))
                 return memoryview(held[0])[got:]
 

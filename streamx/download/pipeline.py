@@ -30,7 +30,9 @@ and surfaces once; a file download then removes its temporary file.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -38,7 +40,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._budget import MemoryBudget, Reservation
 from .._checksum import Running
-from .._concurrency import FirstFailure
+from .._concurrency import FirstFailure, task_group
 from .._context import TransferContext
 from .._events import Progress
 from .._log import log
@@ -72,6 +74,41 @@ class _Work(Generic[Item]):
         self.reservation = reservation
 
 
+class FirstRange:
+    """The first ranged GET of a download, running beside the rest of it (see
+    :meth:`DownloadPipeline.first_range`): :attr:`learned` is set once its answer's headers
+    told the size and ETag, :meth:`take` waits for its bytes."""
+
+    def __init__(self, reservation: Reservation) -> None:
+        self.reservation: Reservation | None = reservation
+        self.learned = anyio.Event()
+        self._done = anyio.Event()
+        self._data = bytearray()
+
+    async def run(self, fetcher: RangeFetcher, n: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        def told() -> None:  # in the receiving thread (or on the loop): wake the loop
+            loop.call_soon_threadsafe(self.learned.set)
+
+        self._data = await fetcher.fetch_first(n, on_size=told)
+        self.learned.set()  # an empty object's size comes from a HEAD
+        self._done.set()
+
+    async def take(self) -> tuple[bytearray, Reservation]:
+        """The first range's bytes and their reservation (the caller's from now on)."""
+        await self._done.wait()
+        reservation, self.reservation = self.reservation, None
+        assert reservation is not None
+        data, self._data = self._data, bytearray()
+        return data, reservation
+
+    def release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+            self.reservation = None
+
+
 class DownloadPipeline:
     """Downloads one object with ``queue_size`` concurrent ranged GETs of ``part_size`` bytes."""
 
@@ -103,17 +140,23 @@ class DownloadPipeline:
         self.buffers = RangeBuffers(ctx.budget, config.part_size)
         self.head: dict[str, Any] | None = None  # a HEAD already asked (see .parts)
 
-    async def first_range(self, budgets: list[MemoryBudget]) -> tuple[Reservation, Any, int]:
-        """The first ``part_size`` bytes, which also tell the object's size and ETag."""
-        first = await self._reserve(budgets, self.config.part_size)
+    @asynccontextmanager
+    async def first_range(self, budgets: list[MemoryBudget]) -> AsyncIterator[FirstRange]:
+        """The first ``part_size`` bytes, fetched beside the caller's block, which starts as
+        soon as the answer's headers have told the object's size and ETag: the other ranges
+        (and the checksum probe) go out while the first one's body still arrives, one round
+        trip after the call instead of a whole range. The caller takes the bytes and their
+        reservation with :meth:`FirstRange.take`; if the block ends before, the reservation
+        is released here."""
+        first = FirstRange(await self._reserve(budgets, self.config.part_size))
         try:
-            data = await self.fetcher.fetch_first(self.config.part_size)
-        except BaseException:
+            async with task_group() as tg:
+                tg.start_soon(first.run, self.fetcher, self.config.part_size)
+                await first.learned.wait()
+                self.progress.total = self.fetcher.size or 0
+                yield first
+        finally:
             first.release()
-            raise
-        size = self.fetcher.size or 0
-        self.progress.total = size
-        return first, data, size
 
     def budgets(self, window: int) -> list[MemoryBudget]:
         budgets = [MemoryBudget(window)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ from .checkpoint import (
     check_version,
     reverify,
 )
-from .pipeline import DownloadPipeline, Indexed
+from .pipeline import DownloadPipeline, FirstRange, Indexed
 from .planner import ByteRange
 from .sink import FileSink
 from .verify import FALLBACK_ALGORITHM, RangeSums, stored_checksum
@@ -63,12 +64,18 @@ def previous_record(
 
 
 async def start(
-    pipeline: DownloadPipeline, sink: FileSink, checkpoint: DownloadCheckpoint | None
+    pipeline: DownloadPipeline,
+    sink: FileSink,
+    checkpoint: DownloadCheckpoint | None,
+    stack: AsyncExitStack,
 ) -> tuple[FileWork, RangeSums, bool]:
-    """A new download: the first range learns size and ETag; the rest are planned."""
+    """A new download: the first range's answer tells size and ETag; the rest are planned
+    while its body arrives (it runs in ``stack``, which the caller keeps open around the
+    fan-out)."""
     cfg = pipeline.config
     budgets = pipeline.budgets(cfg.part_size * cfg.queue_size)
-    first, data, size = await pipeline.first_range(budgets)
+    first = await stack.enter_async_context(pipeline.first_range(budgets))
+    size = pipeline.fetcher.size or 0
     if checkpoint is not None:
         checkpoint.current = DownloadRecord(
             bucket=pipeline.bucket,
@@ -79,22 +86,13 @@ async def start(
             path=sink.path,
             temp_path=sink.temp_path,
         )
-        try:
-            await checkpoint.save()  # before the file exists: a crash never orphans it
-        except BaseException:
-            first.release()
-            raise
-    try:
-        await sink.open(size)
-    except BaseException:
-        first.release()
-        raise
+        await checkpoint.save()  # before the file exists: a crash never orphans it
+    await sink.open(size)
     sums = RangeSums(pipeline.bucket, pipeline.key)
     work = FileWork(pipeline, sink, sums, checkpoint, budgets, cfg.part_size, size)
     fallback = FALLBACK_ALGORITHM if checkpoint is not None else None
-    work.extras.append(lambda: pipeline.settle(sums, len(data), fallback))
-    work.held.append(first)
-    work.extras.append(lambda: work.finish_first(data, first))
+    work.extras.append(lambda: pipeline.settle(sums, min(cfg.part_size, size), fallback))
+    work.extras.append(lambda: work.finish_first(first))
     pipeline.ranges = 1
     work.pending = [(i, work.byte_range(i)) for i in range(1, work.count)]
     return work, sums, checkpoint is not None
@@ -179,18 +177,14 @@ class FileWork:
         self.count = max(1, -(-size // range_size))
         self.pending: list[tuple[int, ByteRange]] = []
         self.extras: list[Callable[[], Awaitable[None]]] = []
-        self.held: list[Reservation] = []  # released by release() whatever happens
-
-    def release(self) -> None:
-        for reservation in self.held:
-            reservation.release()
 
     def byte_range(self, index: int) -> ByteRange:
         start = index * self.range_size
         return ByteRange(start, min(self.size, start + self.range_size))
 
-    async def finish_first(self, data: bytearray, reservation: Reservation) -> None:
-        """Range 0, fetched before the others were planned: write, hash, record."""
+    async def finish_first(self, first: FirstRange) -> None:
+        """Range 0, whose answer planned the others: write, hash, record once it is in."""
+        data, reservation = await first.take()
         try:
             await self.done(0, data)
         finally:

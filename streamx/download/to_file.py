@@ -9,6 +9,8 @@ the temporary file is removed, or kept when a checkpoint names it.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 from .._errors import CheckpointError, ChecksumError, ObjectChangedError
 from .._objects import DownloadResult
 from .checkpoint import DownloadCheckpoint, DownloadRecord
@@ -37,19 +39,17 @@ async def to_file(
         record = previous_record(pipeline, checkpoint, sink, restart)
     keep = False  # keep the temporary file on failure: a checkpoint names it
     try:
-        if record is not None:
-            keep = True
-            work, sums = await resume(pipeline, record, sink, checkpoint)
-        elif checkpoint is None and await try_parts(pipeline, sink):
-            return await _done_by_parts(pipeline, sink)
-        else:
-            work, sums, keep = await start(pipeline, sink, checkpoint)
-        try:
+        async with AsyncExitStack() as stack:  # a new download's first range runs in it
+            if record is not None:
+                keep = True
+                work, sums = await resume(pipeline, record, sink, checkpoint)
+            elif checkpoint is None and await try_parts(pipeline, sink):
+                return await _done_by_parts(pipeline, sink)
+            else:
+                work, sums, keep = await start(pipeline, sink, checkpoint, stack)
             await pipeline.fan_out(
                 work.pending, work.budgets, work.handle, cost=range_cost, extras=work.extras
             )
-        finally:
-            work.release()  # range 0's memory, even if its task never got to run
         sums.verify(work.count, "downloaded file")
         await sink.commit()
     except BaseException as exc:

@@ -28,53 +28,57 @@ async def to_sink(pipeline: DownloadPipeline, sink: OrderedSink) -> DownloadResu
     cfg = pipeline.config
     budgets = pipeline.budgets(cfg.part_size * cfg.queue_size * 2)
     pipeline.log.info("download.start", sink=sink.description)
-    first, data, size = await pipeline.first_range(budgets)
-    rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
-    sums = RangeSums(pipeline.bucket, pipeline.key)
-    running: list[Running] = []
+    async with pipeline.first_range(budgets) as first:
+        size = pipeline.fetcher.size or 0
+        rest = list(split(ByteRange(min(cfg.part_size, size), size), cfg.part_size))
+        sums = RangeSums(pipeline.bucket, pipeline.key)
+        running: list[Running] = []
 
-    async def write(buf: bytearray) -> None:
-        if not running:
-            await sums.wait()
+        async def write(buf: bytearray) -> None:
+            if not running:
+                await sums.wait()
+                if sums.expected is not None:
+                    running.append(Running(sums.expected.algorithm))
+                else:
+                    running.append(Running(FALLBACK_ALGORITHM))  # nothing to check: unused
             if sums.expected is not None:
-                running.append(Running(sums.expected.algorithm))
-            else:
-                running.append(Running(FALLBACK_ALGORITHM))  # nothing to check: unused
-        if sums.expected is not None:
-            await update(running[0], buf)
-        if buf:
-            await sink.write(buf)
+                await update(running[0], buf)
+            if buf:
+                await sink.write(buf)
 
-    reassembler = Reassembler(write, buffers=pipeline.buffers)
-    reassembler.put(0, data, first)
-    del data
-    pipeline.ranges = 1
+        reassembler = Reassembler(write, buffers=pipeline.buffers)
+        pipeline.ranges = 1
 
-    async def fetch_one(item: Indexed, reservation: Reservation) -> None:
-        index, r = item
+        async def put_first() -> None:
+            data, reservation = await first.take()
+            reassembler.put(0, data, reservation)
+
+        async def fetch_one(item: Indexed, reservation: Reservation) -> None:
+            index, r = item
+            try:
+                buf = await pipeline.fetcher.fetch(r, pipeline.buffers.lent(reservation))
+            except BaseException:
+                reservation.release()
+                raise
+            reassembler.put(index, buf, reservation)
+
+        async def delivered(n: int) -> None:
+            await pipeline.progress.advance(n, parts=1)
+
         try:
-            buf = await pipeline.fetcher.fetch(r, pipeline.buffers.lent(reservation))
-        except BaseException:
-            reservation.release()
-            raise
-        reassembler.put(index, buf, reservation)
-
-    async def delivered(n: int) -> None:
-        await pipeline.progress.advance(n, parts=1)
-
-    try:
-        await pipeline.fan_out(
-            [(i + 1, r) for i, r in enumerate(rest)],
-            budgets,
-            fetch_one,
-            cost=range_cost,
-            extras=[
-                lambda: reassembler.run(len(rest) + 1, delivered),
-                lambda: pipeline.settle(sums, min(cfg.part_size, size), None),
-            ],
-        )
-    finally:
-        reassembler.release_all()
+            await pipeline.fan_out(
+                [(i + 1, r) for i, r in enumerate(rest)],
+                budgets,
+                fetch_one,
+                cost=range_cost,
+                extras=[
+                    put_first,
+                    lambda: reassembler.run(len(rest) + 1, delivered),
+                    lambda: pipeline.settle(sums, min(cfg.part_size, size), None),
+                ],
+            )
+        finally:
+            reassembler.release_all()
     if sums.expected is not None and running:
         check(
             sums.expected,

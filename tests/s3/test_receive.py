@@ -211,6 +211,9 @@ def test_a_stalled_range_is_retried_then_fails_as_a_network_error(
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(65536)
+            if head.startswith(b"HEAD "):  # the download's checksum probe: none stored
+                conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 1024\r\n\r\n')
+                return
             start = int(head.lower().split(b"range: bytes=")[1].split(b"-")[0])
             gets.append(start)
             conn.sendall(
@@ -254,3 +257,76 @@ def test_a_stalled_range_is_retried_then_fails_as_a_network_error(
         hold.set()
         srv.close()
     assert gets == [0, 100]  # the retry asked for the bytes still missing
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_the_other_ranges_go_out_while_the_first_one_arrives(direct: bool) -> None:
+    """A download asks for its other ranges once the first answer's headers told the size,
+    not once the first range's body is in: this server holds the first range's body back
+    after 1 MiB until another range has been asked for (a download that waited for the first
+    range would stall here until the server gives up after 10 s)."""
+    size, part = 10 * MiB + 1, 5 * MiB
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    other_asked = threading.Event()
+    held_back: list[bool] = []
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while True:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                if head.startswith(b"HEAD "):  # the checksum probe: no checksum stored
+                    conn.sendall(
+                        b'HTTP/1.1 200 OK\r\nETag: "e"\r\n'
+                        + f"Content-Length: {size}\r\n\r\n".encode()
+                    )
+                    continue
+                spec = head.lower().split(b"range: bytes=")[1].split(b"\r\n")[0]
+                start, end = (int(x) for x in spec.split(b"-"))
+                end = min(end, size - 1)
+                if start > 0:
+                    other_asked.set()
+                body = data[start : end + 1]
+                conn.sendall(
+                    b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
+                    + f"Content-Length: {len(body)}\r\n".encode()
+                    + f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n".encode()
+                )
+                if start == 0:
+                    conn.sendall(body[:MiB])
+                    held_back.append(other_asked.wait(10))
+                    conn.sendall(body[MiB:])
+                else:
+                    conn.sendall(body)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = srv.getsockname()[:2]
+
+    async def main() -> None:
+        async with streamx.Engine(
+            endpoint_url=f"http://{host}:{port}", aws_access_key_id="a",
+            aws_secret_access_key="b", region_name="us-east-1", direct_parts=direct,
+        ) as eng:
+            got = bytearray()
+            cfg = streamx.TransferConfig(part_size=part, queue_size=2)
+            await eng.download_to("bkt", "k", got.extend, config=cfg)
+            assert got == data
+
+    try:
+        anyio.run(main)
+    finally:
+        srv.close()
+    assert held_back == [True]  # the second range was asked for while the first was held
