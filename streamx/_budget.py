@@ -150,6 +150,14 @@ class MemoryBudget:
         self._parked_bytes += n
         return True
 
+    def park_held(self, buffer: bytearray, reservation: Reservation) -> None:
+        """:meth:`park` ``buffer`` with the bytes ``reservation`` holds of this budget;
+        the rest of the reservation is released."""
+        n = reservation.detach(self)
+        reservation.release()
+        if n and not self.park(buffer, n):
+            self.release(n)
+
     def unpark(self, size: int) -> tuple[bytearray, int] | None:
         """An idle buffer of ``size`` bytes and the bytes it holds (now the caller's),
         or ``None`` (none of that size, or somebody waits: they come first)."""

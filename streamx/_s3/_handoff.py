@@ -170,12 +170,13 @@ def _closed() -> UsageError:
 
 
 def exchange(pool: PartPool, request: tuple[Any, ...], call: Call) -> Answer:
-    """In the worker thread: send ``request`` (``PartPool.send``'s arguments), read the
+    """In the worker thread: send ``request`` (``PartPool.open``'s arguments), read the
     answer whole."""
     if not call.begin():
         raise bexc.HTTPClientError(error=Cancelled())
     try:
-        return pool.send(*request)
+        response = pool.open(*request)  # its body read whole (preload)
+        return Answer(response.status, response.headers, response.data)
     finally:
         call.end()
 

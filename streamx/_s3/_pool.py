@@ -227,21 +227,6 @@ class PartPool:
                 response = pool.urlopen(method, url, **kwargs)  # nothing was sent before
             return response
 
-    def send(
-        self,
-        scheme: str,
-        host: str,
-        port: int | None,
-        target: str,
-        headers: Mapping[str, str],
-        body: Iterable[Any] | None,
-        timeout: urllib3.Timeout,
-        method: str = "PUT",
-    ) -> Answer:
-        """:meth:`open`, the answer read whole."""
-        response = self.open(scheme, host, port, target, headers, body, timeout, method)
-        return Answer(response.status, response.headers, response.data)
-
     @contextmanager
     def mapped(self, scheme: str, host: str, port: int | None) -> Iterator[None]:
         """urllib3's exceptions as the botocore exceptions ``URLLib3Session.send`` raises

@@ -83,14 +83,10 @@ class RangeBuffers:
     def _park(self, data: bytearray, reservation: Reservation) -> None:
         """The download is done with ``data``: to the engine's pool with its share of that
         budget (a whole range's only), the rest of the reservation released."""
-        shared = self.shared
-        if shared is None or len(data) != self.part_size:
+        if self.shared is None or len(data) != self.part_size:
             reservation.release()
-            return
-        n = reservation.detach(shared)
-        reservation.release()
-        if n and not shared.park(data, n):
-            shared.release(n)
+        else:
+            self.shared.park_held(data, reservation)
 
     def adopt(self, reservation: Reservation, size: int, pooled: bytearray | None) -> None:
         """Lend the buffer that came from the pool with ``reservation``, or else the loose

@@ -63,10 +63,7 @@ class Spares:
         if shared is None or not isinstance(data, bytearray) or sys.getrefcount(data) > 3:
             reservation.release()
             return
-        n = reservation.detach(shared)
-        reservation.release()
-        if n and not shared.park(data, n):
-            shared.release(n)
+        shared.park_held(data, reservation)
 
     def take(self, size: int, *, pooled: bool) -> tuple[bytearray | None, Reservation]:
         """A buffer of ``size`` bytes to refill: this transfer's own (holding every budget),

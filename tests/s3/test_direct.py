@@ -15,6 +15,7 @@ import hashlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import anyio
 import pytest
 from conftest import profile_of, read_object
 from faultproxy import Fault, FaultProxy
+from rawserver import read_head, serving, threads_in
 
 import streamx
 import streamx._s3._handoff as handoff
@@ -325,18 +327,7 @@ async def test_a_refused_part_names_the_error_and_never_the_signature(
 
 def sending_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A list that holds one entry per worker thread inside the thread sender's exchange."""
-    active: list[int] = []
-    real = handoff.exchange
-
-    def counted(*args: Any) -> Any:
-        active.append(1)
-        try:
-            return real(*args)
-        finally:
-            active.pop()
-
-    monkeypatch.setattr(handoff, "exchange", counted)
-    return active
+    return threads_in(monkeypatch, handoff, "exchange")
 
 
 @pytest.mark.anyio
@@ -524,44 +515,8 @@ def test_parts_go_through_the_proxy_botocore_uses(
 @pytest.fixture
 def listener() -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
     """A TCP server on 127.0.0.1 running ``handler`` per connection; returns its URL."""
-    servers: list[socket.socket] = []
-
-    def start(handler: Callable[[socket.socket], None]) -> str:
-        srv = socket.create_server(("127.0.0.1", 0))
-        servers.append(srv)
-
-        def loop() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        def serve(conn: socket.socket) -> None:
-            with conn:
-                try:
-                    handler(conn)
-                except OSError:
-                    pass
-
-        threading.Thread(target=loop, daemon=True).start()
-        host, port = srv.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    yield start
-    for srv in servers:
-        srv.close()
-
-
-def read_head(conn: socket.socket) -> bytes:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+    with ExitStack() as stack:
+        yield lambda handler: stack.enter_context(serving(handler))
 
 
 def local_engine(url: str) -> streamx.Engine:

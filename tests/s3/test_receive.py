@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from faultproxy import Fault, FaultProxy
+from rawserver import read_head, serving, threads_in
 
 import streamx
 import streamx._s3._handoff as handoff
@@ -122,52 +123,21 @@ def dribbler() -> Iterator[tuple[str, threading.Event]]:
     """A server that answers any GET with the headers of a 64 MiB object and then sends its
     body 64 KiB at a time every 20 ms, until the client leaves or ``stop`` is set."""
     stop = threading.Event()
-    srv = socket.create_server(("127.0.0.1", 0))
 
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
+    def dribble(conn: socket.socket) -> None:
+        if read_head(conn):
             conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 67108864\r\n\r\n')
-            try:
-                while not stop.wait(0.02):
-                    conn.sendall(b"x" * 65536)
-            except OSError:
-                return
+            while not stop.wait(0.02):
+                conn.sendall(b"x" * 65536)
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    host, port = srv.getsockname()[:2]
-    yield f"http://{host}:{port}", stop
-    stop.set()
-    srv.close()
+    with serving(dribble) as url:
+        yield url, stop
+        stop.set()
 
 
 def receiving_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """One entry per worker thread inside ``receive_into``."""
-    active: list[int] = []
-    real = handoff.receive_into
-
-    def counted(*args: Any) -> Any:
-        active.append(1)
-        try:
-            return real(*args)
-        finally:
-            active.pop()
-
-    monkeypatch.setattr(handoff, "receive_into", counted)
-    return active
+    return threads_in(monkeypatch, handoff, "receive_into")
 
 
 def test_a_read_given_up_on_stops_writing_before_the_cancel_returns(
@@ -203,43 +173,29 @@ def test_a_stalled_range_is_retried_then_fails_as_a_network_error(
     """A server that sends the head and then nothing: the stall detector cuts each attempt
     (never a hang), the range is retried, and the download fails with NetworkError."""
     hold = threading.Event()
-    srv = socket.create_server(("127.0.0.1", 0))
     gets: list[int] = []
 
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(65536)
-            if head.startswith(b"HEAD "):  # the download's checksum probe: none stored
-                conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 1024\r\n\r\n')
-                return
-            start = int(head.lower().split(b"range: bytes=")[1].split(b"-")[0])
-            gets.append(start)
-            conn.sendall(
-                b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
-                + f"Content-Length: {1024 - start}\r\n".encode()
-                + f"Content-Range: bytes {start}-1023/1024\r\n\r\n".encode()
-                + b"y" * 100
-            )
-            hold.wait(30)
+    def stall(conn: socket.socket) -> None:
+        head = read_head(conn)
+        if head.startswith(b"HEAD "):  # the download's checksum probe: none stored
+            conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 1024\r\n\r\n')
+            return
+        start = int(head.lower().split(b"range: bytes=")[1].split(b"-")[0])
+        gets.append(start)
+        conn.sendall(
+            b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
+            + f"Content-Length: {1024 - start}\r\n".encode()
+            + f"Content-Range: bytes {start}-1023/1024\r\n\r\n".encode()
+            + b"y" * 100
+        )
+        hold.wait(30)
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    host, port = srv.getsockname()[:2]
     active = receiving_threads(monkeypatch)
 
     async def main() -> None:
         retry = streamx.RetryPolicy(max_attempts=2, sleep=lambda s: anyio.lowlevel.checkpoint())
         async with streamx.Engine(
-            endpoint_url=f"http://{host}:{port}",
+            endpoint_url=url,
             aws_access_key_id="a",
             aws_secret_access_key="b",
             region_name="us-east-1",
@@ -252,10 +208,10 @@ def test_a_stalled_range_is_retried_then_fails_as_a_network_error(
             assert active == [] and got == b""
 
     try:
-        anyio.run(main)
+        with serving(stall) as url:
+            anyio.run(main)
     finally:
         hold.set()
-        srv.close()
     assert gets == [0, 100]  # the retry asked for the bytes still missing
 
 
@@ -269,55 +225,35 @@ def test_the_other_ranges_go_out_while_the_first_one_arrives(direct: bool) -> No
     data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     other_asked = threading.Event()
     held_back: list[bool] = []
-    srv = socket.create_server(("127.0.0.1", 0))
 
     def serve(conn: socket.socket) -> None:
-        with conn:
-            while True:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    head += chunk
-                if head.startswith(b"HEAD "):  # the checksum probe: no checksum stored
-                    conn.sendall(
-                        b'HTTP/1.1 200 OK\r\nETag: "e"\r\n'
-                        + f"Content-Length: {size}\r\n\r\n".encode()
-                    )
-                    continue
-                spec = head.lower().split(b"range: bytes=")[1].split(b"\r\n")[0]
-                start, end = (int(x) for x in spec.split(b"-"))
-                end = min(end, size - 1)
-                if start > 0:
-                    other_asked.set()
-                body = data[start : end + 1]
+        while head := read_head(conn):
+            if head.startswith(b"HEAD "):  # the checksum probe: no checksum stored
                 conn.sendall(
-                    b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
-                    + f"Content-Length: {len(body)}\r\n".encode()
-                    + f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n".encode()
+                    b'HTTP/1.1 200 OK\r\nETag: "e"\r\n' + f"Content-Length: {size}\r\n\r\n".encode()
                 )
-                if start == 0:
-                    conn.sendall(body[:MiB])
-                    held_back.append(other_asked.wait(10))
-                    conn.sendall(body[MiB:])
-                else:
-                    conn.sendall(body)
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    host, port = srv.getsockname()[:2]
+                continue
+            spec = head.lower().split(b"range: bytes=")[1].split(b"\r\n")[0]
+            start, end = (int(x) for x in spec.split(b"-"))
+            end = min(end, size - 1)
+            if start > 0:
+                other_asked.set()
+            body = data[start : end + 1]
+            conn.sendall(
+                b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\n'
+                + f"Content-Length: {len(body)}\r\n".encode()
+                + f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n".encode()
+            )
+            if start == 0:
+                conn.sendall(body[:MiB])
+                held_back.append(other_asked.wait(10))
+                conn.sendall(body[MiB:])
+            else:
+                conn.sendall(body)
 
     async def main() -> None:
         async with streamx.Engine(
-            endpoint_url=f"http://{host}:{port}", aws_access_key_id="a",
+            endpoint_url=url, aws_access_key_id="a",
             aws_secret_access_key="b", region_name="us-east-1", direct_parts=direct,
         ) as eng:
             got = bytearray()
@@ -325,8 +261,6 @@ def test_the_other_ranges_go_out_while_the_first_one_arrives(direct: bool) -> No
             await eng.download_to("bkt", "k", got.extend, config=cfg)
             assert got == data
 
-    try:
+    with serving(serve) as url:
         anyio.run(main)
-    finally:
-        srv.close()
     assert held_back == [True]  # the second range was asked for while the first was held
