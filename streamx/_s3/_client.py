@@ -163,9 +163,10 @@ class S3:
 
     @asynccontextmanager
     async def get_object(self, bucket: str, key: str, **params: Any) -> AsyncIterator[Any]:
-        """Yields the response; its ``Body`` is released however the block ends."""
+        """Yields the response (through the part sender: its ``Body`` read by worker threads
+        where the engine has them); the ``Body`` is released however the block ends."""
         with map_errors("GetObject", bucket=bucket, key=key):
-            response = await self.client.get_object(Bucket=bucket, Key=key, **params)
+            response = await self.sender.open_get(bucket, key, params)
         body = response["Body"]
         try:
             with map_errors("GetObject", bucket=bucket, key=key):

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import botocore.exceptions as bexc
 
 from .._errors import NetworkError, UsageError
@@ -152,6 +154,31 @@ async def in_thread(executor: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
         raise
 
 
+async def run(
+    executor: ThreadPoolExecutor,
+    call: Call,
+    watch: Watch | None,
+    longest: float,
+    fn: Any,
+    *args: Any,
+) -> Any:
+    """``fn(*args)`` in a worker thread (:func:`in_thread`). Given up on (cancelled, a
+    sibling's failure), the thread stops at its next slice or read, or when its socket times
+    out (``longest``): the caller waits for it, so that no thread still sends a part when
+    the upload is aborted nor writes into memory its owner has let go."""
+    try:
+        return await in_thread(executor, fn, *args)
+    except BaseException:
+        call.abort()
+        if call.started:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(call.wait, longest + 1.0)
+        raise
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
 def _settle(waiter: asyncio.Future[Any], job: Future[Any]) -> None:
     if waiter.done():  # its task was cancelled (and cancelled the job)
         return
@@ -258,5 +285,6 @@ __all__ = [
     "fetch_whole",
     "in_thread",
     "receive_into",
+    "run",
     "slices",
 ]

@@ -91,6 +91,11 @@ class PartSender(Protocol):
         answer (no ``Body``); a body cut short raises :class:`~streamx.NetworkError`."""
         ...
 
+    async def open_get(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """GetObject whose ``Body`` the caller reads (``await body.read(n)``) and closes
+        (``body.close()``, also from the garbage collector)."""
+        ...
+
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """CreateMultipartUpload, CompleteMultipartUpload or HeadObject: the parsed answer."""
         ...
@@ -223,6 +228,9 @@ class AiobotocoreSender:
         finally:
             body.close()
         return response
+
+    async def open_get(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(await self.client.get_object(Bucket=bucket, Key=key, **params))
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         method = {

@@ -54,6 +54,7 @@ from urllib3.util import parse_url
 
 from .._gathered import hexdigest
 from . import _handoff as handoff
+from . import _stream as stream
 from ._operation import Operation, Target, parse_target
 from ._pool import Answer, PartPool
 from ._sender import PartRequest, PartSender, RangeRead
@@ -92,6 +93,7 @@ class ThreadSender:
         self._signer = Signer(credentials, client.meta.region_name, sign_payload)
         self._fallback = fallback
         self._pool = PartPool(settings)
+        self._streams = stream.Streams(PartPool(settings), settings.max_pool_connections)
         # at most one thread per pooled connection; a request not yet started when it is
         # cancelled never runs (handoff.in_thread cancels the executor's job)
         self._executor = ThreadPoolExecutor(
@@ -122,6 +124,7 @@ class ThreadSender:
         self.closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
+        self._streams.pool.close()
         self._fallback.close()
 
     def _timeouts(self, request: PartRequest | RangeRead) -> tuple[Any, float]:
@@ -171,7 +174,8 @@ class ThreadSender:
             )
         view = request.body
         payload = _UNSIGNED
-        if self._signer.hashes_payload(target.scheme):  # a small body is hashed here: a hop costs more
+        # a small body is hashed here: a hop to a thread costs more
+        if self._signer.hashes_payload(target.scheme):
             small = len(view) <= _HASH_HERE
             payload = (
                 hexdigest("sha256", view)
@@ -193,7 +197,9 @@ class ThreadSender:
         watch = handoff.Watch(request.progress, stall) if stall is not None else None
         body = handoff.slices(view, call, watch, size)
         exchange = (target.scheme, host, port, path, signed, body, timeout)
-        http = await self._run(call, watch, longest, handoff.exchange, self._pool, exchange, call)
+        http = await handoff.run(
+            self._executor, call, watch, longest, handoff.exchange, self._pool, exchange, call
+        )
         if 200 <= http.status < 300 and op.answers:
             return op.answer(http.status, http.headers)
         return self._parsed(op, http)
@@ -253,7 +259,8 @@ class ThreadSender:
         stall = read.stall_timeout
         watch = handoff.Watch(read.progress, stall) if stall is not None else None
         exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
-        http, parsed = await self._run(
+        http, parsed = await handoff.run(
+            self._executor,
             call,
             watch,
             longest,
@@ -270,34 +277,44 @@ class ThreadSender:
         answer: dict[str, Any] = parsed
         return answer
 
+    async def open_get(self, bucket: str, key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """GetObject whose body is left on its connection and read by worker threads a piece
+        at a time (:class:`._stream.StreamBody`; why: see :mod:`._stream`)."""
+        op = self._ops["GetObject"]
+        args = {"Bucket": bucket, "Key": key, **params}
+        if not op.plain(args):
+            return await self._fallback.open_get(bucket, key, params)
+        target, host, port, path, signed = await self._signed_get(op, args)
+        streams = self._streams
+        timeout = streams.pool.timeout(*self._settings.timeout)
+        exchange = (target.scheme, host, port, path, signed, None, timeout, "GET")
+        call, held = handoff.Call(), list[Any]()
+        await streams.acquire()  # one connection per open stream, at most the pool's size
+        try:
+            longest = max(self._settings.timeout)
+            opening = (stream.open_response, streams.pool, exchange, call, held)
+            http, response = await handoff.run(self._executor, call, None, longest, *opening)
+            if http is not None:
+                self._parsed(op, http)  # raises botocore's ClientError
+            parsed = op.answer(response.status, response.headers)
+        except BaseException:
+            stream.drop(held)
+            streams.release()
+            raise
+        where = (target.scheme, host, port)
+        parsed["Body"] = stream.StreamBody(response, streams, where, self._executor)
+        return parsed
+
     async def _signed_get(
         self, op: Operation, args: Mapping[str, Any]
     ) -> tuple[Target, str, int | None, str, dict[str, str]]:
         """A GetObject's target, host, port, path and signed headers."""
         target, host, port = await self._object_target(args["Bucket"], args["Key"])
-        path = _path_and_query(target, target.query)
+        part = (("partNumber", str(args["PartNumber"])),) if "PartNumber" in args else ()
+        path = _path_and_query(target, (*target.query, *part))
         headers = {"Host": target.netloc, "User-Agent": _USER_AGENT, **op.headers(args)}
         payload = _EMPTY_SHA256 if self._signer.hashes_payload(target.scheme) else _UNSIGNED
         return target, host, port, path, await self._signer.sign("GET", path, headers, payload)
-
-    async def _run(
-        self, call: handoff.Call, watch: handoff.Watch | None, longest: float, fn: Any, *args: Any
-    ) -> Any:
-        """``fn(*args)`` in a worker thread. Given up on (cancelled, a sibling's failure), the
-        thread stops at its next slice or read, or when its socket times out: the caller
-        waits for it, so that no thread still sends a part when the upload is aborted nor
-        writes into memory its owner has let go."""
-        try:
-            return await handoff.in_thread(self._executor, fn, *args)
-        except BaseException:
-            call.abort()
-            if call.started:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(call.wait, longest + 1.0)
-            raise
-        finally:
-            if watch is not None:
-                watch.stop()
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """CreateMultipartUpload, CompleteMultipartUpload or HeadObject from a worker thread.
@@ -337,7 +354,9 @@ class ThreadSender:
             **({"Content-Length": str(len(body))} if method == "POST" else {}),
             **{k: str(v) for k, v in headers.items()},
         }
-        payload = hexdigest("sha256", body) if self._signer.hashes_payload(target.scheme) else _UNSIGNED
+        payload = (
+            hexdigest("sha256", body) if self._signer.hashes_payload(target.scheme) else _UNSIGNED
+        )
         signed = await self._signer.sign(method, path, headers, payload)
         timeout = self._pool.timeout(*self._settings.timeout)
         sent = [body] if method == "POST" else None

@@ -264,3 +264,38 @@ def test_the_other_ranges_go_out_while_the_first_one_arrives(direct: bool) -> No
     with serving(serve) as url:
         anyio.run(main)
     assert held_back == [True]  # the second range was asked for while the first was held
+
+
+# ---------------------------------------------------------------- streamed bodies (download())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("direct", [True, False])
+async def test_a_streamed_get_is_read_by_worker_threads_and_gives_its_connection_back(
+    direct: bool, server: Any, proxy: FaultProxy, engine: streamx.Engine, bucket: str
+) -> None:
+    """``download()`` on either transport: the bytes, early closes that drop the connection,
+    and more streams than the pool has connections (two): they take turns, none is lost."""
+    await engine.upload(bucket, "k", DATA)
+    args = {**server.engine_args(), "endpoint_url": proxy.url, "direct_parts": direct}
+    async with streamx.Engine(**args, max_pool_connections=2) as eng:
+        assert isinstance(eng._s3_layer.sender, ThreadSender) is direct
+        async with eng.download(bucket, "k") as stream:
+            assert await stream.read_all() == DATA
+        for _ in range(3):  # broken off after one chunk: the connection is dropped
+            async with eng.download(bucket, "k", chunk_size=65536) as stream:
+                assert await stream.__anext__() == DATA[:65536]
+        results: list[bytes] = []
+
+        async def one() -> None:
+            async with eng.download(bucket, "k") as s:
+                results.append(await s.read_all())
+
+        with anyio.fail_after(60):  # more streams than connections: they take turns
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(one)
+    assert results == [DATA] * 6
+    gets = proxy.sent("GetObject")
+    assert len(gets) == 10
+    assert all(("streamx" in g.headers["user-agent"]) is direct for g in gets)
