@@ -236,16 +236,13 @@ def receive_into(
     if not call.begin():
         raise bexc.HTTPClientError(error=Cancelled())
     try:
-        response = pool.open(*request, preload=False)
+        failed, response = open_body(pool, request)
+        if watch is not None:
+            watch.moved()
+        if response is None:
+            return failed, None
         done = False
         try:
-            if watch is not None:
-                watch.moved()
-            if not 200 <= response.status < 300:
-                with pool.mapped(*request[:3]):
-                    body = response.read()
-                done = True
-                return Answer(response.status, response.headers, body), None
             parsed = parse(response.status, response.headers)
             view = read.accept(parsed)
             try:
@@ -269,11 +266,36 @@ def receive_into(
             done = True
             return None, parsed
         finally:
-            if not done:  # bytes may be left unread on it: the connection cannot be reused
-                response.close()
-            response.release_conn()
+            if done:
+                response.release_conn()
+            else:  # bytes may be left unread on it: the connection cannot be reused
+                discard(response)
     finally:
         call.end()
+
+
+def open_body(pool: PartPool, request: tuple[Any, ...]) -> tuple[Answer | None, Any]:
+    """In the worker thread: send the GET, read its head. A 2xx answer's body is left on the
+    connection (``(None, response)``); any other answer (the error document) is read whole
+    and its connection given back (``(answer, None)``)."""
+    response = pool.open(*request, preload=False)
+    if 200 <= response.status < 300:
+        return None, response
+    try:
+        with pool.mapped(*request[:3]):
+            body = response.read()
+    finally:
+        response.release_conn()
+    return Answer(response.status, response.headers, body), None
+
+
+def discard(response: Any) -> None:
+    """Drop a response whose body was not read to its end: shut its connection down (which
+    also ends a read still running in another thread) and give the pool its slot back."""
+    if response.connection is not None:  # not yet given back by urllib3 (a broken read is)
+        response.shutdown()
+    response.close()
+    response.release_conn()
 
 
 __all__ = [
@@ -281,9 +303,11 @@ __all__ = [
     "Call",
     "Cancelled",
     "Watch",
+    "discard",
     "exchange",
     "fetch_whole",
     "in_thread",
+    "open_body",
     "receive_into",
     "run",
     "slices",

@@ -98,10 +98,9 @@ class StreamBody:
         self._closed = True
         response = self._response
         try:
+            # read to its end, urllib3 has given the connection back already (kept alive)
             if response.connection is not None:  # not read to its end (or a read still runs)
-                response.shutdown()
-                response.close()
-            response.release_conn()
+                handoff.discard(response)
         finally:
             self._streams.release()
 
@@ -109,22 +108,15 @@ class StreamBody:
 def open_response(
     pool: PartPool, request: tuple[Any, ...], call: handoff.Call, held: list[Any]
 ) -> tuple[Answer | None, urllib3.BaseHTTPResponse | None]:
-    """In the worker thread: send the GET, read its head; a 2xx body is left on the
-    connection (also put in ``held``, so a caller that gave up can close it), a non-2xx
-    one (the error document) read whole."""
+    """In the worker thread: :func:`._handoff.open_body`, a 2xx response also put in
+    ``held`` so that a caller that gave up can drop it (:func:`drop`)."""
     if not call.begin():
         raise bexc.HTTPClientError(error=handoff.Cancelled())
     try:
-        response = pool.open(*request, preload=False)
-        if 200 <= response.status < 300:
+        failed, response = handoff.open_body(pool, request)
+        if response is not None:
             held.append(response)
-            return None, response
-        try:
-            with pool.mapped(*request[:3]):
-                body = response.read()
-        finally:
-            response.release_conn()
-        return Answer(response.status, response.headers, body), None
+        return failed, response
     finally:
         call.end()
 
@@ -132,9 +124,7 @@ def open_response(
 def drop(held: list[Any]) -> None:
     """Close the responses a thread opened for a caller that gave up on them."""
     for response in held:
-        response.shutdown()
-        response.close()
-        response.release_conn()
+        handoff.discard(response)
 
 
 __all__ = ["StreamBody", "Streams", "drop", "open_response"]

@@ -70,15 +70,17 @@ class RangeBuffers:
             reservation.release()  # a short last range's buffer: of no use
         return None
 
-    def unpark(self, size: int) -> tuple[bytearray, Reservation] | None:
-        """An idle buffer of ``size`` bytes from the engine's pool, with a reservation that
-        holds its share of that budget (the window's is still to be taken), or none."""
+    def unpark(self, size: int) -> Reservation | None:
+        """A reservation holding the engine budget's share of an idle buffer of ``size``
+        bytes from that budget's pool, the buffer lent with it (the window's share is still
+        to be taken); none if the pool has no such buffer."""
         found = self.shared.unpark(size) if self.shared is not None else None
         if found is None:
             return None
         reservation = Reservation()
         reservation.adopt(self.shared, found[1])  # type: ignore[arg-type]
-        return found[0], reservation
+        self._lent[id(reservation)] = found[0]
+        return reservation
 
     def _park(self, data: bytearray, reservation: Reservation) -> None:
         """The download is done with ``data``: to the engine's pool with its share of that
@@ -88,14 +90,12 @@ class RangeBuffers:
         else:
             self.shared.park_held(data, reservation)
 
-    def adopt(self, reservation: Reservation, size: int, pooled: bytearray | None) -> None:
-        """Lend the buffer that came from the pool with ``reservation``, or else the loose
-        buffer if it is of ``size`` bytes."""
+    def adopt(self, reservation: Reservation, size: int) -> None:
+        """Lend the loose buffer, if it is of ``size`` bytes, with a new ``reservation`` that
+        has no buffer lent yet."""
         loose, self._loose = self._loose, None
-        if pooled is None and loose is not None and len(loose) == size:
-            pooled = loose
-        if pooled is not None:
-            self._lent[id(reservation)] = pooled
+        if loose is not None and len(loose) == size and id(reservation) not in self._lent:
+            self._lent[id(reservation)] = loose
 
     def lent(self, reservation: Reservation) -> bytearray | None:
         """The buffer lent with ``reservation`` (once), if any."""

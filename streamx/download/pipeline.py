@@ -274,20 +274,17 @@ class DownloadPipeline:
                     pooled = buffers.unpark(size) if self.shared_budget in budgets else None
                     buffers.waiting = True
                     try:
-                        reservation = await self._reserve(
-                            budgets, size, pooled[1] if pooled is not None else None
-                        )
+                        reservation = await self._reserve(budgets, size, pooled)
                     finally:
                         buffers.waiting = False
-                    buffers.adopt(reservation, size, pooled[0] if pooled is not None else None)
+                    buffers.adopt(reservation, size)
                 try:
                     await send.send(_Work(item, reservation))
                 except BaseException:
                     reservation.release()
                     raise
                 self.ranges += 1
-        buffers.dispatching = False  # nothing more to lend to: kept buffers are let go
-        buffers.release_all()
+        buffers.release_all()  # nothing more to lend to: kept buffers are let go
 
     async def _worker(
         self,

@@ -66,7 +66,7 @@ async def test_while_the_dispatcher_waits_the_memory_goes_back_and_the_buffer_wa
     assert budget.in_use == 0  # the waiting dispatcher gets the memory at once
     buffers.waiting = False
     fresh = await reserved(budget, 10)
-    buffers.adopt(fresh, 10, None)
+    buffers.adopt(fresh, 10)
     assert buffers.lent(fresh) is buf
     # once every range is dispatched nothing is kept (no engine budget: nothing is pooled)
     buffers.dispatching = False
@@ -98,9 +98,10 @@ async def test_at_the_end_whole_range_buffers_go_to_the_engines_pool() -> None:
     assert engine_budget.parked == 20 and engine_budget.in_use == 0
     later = RangeBuffers(engine_budget, part_size=10)
     found = later.unpark(10)
-    assert found is not None and len(found[0]) == 10
-    assert found[1].held(engine_budget) == 10 and engine_budget.parked == 10
-    found[1].release()
+    assert found is not None and found.held(engine_budget) == 10 and engine_budget.parked == 10
+    lent = later.lent(found)
+    assert lent is not None and len(lent) == 10
+    found.release()
 
 
 @pytest.mark.anyio
