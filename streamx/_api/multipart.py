@@ -1,6 +1,6 @@
-"""The narrow public API for code that drives S3 uploads itself: presigned requests,
-multipart uploads and the small objects kept beside them (the web core, its tus
-server, the sync's clean-up).
+"""The narrow public API for code that drives S3 uploads itself: multipart uploads and
+the small objects kept beside them (the web core, its tus server, the sync's clean-up
+and its objects split across Ray actors), and presigned requests (:mod:`.presign`).
 
 ``engine.multipart`` is a :class:`MultipartUploads`; ``engine.presign_url`` and
 ``engine.presign_post`` sign requests a browser sends. Each call checks its
@@ -18,8 +18,9 @@ from typing import Any
 import anyio
 
 from .._abort import abort_upload
+from .._checksum import checksum_errors, checksum_type, param_name, supports_full_object
 from .._conditions import is_our_object, precondition_errors, preflight
-from .._config import TransferConfig
+from .._config import CHECKSUM_ALGORITHMS, TransferConfig
 from .._context import TransferContext
 from .._errors import ConfigError, NotFoundError, PreconditionFailedError
 from .._limits import MAX_PART_SIZE
@@ -27,27 +28,7 @@ from .._log import log
 from .._s3 import check_conditions, check_put_args, split_conditions
 from .._validate import check_bucket, check_bucket_key, check_prefix
 from ..upload.uploader import check_not_emptied
-from .base import EngineBase
-
-#: The operations :meth:`DriveAPI.presign_url` signs.
-PRESIGNABLE = ("put_object", "get_object", "upload_part", "head_object")
-
-#: Presigned URLs last at most 7 days (SigV4's limit).
-MAX_EXPIRES_IN = 7 * 24 * 3600
-
-
-def check_expires_in(expires_in: object) -> int:
-    """A presigned request's lifetime in seconds: 1 to 7 days' worth."""
-    if (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int)
-        or not 1 <= expires_in <= MAX_EXPIRES_IN
-    ):
-        raise ConfigError(
-            f"expires_in must be an int of seconds from 1 to {MAX_EXPIRES_IN:,} (7 days, "
-            f"SigV4's limit), not {expires_in!r}"
-        )
-    return expires_in
+from .presign import PresignAPI
 
 
 def _check_upload_id(upload_id: object) -> str:
@@ -88,6 +69,24 @@ def _check_copy_range(start: object, end: object) -> int:
     return end - start
 
 
+def _check_algorithm(algorithm: object, *, full_object: bool = False) -> str:
+    names = [a for a in CHECKSUM_ALGORITHMS if supports_full_object(a) or not full_object]
+    if algorithm not in names:
+        what = "a whole object's (FULL_OBJECT) checksum" if full_object else "a checksum"
+        raise ConfigError(f"{what} algorithm must be one of {', '.join(names)}, not {algorithm!r}")
+    return str(algorithm)
+
+
+def _check_checksum(checksum: object, *, full_object: bool = False) -> dict[str, str]:
+    """``(algorithm, base64 value)`` as S3's parameter (``{"ChecksumCRC32C": value}``)."""
+    if not isinstance(checksum, tuple) or len(checksum) != 2:
+        raise ConfigError(f"checksum must be (algorithm, base64 value), not {checksum!r}")
+    algorithm = _check_algorithm(checksum[0], full_object=full_object)
+    if not isinstance(checksum[1], str) or not checksum[1]:
+        raise ConfigError(f"checksum's value must be a non-empty base64 str, not {checksum[1]!r}")
+    return {param_name(algorithm): checksum[1]}
+
+
 def _check_write_conditions(conditions: dict[str, Any]) -> dict[str, Any]:
     args, found = split_conditions(conditions)
     if args:
@@ -102,10 +101,21 @@ class MultipartUploads:
     def __init__(self, context: Callable[[TransferConfig | None], TransferContext]) -> None:
         self._context = context  # the open engine's, or UsageError
 
-    async def create(self, bucket: str, key: str, **put_args: Any) -> str:
-        """CreateMultipartUpload; returns the UploadId (``put_args`` as for ``upload``)."""
+    async def create(
+        self, bucket: str, key: str, *, checksum_algorithm: str | None = None, **put_args: Any
+    ) -> str:
+        """CreateMultipartUpload; returns the UploadId (``put_args`` as for ``upload``).
+
+        ``checksum_algorithm`` (``"CRC32C"``, ``"CRC32"``, ``"CRC64NVME"``, ``"SHA256"``):
+        every part is then sent with its checksum of that algorithm (``upload_part``'s
+        ``checksum``) and listed with it at ``complete``; the object's checksum type is
+        FULL_OBJECT for a CRC (as ``engine.upload`` asks), COMPOSITE for SHA256.
+        """
         check_bucket_key(bucket, key)
         args = check_put_args(put_args)
+        if checksum_algorithm is not None:
+            algorithm = _check_algorithm(checksum_algorithm)
+            args |= {"ChecksumAlgorithm": algorithm, "ChecksumType": checksum_type(algorithm)}
         return await self._context(None).s3.create_multipart_upload(bucket, key, **args)
 
     async def upload_part(
@@ -116,6 +126,7 @@ class MultipartUploads:
         part_number: int,
         data: bytes | bytearray | memoryview,
         *,
+        checksum: tuple[str, str] | None = None,
         config: TransferConfig | None = None,
     ) -> str:
         """UploadPart of ``data``; returns its ETag.
@@ -125,25 +136,32 @@ class MultipartUploads:
         default), cancelled after ``stall_timeout`` without progress and
         ``part_timeout`` in all. A store that answers with the ETag of an empty
         body for bytes sent (it did not keep them) is a :class:`~streamx.ChecksumError`.
+
+        ``checksum=(algorithm, base64 value)``: the checksum of ``data`` (the algorithm
+        ``create`` was given), sent with it; a store that finds the bytes it received
+        damaged refuses the part, a :class:`~streamx.ChecksumError` that is retried.
         """
         check_bucket_key(bucket, key)
         _check_upload_id(upload_id)
         _check_part_number(part_number)
         size = _check_data(data)
+        params = {} if checksum is None else _check_checksum(checksum)
         ctx = self._context(config)
         s3, cfg = ctx.s3, ctx.config
         where = {"bucket": bucket, "key": key, "upload_id": upload_id}
 
         async def attempt() -> dict[str, Any]:
-            response = await s3.upload_part(
-                bucket,
-                key,
-                upload_id,
-                part_number,
-                data,
-                stall_timeout=cfg.stall_timeout,
-                time_limit=cfg.part_timeout or None,
-            )
+            with checksum_errors(bool(params)):
+                response = await s3.upload_part(
+                    bucket,
+                    key,
+                    upload_id,
+                    part_number,
+                    data,
+                    stall_timeout=cfg.stall_timeout,
+                    time_limit=cfg.part_timeout or None,
+                    **params,
+                )
             check_not_emptied(response, size, "UploadPart", part_number=part_number, **where)
             return response
 
@@ -214,18 +232,25 @@ class MultipartUploads:
         key: str,
         upload_id: str,
         parts: list[dict[str, Any]],
+        *,
+        checksum: tuple[str, str] | None = None,
         **conditions: Any,
     ) -> dict[str, Any]:
-        """CompleteMultipartUpload of ``parts`` (``[{"PartNumber": n, "ETag": e}, ...]``);
-        ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=etag``) go on the request, and a
+        """CompleteMultipartUpload of ``parts`` (``[{"PartNumber": n, "ETag": e}, ...]``,
+        with each part's ``ChecksumCRC32C`` … if it was sent with one); ``checksum=(CRC
+        algorithm, base64 value)``: the whole object's FULL_OBJECT checksum, which the store
+        compares with the parts it holds (a mismatch refuses the upload); ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=etag``) go on the request, and a
         failed one raises :class:`~streamx.PreconditionFailedError` (nothing written; the
         upload is the caller's to abort). The request is shielded from cancellation:
         once sent, its outcome is learnt (a cancellation is delivered after it)."""
         check_bucket_key(bucket, key)
         _check_upload_id(upload_id)
         found = _check_write_conditions(conditions)
+        if checksum is not None:
+            found |= {**_check_checksum(checksum, full_object=True), "ChecksumType": "FULL_OBJECT"}
         s3 = self._context(None).s3
-        with anyio.CancelScope(shield=True), precondition_errors(found):
+        sent = checksum is not None
+        with anyio.CancelScope(shield=True), precondition_errors(found), checksum_errors(sent):
             response = await s3.complete_multipart_upload(bucket, key, upload_id, parts, **found)
         return response
 
@@ -351,43 +376,11 @@ class MultipartUploads:
         await preflight(self._context(None).s3, bucket, key, conditions)
 
 
-class DriveAPI(EngineBase):
-    """``engine.multipart``, ``engine.presign_url`` and ``engine.presign_post``."""
+class DriveAPI(PresignAPI):
+    """``engine.multipart``, and ``engine.presign_url`` and ``engine.presign_post``
+    (:mod:`.presign`)."""
 
     @property
     def multipart(self) -> MultipartUploads:
         """Multipart uploads driven by the caller (see :class:`MultipartUploads`)."""
         return MultipartUploads(self._context)
-
-    async def presign_url(
-        self, operation: str, bucket: str, key: str, *, expires_in: int, **params: Any
-    ) -> str:
-        """A presigned URL for ``operation`` (``"put_object"``, ``"get_object"``,
-        ``"upload_part"``) of ``bucket/key``, valid ``expires_in`` seconds.
-
-        ``params`` that map to headers (``ContentType``, ``ContentLength``,
-        ``IfNoneMatch``) are signed: the client must send exactly those values. The
-        URL is a credential until it expires: streamx never logs it.
-        """
-        check_bucket_key(bucket, key)
-        if operation not in PRESIGNABLE:
-            raise ConfigError(f"operation must be one of {PRESIGNABLE}, not {operation!r}")
-        lifetime = check_expires_in(expires_in)
-        return await self._s3_layer.presign_url(
-            operation, {"Bucket": bucket, "Key": key, **params}, lifetime
-        )
-
-    async def presign_post(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        fields: dict[str, Any],
-        conditions: list[Any],
-        expires_in: int,
-    ) -> dict[str, Any]:
-        """A browser POST upload form for ``bucket/key``: ``{"url": ..., "fields": {...}}``
-        whose policy holds ``fields`` and ``conditions`` (``content-length-range`` ...)."""
-        check_bucket_key(bucket, key)
-        lifetime = check_expires_in(expires_in)
-        return await self._s3_layer.presign_post(bucket, key, fields, conditions, lifetime)

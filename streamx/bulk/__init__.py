@@ -12,6 +12,8 @@ The data flow, one module per stage::
     local.py     the local executor: a bounded queue into N runners
     job.py       validation, preflight, ``sync()``
     actor.py     the fleet worker: runs batches with its own engines
+    split.py     on Ray, a large object's multipart upload, driven by the driver, parts by actors
+    parts.py     an actor's part task: read one byte range, upload it as one part
     ray.py       the fleet executor on Ray (the ``ray`` extra): ``sync_on_ray()``
 """
 

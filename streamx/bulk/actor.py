@@ -12,6 +12,11 @@ keys are aborted, and each write is re-checked against the destination as it
 is now: an object the dead attempt finished (same content) counts as copied,
 and the rest is written as planned (with its conditions), so nothing is
 duplicated or lost.
+
+It also does the actors' half of an object the driver split into parts
+(:mod:`streamx.bulk.split`): :meth:`BatchWorker.part` reads one byte range
+from the source and uploads it as one part (:mod:`streamx.bulk.parts`), and
+:meth:`BatchWorker.same` compares a split object's two sides.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import anyio
@@ -31,6 +36,7 @@ from .._ratelimit import RateLimit
 from .conditions import prepare
 from .entries import Entry
 from .execute import Runner, SyncEvent, delete_keys, describe
+from .parts import PartDone, PartTask, send_part
 from .plan import Action
 from .sides import LocalSide, S3Side, Side, same_content
 
@@ -94,6 +100,7 @@ class BatchWorker:
         self._idle_until = 0.0
         self._linger = 0.0
         self._busy = 0
+        self._tally = [0, 0, 0]  # batches run, parts sent, parts being sent
         self._watch: asyncio.Future[None] | None = None
         self._engine_args = (engine_args, source_engine_args)
         self._memory_limit = memory_limit
@@ -161,6 +168,11 @@ class BatchWorker:
         """This actor's share of its node: (objects at once, memory budget in bytes)."""
         return self._concurrency, self._memory_limit
 
+    async def tally(self) -> tuple[int, int, int]:
+        """(batches run, parts sent, parts being sent) by this actor: how a job's work spread
+        over its actors."""
+        return self._tally[0], self._tally[1], self._tally[2]
+
     async def pid(self) -> int:
         """This actor's process id (tools and tests tell a kept actor from a new one by it)."""
         return os.getpid()
@@ -183,14 +195,53 @@ class BatchWorker:
         assert self._retire is not None
         self._retire()
 
-    async def run(self, batch: list[ActionTuple], attempt: int = 1) -> list[EventTuple]:
-        """Perform a batch; one event per action, in no particular order."""
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """A call at work: a kept actor does not leave meanwhile (see :meth:`linger`)."""
         self._busy += 1
         try:
-            return await self._run(batch, attempt)
+            yield
         finally:
             self._busy -= 1
             self._idle_until = time.monotonic() + self._linger
+
+    async def run(self, batch: list[ActionTuple], attempt: int = 1) -> list[EventTuple]:
+        """Perform a batch; one event per action, in no particular order."""
+        with self._working():
+            events = await self._run(batch, attempt)
+        self._tally[0] += 1
+        return events
+
+    async def part(self, task: PartTask) -> PartDone:
+        """Read one part's range from the source and upload it (a split object's part task);
+        a failure comes back as the part's error, after the engine's own retries."""
+        with self._working():
+            try:
+                runner = await self._ready()
+                assert self._limiter is not None and isinstance(runner.dst, S3Side)
+                async with self._limiter:
+                    self._tally[2] += 1
+                    try:
+                        done = await send_part(runner.src, runner.dst, task)
+                    finally:
+                        self._tally[2] -= 1
+                self._tally[1] += 1
+                return done
+            except Exception as exc:
+                return task[2], None, None, f"part {task[2]}: {describe(exc)}"
+
+    async def same(self, action: ActionTuple) -> bool | str:
+        """Whether a split object's ``check`` pair holds the same bytes (see
+        :func:`~streamx.bulk.sides.same_content`); a failure comes back as its text."""
+        with self._working():
+            try:
+                runner = await self._ready()
+                a = unpack_action(action)
+                assert self._limiter is not None and a.src is not None and a.dst is not None
+                async with self._limiter:
+                    return await same_content(runner.src, runner.dst, a.src, a.dst)
+            except Exception as exc:
+                return describe(exc)
 
     async def _run(self, batch: list[ActionTuple], attempt: int) -> list[EventTuple]:
         runner = await self._ready()

@@ -34,14 +34,19 @@ def wanted(dst: Entry | None) -> dict[str, str]:
     return {}
 
 
-def write_conditions(engine: Engine, dst: Entry | None, *, copy: bool, size: int) -> dict[str, str]:
-    """``wanted(dst)`` if ``engine``'s store honours it on the path a write of ``size`` takes."""
+def write_conditions(
+    engine: Engine, dst: Entry | None, *, copy: bool, size: int, split: bool = False
+) -> dict[str, str]:
+    """``wanted(dst)`` if ``engine``'s store honours it on the path a write of ``size`` takes
+    (``split``: an object split across actors, always completed as a multipart upload)."""
     conditions = wanted(dst)
     if not conditions:
         return {}
     cfg = engine.config
     multipart: bool | None
-    if copy:
+    if split:
+        multipart = True
+    elif copy:
         multipart = size > cfg.copy_threshold
     elif cfg.part_size <= size < cfg.multipart_threshold:
         multipart = None  # with a shared budget either path may be taken

@@ -14,7 +14,10 @@ concurrently; their bounds are kept in the manifest, so a resume cuts the same
 shards. Each batch goes to a free actor; a batch whose actor dies (a node
 lost, ``ray.kill``) is sent again once Ray has restarted the actor
 (``max_restarts``), and the retried batch cleans up after the dead attempt
-(see :mod:`streamx.bulk.actor`). Object bytes never enter Ray's object store.
+(see :mod:`streamx.bulk.actor`). An object of ``split_threshold`` bytes or
+more goes as part tasks over all the actors instead, its multipart upload
+created, completed (or aborted) by the driver (:mod:`streamx.bulk.split`).
+Object bytes never enter Ray's object store.
 
 A local side must be visible at the same path on every node that runs an
 actor (one node, or a shared filesystem).
@@ -51,6 +54,7 @@ from .plan import Compare, Filters
 from .ray_actors import start_actors
 from .ray_driver import Driver
 from .sides import LocalSide, S3Side, Side
+from .split import SPLIT_THRESHOLD, Splitter, check_split_threshold
 
 
 class _QuietThreadWarning(logging.Filter):
@@ -162,6 +166,7 @@ async def sync_on_ray(
     max_attempts: int = 4,
     max_restarts: int = 4,
     keep_actors: float = 0.0,
+    split_threshold: int | None = SPLIT_THRESHOLD,
     on_event: EventCallback | None = None,
 ) -> SyncResult:
     """:func:`streamx.sync` with the copying done by Ray actors (see the module docstring).
@@ -188,6 +193,12 @@ async def sync_on_ray(
     leaves by itself after ``SECONDS`` without a batch (or with the cluster).
     A re-run then skips the actors' start-up (a worker process, importing
     streamx and aiobotocore, the engine: seconds).
+
+    ``split_threshold`` (bytes, default 256 MiB, at least 5 MiB; ``None``: never):
+    an object this large or larger, written to an S3 destination, is split into
+    part tasks spread over the actors, its multipart upload created and
+    completed by the driver (see :mod:`streamx.bulk.split`). A server-side copy
+    (s3 → s3 on one engine) is not split.
     """
     check_options(compare, concurrency, delete, False)
     rules = Filters(filters)
@@ -210,6 +221,7 @@ async def sync_on_ray(
         or not (0 <= keep_actors < float("inf"))
     ):
         raise ConfigError(f"keep_actors must be seconds >= 0, not {keep_actors!r}")
+    check_split_threshold(split_threshold)
     ray = _ray()
     if not isinstance(conditional, bool):
         raise ConfigError("conditional must be True or False")
@@ -278,6 +290,14 @@ async def sync_on_ray(
                 if isinstance(dst, S3Side):
                     job["engine_args"]["store"] = engine.store
                 sides_ready.set()
+                driver.splitter = Splitter(
+                    src,
+                    dst,
+                    split_threshold,
+                    conditional=conditional,
+                    take=driver.take,
+                    call=driver.call,
+                )
                 bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
                 await _run_shards(driver, src, dst, bounds, marks, compare, delete, rules)
             fleet.cancel_scope.cancel()  # nothing was sent: no need to wait for Ray

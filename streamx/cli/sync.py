@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .._engine import Engine
 from .._errors import ConfigError
+from .._limits import parse_size
 from ..bulk import SyncEvent, SyncProgress, sync
 from ..bulk.plan import COMPARE_MODES
 from ._common import SIZE, Options, Output, common_options, human_size, make_engine, run_async
@@ -121,6 +122,23 @@ class SyncCommand:
             raise UsageError("--ray-keep-actors needs --executor ray")
         if kw.get("ray_actors_per_node") and kw.get("executor") != "ray":
             raise UsageError("--ray-actors-per-node needs --executor ray")
+        self.split_threshold = self._split_threshold(kw.get("ray_split_threshold"))
+
+    def _split_threshold(self, text: str | None) -> int | None:
+        """``--ray-split-threshold``: a size (checked here, before Ray or any request) or off."""
+        from ..bulk.split import SPLIT_THRESHOLD, check_split_threshold
+
+        if text is None:
+            return SPLIT_THRESHOLD
+        if self.kw.get("executor") != "ray":
+            raise UsageError("--ray-split-threshold needs --executor ray")
+        try:
+            return check_split_threshold(None if text.lower() == "off" else parse_size(text))
+        except ConfigError as exc:
+            raise UsageError(
+                f"--ray-split-threshold takes a size of at least 5MiB (S3's smallest part) "
+                f"or 'off', not {text!r}"
+            ) from exc
 
     def _rate_limit(self) -> Any:
         if not (self.kw.get("bwlimit") or self.kw.get("tpslimit")):
@@ -221,7 +239,8 @@ class SyncCommand:
                 "region_name": self.kw.get("source_region") or opts.region,
                 "profile": self.kw.get("source_profile") or opts.profile,
             }
-        return {k: v for k, v in args.items() if v is not None}
+        # --part-size and --checksum reach every actor's engine (and a split object's parts)
+        return {"config": self.config} | {k: v for k, v in args.items() if v is not None}
 
     async def _run_ray(self, common: dict[str, Any]) -> Any:
         from ..bulk.ray import sync_on_ray
@@ -234,6 +253,7 @@ class SyncCommand:
             ray_address=self.kw.get("ray_address"),
             keep_actors=self.kw.get("ray_keep_actors") or 0.0,
             actors_per_node=self.kw.get("ray_actors_per_node"),
+            split_threshold=self.split_threshold,
             memory_limit=self.memory_limit,
             bytes_per_second=self.kw.get("bwlimit"),
             requests_per_second=self.kw.get("tpslimit"),
@@ -307,6 +327,12 @@ class SyncCommand:
     type=click.IntRange(min=1, max=256),
     help="Actors per Ray node (default: one per CPU, at most two); they share the node's "
     "--concurrency and --memory-limit.",
+)
+@click.option(
+    "--ray-split-threshold",
+    metavar="SIZE",
+    help="Objects of SIZE or more go as parts over all the Ray actors (default 256MiB, at "
+    "least 5MiB; 'off': never split).",
 )
 @click.option("--source-endpoint-url", metavar="URL", help="Endpoint of SRC, when it differs.")
 @click.option("--source-profile", metavar="NAME", help="AWS profile for SRC, when it differs.")

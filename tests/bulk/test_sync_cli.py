@@ -118,6 +118,9 @@ async def test_json_actions_filters_delete_and_summary(
         ("stdin", 2, "stdin"),
         ("keep-without-ray", 2, "--executor ray"),
         ("per-node-without-ray", 2, "--executor ray"),
+        ("split-without-ray", 2, "--executor ray"),
+        ("split-too-small", 2, "at least 5MiB"),
+        ("split-not-a-size", 2, "at least 5MiB"),
     ],
 )
 async def test_bad_input_one_line_and_exit_code(
@@ -141,6 +144,17 @@ async def test_bad_input_one_line_and_exit_code(
         "keep-without-ray": [str(tmp_path / "src"), f"s3://{bucket}/d", "--ray-keep-actors", "9"],
         "per-node-without-ray": [
             *(str(tmp_path / "src"), f"s3://{bucket}/d", "--ray-actors-per-node", "1")
+        ],
+        "split-without-ray": [
+            *(str(tmp_path / "src"), f"s3://{bucket}/d", "--ray-split-threshold", "64MiB")
+        ],
+        "split-too-small": [
+            *(str(tmp_path / "src"), f"s3://{bucket}/d", "--executor", "ray"),
+            *("--ray-split-threshold", "1MiB"),  # refused before Ray starts or a request
+        ],
+        "split-not-a-size": [
+            *(str(tmp_path / "src"), f"s3://{bucket}/d", "--executor", "ray"),
+            *("--ray-split-threshold", "never"),
         ],
     }[case]
     got, out, err = await run(server, *args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -210,3 +211,22 @@ async def test_thread_batcher_cancelled_waiters_leave_and_the_rest_finish() -> N
             await anyio.sleep(0.01)
             release.set()
     assert got == [2] and ran == [0, 2]  # the cancelled job never ran
+
+
+def test_split_part_ranges_cover_the_object_in_at_most_10000_parts() -> None:
+    """A split object's parts: the engine's part size, grown (whole MiB) past 10,000 parts."""
+    from streamx.bulk.split import check_split_threshold, part_ranges
+
+    mib = 1024 * 1024
+    assert part_ranges(12 * mib + 1, 5 * mib, 5 * 1024**4) == [
+        (0, 5 * mib),
+        (5 * mib, 10 * mib),
+        (10 * mib, 12 * mib + 1),
+    ]
+    size = 100 * 1024**3 + 7  # 100 GiB at 8 MiB would be 12,800 parts
+    ranges = part_ranges(size, 8 * mib, 5 * 1024**4)
+    assert len(ranges) <= 10_000 and ranges[0] == (0, 11 * mib) and ranges[-1][1] == size
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert check_split_threshold(None) is None and check_split_threshold(5 * mib) == 5 * mib
+    with pytest.raises(streamx.ConfigError, match="at least 5 MiB"):
+        check_split_threshold(5 * mib - 1)

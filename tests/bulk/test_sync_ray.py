@@ -22,6 +22,7 @@ except ImportError as exc:  # fail loudly, with the command
 
 from streamx.bulk.ray import sync_on_ray
 from streamx.bulk.ray_actors import KEPT_NAMESPACE
+from streamx.bulk.sides import file_digest
 
 # Ray's start-up and its worker processes share the 2 cores with the servers: a loaded machine
 # needs more than the suite's 180 s per test
@@ -175,7 +176,7 @@ async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> 
 
     import anyio
 
-    make_tree(tmp_path / "src", 40)
+    files = make_tree(tmp_path / "src", 40, big=1)  # 9 MiB: split in two 5 MiB parts
     bucket, env = await bucket_and_env(rclone_server, "c")
     proc = await anyio.run_process(
         [
@@ -192,14 +193,21 @@ async def test_cli_executor_ray(rclone_server: RcloneServer, tmp_path: Path) -> 
             "1000",
             "--ray-actors-per-node",
             "1",
+            "--ray-split-threshold",
+            "8MiB",
+            "--part-size",
+            "5MiB",
         ],
         env=env,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()
     lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    assert lines[-1]["copied"] == 40 and lines[-1]["failed"] == 0
-    assert len([r for r in lines if r.get("action") == "copy"]) == 40
+    assert lines[-1]["copied"] == 41 and lines[-1]["failed"] == 0
+    assert len([r for r in lines if r.get("action") == "copy"]) == 41
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        assert await prefix_contents(engine, bucket, "c/") == files
+        assert await list_uploads(engine, bucket) == []
 
 
 async def test_default_actors_one_per_cpu_share_the_node(
@@ -302,3 +310,268 @@ async def test_ray_started_by_sync_outlives_its_thread(
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout.decode().split() == ["20", "1", "20", "0"]
+
+
+# -- objects split into part tasks across the actors (streamx/bulk/split.py) ---------------------
+
+MiB = 1024 * 1024
+PARTS_OF_5MIB = {"config": streamx.TransferConfig(part_size=5 * MiB)}
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    for key, data in files.items():
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(data)
+
+
+async def watch_uploads(
+    engine: streamx.Engine, bucket: str, act: Any, seen: set[str] | None = None
+) -> None:
+    """Call ``act(key)`` once for each multipart upload that appears in ``bucket`` (polled
+    every 20 ms until cancelled): a hook into a split object while its parts are sent."""
+    import anyio
+
+    seen = set() if seen is None else seen
+    while True:
+        for upload in await list_uploads(engine, bucket):
+            if upload["Key"] not in seen:
+                seen.add(upload["Key"])
+                await act(upload["Key"])
+        await anyio.sleep(0.02)
+
+
+async def test_split_objects_go_as_parts_over_the_actors(
+    local_ray: None, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """Objects of 12-20 MiB with an 8 MiB threshold and 5 MiB parts: each is one multipart
+    upload of several parts sent by both actors, completed by the driver with its FULL_OBJECT
+    checksum; the manifest records them like any object, and re-runs copy nothing (with
+    the manifest: not even looked at; without: compared by an actor)."""
+    import json
+
+    big = {"a/x.bin": 12 * MiB + 1, "a/y.bin": 16 * MiB, "a/z.bin": 20 * MiB - 3}
+    files = {key: os.urandom(size) for key, size in big.items()}
+    files |= {f"{d}/f{i}": f"{d}{i}".encode() * 50 for d in "bc" for i in range(12)}
+    write_files(tmp_path / "src", files)
+    # a name that is not UTF-8 fails at once, in another shard than the big objects
+    (tmp_path / "src" / "b" / os.fsdecode(b"bad-\xff")).write_bytes(b"not an S3 key")
+    name = f"split-{uuid.uuid4().hex[:6]}"
+    tallies: list[list[tuple[int, int, int]]] = []
+
+    async def tally(event: SyncEvent) -> None:
+        if event.key in big:
+            tallies.append([await ray.get_actor(f"{name}-{i}").tally.remote() for i in (0, 1)])
+
+    async with streamx.Engine(**moto_server.engine_args()) as engine:
+        bucket = f"s-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        args: dict[str, Any] = {
+            "engine_args": moto_server.engine_args() | PARTS_OF_5MIB,
+            "actors": 2,
+            "shards": 3,
+            "split_threshold": 8 * MiB,
+        }
+        job = tmp_path / "job.json"
+        src, dst = str(tmp_path / "src"), f"s3://{bucket}/m"
+        first = await sync_on_ray(src, dst, **args, job_name=name, checkpoint=job, on_event=tally)
+        assert (first.copied, first.failed) == (len(files), 1)
+        assert await prefix_contents(engine, bucket, "m/") == files
+        assert await list_uploads(engine, bucket) == []
+        for key, size in big.items():
+            head = await engine.client.head_object(
+                Bucket=bucket, Key=f"m/{key}", ChecksumMode="ENABLED"
+            )
+            assert head["ETag"].endswith(f'-{-(-size // (5 * MiB))}"'), head["ETag"]
+            assert head["ChecksumType"] == "FULL_OBJECT"
+            assert head["ChecksumCRC32C"] == file_digest(str(tmp_path / "src" / key), "CRC32C")
+        parts = [p for _, p, _ in tallies[-1]]  # after the last split object's event
+        assert sum(parts) == 3 + 4 + 4 and min(parts) > 0, tallies  # over both actors
+        assert json.loads(job.read_text())["shards"]["a/"] == "a/z.bin"
+        resumed = await sync_on_ray(src, dst, **args, checkpoint=job)
+        assert (resumed.copied, resumed.skipped, resumed.failed) == (0, 24, 1)  # a/ not listed
+        again = await sync_on_ray(src, dst, **args)
+        assert (again.copied, again.skipped, again.failed) == (0, len(files), 1)
+        assert await list_uploads(engine, bucket) == []
+
+
+async def test_split_parts_survive_a_killed_actor(
+    local_ray: None, rclone_server: RcloneServer, tmp_path: Path, caplog: Any
+) -> None:
+    """An actor killed while it sends a part (Ray restarts it): the parts it held go again
+    to the next free actor (``sync.task.retry``), the mirror is exact, and no multipart
+    upload is left."""
+    import logging
+
+    import anyio
+
+    files = {f"big/{i}.bin": os.urandom(14 * MiB + i) for i in range(3)}
+    files |= {f"small/{i}": b"s" * i for i in range(20)}
+    write_files(tmp_path, files)
+    name = f"splitkill-{uuid.uuid4().hex[:6]}"
+    killed: list[int] = []
+
+    async def kill_among_parts() -> None:
+        while True:
+            try:
+                sending = (await ray.get_actor(f"{name}-0").tally.remote())[2]
+            except ValueError:  # not started yet
+                sending = 0
+            if sending:
+                ray.kill(ray.get_actor(f"{name}-0"), no_restart=False)
+                killed.append(sending)
+                return
+            await anyio.sleep(0.02)
+
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"sk-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        with caplog.at_level(logging.WARNING, logger="streamx"):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill_among_parts)
+                result = await sync_on_ray(
+                    tmp_path,
+                    f"s3://{bucket}",
+                    engine_args=rclone_server.engine_args() | PARTS_OF_5MIB,
+                    actors=2,
+                    job_name=name,
+                    split_threshold=8 * MiB,
+                    bytes_per_second=24 * MiB,  # parts take seconds: the kill lands among them
+                )
+                tg.cancel_scope.cancel()
+        assert killed  # while the actor was sending parts
+        retried = [r.getMessage() for r in caplog.records if "sync.task.retry" in r.getMessage()]
+        assert retried and all("task='part'" in m for m in retried), retried
+        assert (result.copied, result.failed) == (len(files), 0), result.failures
+        assert await prefix_contents(engine, bucket, "") == files
+        assert await list_uploads(engine, bucket) == []
+
+
+async def test_split_failures_abort_and_are_reported(
+    local_ray: None, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """Once each object's upload exists: b.bin's source file is deleted (its later parts
+    cannot be read), someone else writes c.bin at the destination (Complete's
+    IfNoneMatch="*" loses the race), d.bin's file grows. All three are reported failed,
+    their uploads aborted, and the other writer's c.bin is left as it is; a.bin is copied."""
+    import anyio
+
+    files = {f"{k}.bin": os.urandom(30 * MiB) for k in "abc"} | {"d.bin": os.urandom(20 * MiB)}
+    write_files(tmp_path, files)
+    events: list[SyncEvent] = []
+
+    async with streamx.Engine(**moto_server.engine_args()) as engine:
+        bucket = f"sf-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+
+        async def interfere(key: str) -> None:
+            if key == "b.bin":
+                (tmp_path / key).unlink()
+            elif key == "c.bin":
+                await engine.upload(bucket, key, b"someone else's")
+            elif key == "d.bin":
+                with (tmp_path / key).open("ab") as f:
+                    f.write(b"more")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_uploads, engine, bucket, interfere)
+            result = await sync_on_ray(
+                tmp_path,
+                f"s3://{bucket}",
+                engine_args=moto_server.engine_args() | PARTS_OF_5MIB,
+                actors=2,
+                split_threshold=8 * MiB,
+                bytes_per_second=32 * MiB,
+                on_event=events.append,
+            )
+            tg.cancel_scope.cancel()
+        assert (result.copied, result.failed) == (1, 3)
+        errors = {e.key: e.error or "" for e in events if e.kind == "fail"}
+        assert errors.keys() == {"b.bin", "c.bin", "d.bin"} == {f.key for f in result.failures}
+        assert "No such file" in errors["b.bin"], errors
+        assert errors["c.bin"] == "the destination changed since it was listed; not overwritten"
+        assert "d.bin changed while it was copied" in errors["d.bin"], errors
+        assert await list_uploads(engine, bucket) == []
+        assert await prefix_contents(engine, bucket, "") == {
+            "a.bin": files["a.bin"],
+            "c.bin": b"someone else's",
+        }
+
+
+async def test_split_across_stores_reads_ranges_pinned_to_the_listed_etag(
+    local_ray: None, moto_server: MotoServer, rclone_server: RcloneServer
+) -> None:
+    """s3 → s3 across two stores: each part is one ranged GET of the source (pinned to the
+    ETag the listing showed) and one UploadPart at the destination; the content type and
+    metadata come along, as with copy_to."""
+    async with (
+        streamx.Engine(**rclone_server.engine_args()) as source,
+        streamx.Engine(**moto_server.engine_args()) as engine,
+    ):
+        src_bucket, bucket = f"xs-{uuid.uuid4().hex[:10]}", f"xd-{uuid.uuid4().hex[:10]}"
+        await source.client.create_bucket(Bucket=src_bucket)
+        await engine.client.create_bucket(Bucket=bucket)
+        files = {"v/a.bin": os.urandom(11 * MiB), "v/b.txt": b"small"}
+        for key, data in files.items():
+            await source.upload(src_bucket, key, data, ContentType="video/mp4", Metadata={"m": key})
+        result = await sync_on_ray(
+            f"s3://{src_bucket}/v",
+            f"s3://{bucket}/w",
+            engine_args=moto_server.engine_args() | PARTS_OF_5MIB,
+            source_engine_args=rclone_server.engine_args(),
+            actors=2,
+            split_threshold=8 * MiB,
+        )
+        assert (result.copied, result.failed) == (2, 0), result.failures
+        got = await prefix_contents(engine, bucket, "w/")
+        assert got == {key[2:]: data for key, data in files.items()}
+        head = await engine.client.head_object(Bucket=bucket, Key="w/a.bin")
+        assert (head["ContentType"], head["Metadata"]) == ("video/mp4", {"m": "v/a.bin"})
+        assert head["ETag"].endswith('-3"'), head["ETag"]
+        assert await list_uploads(engine, bucket) == []
+
+
+async def test_cancelled_sync_aborts_its_split_uploads(
+    local_ray: None, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """A sync cancelled while split objects' parts are on their way leaves no multipart
+    upload (the driver aborts them, shielded)."""
+    import anyio
+
+    write_files(tmp_path, {f"{k}.bin": os.urandom(25 * MiB) for k in "ab"})
+    async with streamx.Engine(**moto_server.engine_args()) as engine:
+        bucket = f"sc-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        seen: set[str] = set()
+
+        async def cancel_when_both_open(key: str) -> None:
+            if {"a.bin", "b.bin"} <= seen:  # (the store probe's scratch upload aside)
+                await anyio.sleep(0.3)  # parts in flight
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_uploads, engine, bucket, cancel_when_both_open, seen)
+            await sync_on_ray(
+                tmp_path,
+                f"s3://{bucket}",
+                engine_args=moto_server.engine_args() | PARTS_OF_5MIB,
+                actors=2,
+                split_threshold=8 * MiB,
+                bytes_per_second=16 * MiB,
+            )
+            raise AssertionError("the sync was not cancelled")
+        assert {"a.bin", "b.bin"} <= seen
+        assert await list_uploads(engine, bucket) == []
+        assert [i.key async for i in engine.list(bucket)] == []
+
+
+@pytest.mark.parametrize("threshold", [0, 4 * MiB, -1, True, 8.5 * MiB, "64MiB"])
+async def test_split_threshold_is_checked_before_any_request(
+    tmp_path: Path, threshold: Any
+) -> None:
+    with pytest.raises(streamx.ConfigError, match="split_threshold must be"):
+        await sync_on_ray(
+            tmp_path,
+            "s3://no-such-bucket/x",
+            engine_args={"endpoint_url": "http://127.0.0.1:9"},  # nothing listens there
+            split_threshold=threshold,
+        )
