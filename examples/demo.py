@@ -163,7 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"))
     parser.add_argument("--part-size", type=parse_size, default=8 * MiB)
-    parser.add_argument("--queue-size", type=int, default=4)
+    parser.add_argument("--queue-size", type=int, default=streamx.TransferConfig().queue_size)
     parser.add_argument("--bucket", default="streamx-demo")
     parser.add_argument("--key", default="demo/stream.bin")
     parser.add_argument(

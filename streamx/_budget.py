@@ -25,8 +25,8 @@ budget); the web adapters cut such a client off with their body-rate limits.
 An :class:`~streamx.Engine` shares one by default, sized by
 :func:`default_memory_budget`: ``min(128 MiB, RAM / 8)``, but never less than
 the engine's own :attr:`TransferConfig.memory_bound` (so a lone transfer
-still gets its whole window). 128 MiB is sixteen 8 MiB parts in flight: on
-loopback one upload with four parts in flight already moves about 2 GiB/s,
+still gets its whole window). 128 MiB is sixteen 8 MiB parts in flight (two
+default windows): on loopback one upload already moves about 2 GiB/s,
 and 64 concurrent uploads of 16 MiB then peak at about a quarter of a GiB of
 RSS (interpreter and HTTP stack included) instead of over a GiB. What other
 streams may hold while they wait for a part (a probed head, read-ahead) is

@@ -52,7 +52,7 @@ class TransferConfig:
     arenas) and freed part buffers the allocator has not yet returned
     (measured: 15–27 MiB for a 256 MiB to 1 GiB stream with the defaults on
     Linux/CPython). :attr:`process_memory_bound` states both together: with the
-    defaults 33 MiB of data + 40 MiB = 73 MiB above the interpreter's
+    defaults 65 MiB of data + 40 MiB = 105 MiB above the interpreter's
     baseline, which ``make demo`` prints and ``tests/upload/test_memory.py`` asserts.
     Transfers of one :class:`~streamx.Engine` also share its memory budget
     (by default ``min(128 MiB, RAM / 8)``, at least ``memory_bound``): many
@@ -60,7 +60,8 @@ class TransferConfig:
 
     Attributes:
         part_size: bytes per part (S3: at least 5 MiB, at most 5 GiB). Default 8 MiB.
-        queue_size: parts uploaded concurrently, and parts held in memory. Default 4.
+        queue_size: parts uploaded concurrently, and parts held in memory. Default 8 (over
+            a 60 ms path 4 left the link idle between a part's last byte and its answer).
         high_water_mark: bytes the producer may read ahead of the parts in flight.
         multipart_threshold: a source smaller than this goes up in one PutObject.
         copy_threshold: a server-side copy of an object up to this size is one
@@ -90,7 +91,7 @@ class TransferConfig:
     """
 
     part_size: int = 8 * MiB
-    queue_size: int = 4
+    queue_size: int = 8
     high_water_mark: int = 1 * MiB
     multipart_threshold: int = 8 * MiB
     copy_threshold: int = MAX_PUT_SIZE

@@ -45,7 +45,7 @@ def test_config_is_frozen_and_keyword_only() -> None:
         cfg.part_size = 16 * MiB  # type: ignore[misc]
     with pytest.raises(TypeError):
         streamx.TransferConfig(8 * MiB)  # type: ignore[misc]
-    assert cfg.part_size == 8 * MiB and cfg.queue_size == 4
+    assert cfg.part_size == 8 * MiB and cfg.queue_size == 8
 
 
 def test_memory_budget_rejects_nonsense() -> None:

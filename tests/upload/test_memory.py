@@ -2,7 +2,7 @@
 
 The child is ``examples/demo.py --json`` (the same program as ``make demo``):
 it streams a generated non-seekable source through the engine into a real
-rclone server with 8 MiB parts and queue_size 4, reads it back and checks the
+rclone server with the default parts (8 MiB, queue_size 8), reads it back and checks the
 SHA-256. Its peak RSS above its own baseline (after imports and client
 creation) must stay within the bound ``TransferConfig`` states for the
 process, ``process_memory_bound`` (``high_water_mark + part_size ×

@@ -423,7 +423,7 @@ async def test_stream_200mib_memory_stays_bounded(
     server: Any, engine: streamx.Engine, bucket: str, spawn: Any
 ) -> None:
     """The example app (a child process) streams 200 MiB to rclone; its peak RSS stays far
-    below the body's size (the default config holds about 33 MiB of parts)."""
+    below the body's size (the default config holds at most 65 MiB of parts)."""
     port = free_port()
     script = SERVER_SCRIPT.format(
         root=ROOT, bucket=bucket, engine_args=server.engine_args(), port=port
