@@ -407,6 +407,7 @@ def goals14(summary: list[dict[str, Any]]) -> list[tuple[str, str]]:
         )
     )
     ratio("sink", "slow", "obstore", 1.0)
+    ratio("sink", "slow_fresh", "obstore", 1.0)
     # goal 2: downloads by the client's own cost
     for scen in ("download_iter", "download_stream"):
         ratio("source", scen, "obstore", 1.5)

@@ -119,6 +119,7 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     ("sink", "concurrent"): ["streamx", "aioboto3", "boto3", "obstore"],
     ("sink", "concurrent_default"): ["streamx", "obstore"],
     ("sink", "slow"): ["streamx", "obstore"],
+    ("sink", "slow_fresh"): ["streamx", "obstore"],
     ("sink", "budget"): ["streamx"],
     ("sink", "memscan"): ["streamx", "obstore"],
     ("sink", "baseline"): ["streamx"],
@@ -153,6 +154,8 @@ SCENARIO_TITLES = {
     "chunks, library defaults (Engine())",
     "slow": "{count} concurrent uploads of {obj} from slow producers (64 KiB every 20 ms), "
     "library defaults",
+    "slow_fresh": "{count} concurrent uploads of {obj} from slow producers (64 KiB every 20 ms), "
+    "each chunk a new bytes object as a request body's reads are, library defaults",
     "budget": "{count} concurrent uploads of {obj} under a {budget} MemoryBudget",
     "memscan": "memory scan: peak RSS of a stream upload by size",
     "baseline": "baseline: the interpreter + client after one tiny PutObject",
@@ -173,6 +176,7 @@ CLIENT_SCENARIO: dict[str, tuple[str, str, bool]] = {
     "tiny": ("many_small", "once", True),
     "concurrent_default": ("concurrent_async", "once", True),
     "slow": ("slow", "once", True),
+    "slow_fresh": ("slow", "once", True),
     "memscan": ("upload_stream", "once", False),
     "baseline": ("many_small", "once", False),
     "sweep_up_first": ("upload_file", "first", True),
@@ -241,8 +245,10 @@ def run_once(cell: Cell, server: Any, py: dict[str, str], bucket: str, key: str)
         extra.append("--defaults")
     if cell.scenario == "concurrent_default":
         extra += ["--chunk", str(ASYNC_CHUNK)]
-    if cell.scenario == "slow":
+    if cell.scenario in ("slow", "slow_fresh"):
         extra += ["--chunk", str(SLOW_CHUNK), "--delay", str(SLOW_DELAY)]
+    if cell.scenario == "slow_fresh":
+        extra.append("--fresh-chunks")
     cmd = [
         py[interp],
         str(CLIENTS / script),
@@ -399,7 +405,7 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
                         budget,
                     )
                 )
-            elif scen == "slow":
+            elif scen in ("slow", "slow_fresh"):
                 cells.append(Cell(server, scen, client, SLOW_SIZE, args.slow_count))
             elif scen == "memscan":
                 cells += [Cell(server, scen, client, size) for size in args.memscan_sizes]

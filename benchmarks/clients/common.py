@@ -63,6 +63,12 @@ def parse_args() -> argparse.Namespace:
         "--delay", type=float, default=0.0, help="seconds between a slow producer's chunks"
     )
     p.add_argument(
+        "--fresh-chunks",
+        action="store_true",
+        help="slow producers yield a new bytes object per chunk (a request body's reads), "
+        "not one shared block",
+    )
+    p.add_argument(
         "--defaults",
         action="store_true",
         help="the library's own defaults (part size, concurrency, memory), not --part-size etc.",
@@ -215,11 +221,13 @@ async def repeat_steady_async(transfer: Callable[[], Any], repeat: int) -> int:
     return total
 
 
-async def slow_chunks(size: int, chunk: int, delay: float) -> Any:
+async def slow_chunks(size: int, chunk: int, delay: float, fresh: bool = False) -> Any:
     """An async generator of ``size`` bytes in ``chunk``-byte pieces, ``delay`` s apart.
 
     With ``delay`` 0 it still yields to the event loop between chunks, as a
-    request body does.
+    request body does. ``fresh``: every chunk a new bytes object (a copy), as a
+    request body's reads are; else one shared block, which costs a client that
+    keeps every chunk until its object is sent no memory at all.
     """
     import asyncio
 
@@ -227,7 +235,8 @@ async def slow_chunks(size: int, chunk: int, delay: float) -> Any:
     block = _BLOCK[:chunk] if chunk <= len(_BLOCK) else bytes(chunk)
     while sent < size:
         n = min(chunk, size - sent)
-        yield block if n == chunk else block[:n]
+        piece = block if n == chunk else block[:n]
+        yield bytes(bytearray(piece)) if fresh else piece
         sent += n
         await asyncio.sleep(delay)
 

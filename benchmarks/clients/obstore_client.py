@@ -114,7 +114,7 @@ def main() -> None:
                 async with sem:
                     source: Any = block if small else chunks(size)
                     if args.scenario in ("concurrent_async", "slow"):
-                        source = slow_chunks(size, args.chunk, args.delay)
+                        source = slow_chunks(size, args.chunk, args.delay, args.fresh_chunks)
                     await obstore.put_async(store, f"{k}/{i}", source, **opts)
                 return size
 

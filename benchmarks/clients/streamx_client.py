@@ -86,7 +86,7 @@ def main() -> None:
                 async with sem:
                     source: Any = block
                     if args.scenario in ("concurrent_async", "slow"):
-                        source = slow_chunks(size, args.chunk, args.delay)
+                        source = slow_chunks(size, args.chunk, args.delay, args.fresh_chunks)
                     elif not small:
                         source = chunks(size)
                     return (await engine.upload(b, f"{k}/{i}", source)).size
