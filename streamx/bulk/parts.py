@@ -21,11 +21,13 @@ from .._api.base import s3_layer
 from .._checksum import compute
 from .._errors import ObjectChangedError, PreconditionFailedError, SourceError
 from .._retry import RetryPolicy
+from .entries import clean_etag
 from .sides import LocalSide, S3Side, Side
 
 #: A part task on the wire: (key, upload id, part number, start, end, the source's ETag to
-#: pin its GET to, the checksum algorithm); ``[start, end)`` are the source's bytes.
-PartTask = tuple[str, str, int, int, int, str | None, str | None]
+#: pin its GET to, the checksum algorithm, the object's listed size); ``[start, end)`` are
+#: the source's bytes.
+PartTask = tuple[str, str, int, int, int, str | None, str | None, int]
 #: A part's outcome: (part number, ETag, base64 checksum, error); ``error`` is ``None`` when
 #: the part went up.
 PartDone = tuple[int, str | None, str | None, str | None]
@@ -33,11 +35,11 @@ PartDone = tuple[int, str | None, str | None, str | None]
 
 async def send_part(src: Side, dst: S3Side, task: PartTask) -> PartDone:
     """Read the task's range from ``src`` and upload it as its part of the upload at ``dst``."""
-    key, upload_id, number, start, end, pin, algorithm = task
+    key, upload_id, number, start, end, pin, algorithm, size = task
     engine = dst.engine
     held = await engine.memory_budget.acquire(end - start)
     try:
-        data = await read_range(src, key, start, end, pin)
+        data = await read_range(src, key, start, end, pin, size)
         checksum: tuple[str, str] | None = None
         if algorithm is not None:  # hashed off the loop (a SHA256 of a part takes milliseconds)
             checksum = (algorithm, (await anyio.to_thread.run_sync(compute, algorithm, data)).b64)
@@ -49,7 +51,9 @@ async def send_part(src: Side, dst: S3Side, task: PartTask) -> PartDone:
     return number, etag, None if checksum is None else checksum[1], None
 
 
-async def read_range(src: Side, key: str, start: int, end: int, pin: str | None) -> bytes:
+async def read_range(
+    src: Side, key: str, start: int, end: int, pin: str | None, size: int
+) -> bytes:
     """The bytes ``[start, end)`` of the source's ``key``: all of them, or an error (a file
     that shrank, an object replaced since it was listed)."""
     if isinstance(src, LocalSide):
@@ -70,6 +74,23 @@ async def read_range(src: Side, key: str, start: int, end: int, pin: str | None)
 
     async def get() -> bytes:
         response = await s3_layer(src.engine).get_object_bytes(src.bucket, src.key(key), **params)
+        # If-Match is not enough: some stores ignore it on GET (rclone serve s3), and a part
+        # of another version would be completed into the object; the answer's ETag says
+        # which version these bytes are of (as the download fetcher checks every range)
+        got = clean_etag(str(response.get("ETag", "")))
+        if pin is not None and got is not None and got != pin:
+            raise ObjectChangedError(
+                f"{src}{key} was replaced since it was listed (ETag {got}, listed {pin})",
+                bucket=src.bucket,
+                key=src.key(key),
+            )
+        total = str(response.get("ContentRange", "")).rpartition("/")[2]
+        if total.isdigit() and int(total) != size:
+            raise ObjectChangedError(
+                f"{src}{key} is {total} bytes, {size} when it was listed",
+                bucket=src.bucket,
+                key=src.key(key),
+            )
         body: bytes = response["Body"]
         return body
 

@@ -42,6 +42,10 @@ UNAVAILABLE_PATIENCE = 60.0
 #: Batches in flight per actor.
 IN_FLIGHT = 2
 
+#: How long a cancelled task's caller waits for the actor's task to end (a part being sent
+#: stops at its next slice, or at its socket timeout).
+SETTLE_PATIENCE = 30.0
+
 
 class Driver:
     def __init__(
@@ -102,6 +106,11 @@ class Driver:
                 except anyio.get_cancelled_exc_class():
                     with contextlib.suppress(Exception):  # (a task already done: nothing to do)
                         self.ray.cancel(ref)
+                    # until the actor's task has ended (a part's send stops at its next
+                    # slice): an abort that follows must not race a part still landing
+                    with anyio.move_on_after(SETTLE_PATIENCE, shield=True):
+                        with contextlib.suppress(Exception):
+                            await ref
                     raise
                 dead, held = held, None
                 self._return.send_nowait(dead)  # Ray restarts it; the pool gets it back now

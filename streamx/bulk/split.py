@@ -166,8 +166,7 @@ class Splitter:
             if self.conditional
             else {}
         )
-        put_args = await self._carried(key, listed.etag)
-        pin = listed.etag if isinstance(src, S3Side) else None
+        put_args, pin = await self._carried(key, listed.etag)
         bucket, dst_key, multipart = dst.bucket, dst.key(key), engine.multipart
         await multipart.preflight(bucket, dst_key, conditions)  # a lost race fails before a part
         with anyio.CancelScope(shield=True):  # an UploadId, once S3 has made one, is never lost
@@ -176,7 +175,10 @@ class Splitter:
             )
         try:
             done = await self._parts(
-                [(key, upload_id, n, a, b, pin, algorithm) for n, (a, b) in enumerate(ranges, 1)]
+                [
+                    (key, upload_id, n, a, b, pin, algorithm, listed.size)
+                    for n, (a, b) in enumerate(ranges, 1)
+                ]
             )
             parts, checksum = completion(done, ranges, algorithm)
             if isinstance(src, LocalSide):  # its parts were read at different times
@@ -190,18 +192,19 @@ class Splitter:
             await multipart.discard(bucket, dst_key, upload_id, cause=exc, what="sync.split")
             raise
 
-    async def _carried(self, key: str, etag: str | None) -> dict[str, Any]:
-        """An S3 source's content type and metadata (one HEAD), as ``copy_to`` carries them;
-        an object replaced since it was listed fails here."""
+    async def _carried(self, key: str, etag: str | None) -> tuple[dict[str, Any], str | None]:
+        """An S3 source's content type and metadata (one HEAD), as ``copy_to`` carries them,
+        and the ETag every part's GET is pinned to (the listed one; the HEAD's if the listing
+        had none); an object replaced since it was listed fails here."""
         src = self.src
         if not isinstance(src, S3Side):
-            return {}
+            return {}, None
         info = await src.engine.head(src.bucket, src.key(key))
         if etag is not None and clean_etag(info.etag) != etag:
             raise ObjectChangedError(
                 f"{src}{key} was replaced since it was listed", bucket=src.bucket, key=src.key(key)
             )
-        return carried_args(info, {})
+        return carried_args(info, {}), etag or clean_etag(info.etag)
 
     async def _parts(self, tasks: list[PartTask]) -> list[PartDone]:
         """Every part task on the next free actor; the first failure cancels the rest."""

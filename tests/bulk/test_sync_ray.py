@@ -513,6 +513,13 @@ async def test_split_across_stores_reads_ranges_pinned_to_the_listed_etag(
         files = {"v/a.bin": os.urandom(11 * MiB), "v/b.txt": b"small"}
         for key, data in files.items():
             await source.upload(src_bucket, key, data, ContentType="video/mp4", Metadata={"m": key})
+        name = f"xsplit-{uuid.uuid4().hex[:6]}"
+        tallies: list[tuple[int, int, int]] = []
+
+        async def tally(event: SyncEvent) -> None:
+            if event.key == "a.bin":  # the actors' parts sent so far (copy_to would send none)
+                tallies.extend([await ray.get_actor(f"{name}-{i}").tally.remote() for i in (0, 1)])
+
         result = await sync_on_ray(
             f"s3://{src_bucket}/v",
             f"s3://{bucket}/w",
@@ -520,8 +527,11 @@ async def test_split_across_stores_reads_ranges_pinned_to_the_listed_etag(
             source_engine_args=rclone_server.engine_args(),
             actors=2,
             split_threshold=8 * MiB,
+            job_name=name,
+            on_event=tally,
         )
         assert (result.copied, result.failed) == (2, 0), result.failures
+        assert sum(t[1] for t in tallies) == 3, tallies  # a.bin went as three part tasks
         got = await prefix_contents(engine, bucket, "w/")
         assert got == {key[2:]: data for key, data in files.items()}
         head = await engine.client.head_object(Bucket=bucket, Key="w/a.bin")
@@ -575,3 +585,25 @@ async def test_split_threshold_is_checked_before_any_request(
             engine_args={"endpoint_url": "http://127.0.0.1:9"},  # nothing listens there
             split_threshold=threshold,
         )
+
+
+async def test_a_part_of_a_replaced_source_is_refused(rclone_server: RcloneServer) -> None:
+    """A part's ranged GET is pinned to the listed ETag; rclone ignores If-Match on GET, so
+    the answer's own ETag decides: a part of another version of the object is never read
+    into the upload (it would be completed into a mix of two versions)."""
+    from streamx.bulk.parts import read_range
+    from streamx.bulk.sides import S3Side
+
+    async with streamx.Engine(**rclone_server.engine_args()) as engine:
+        bucket = f"pin-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        first = await engine.upload(bucket, "k", b"A" * 1000)
+        side = S3Side(engine, bucket, "")
+        pin = first.etag.strip('"')
+        assert await read_range(side, "k", 10, 20, pin, 1000) == b"A" * 10
+        await engine.upload(bucket, "k", b"B" * 1000)
+        with pytest.raises(streamx.ObjectChangedError, match="replaced since it was listed"):
+            await read_range(side, "k", 10, 20, pin, 1000)
+        await engine.upload(bucket, "k", b"A" * 1200)  # same first bytes, another size
+        with pytest.raises(streamx.ObjectChangedError):
+            await read_range(side, "k", 10, 20, None, 1000)
