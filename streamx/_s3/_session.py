@@ -31,9 +31,11 @@ _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None,
 
 @lru_cache(maxsize=1)
 def _loader() -> Any:
-    from botocore.loaders import create_loader
+    """The process's botocore data loader (``botocore.loaders.create_loader()``'s, without
+    the first client's scan of every service directory: :mod:`._loader`)."""
+    from ._loader import ServiceLoader
 
-    return create_loader()
+    return ServiceLoader()
 
 
 def session_for(profile: str | None) -> Any:
