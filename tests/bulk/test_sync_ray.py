@@ -487,7 +487,9 @@ async def test_split_failures_abort_and_are_reported(
         assert (result.copied, result.failed) == (1, 3)
         errors = {e.key: e.error or "" for e in events if e.kind == "fail"}
         assert errors.keys() == {"b.bin", "c.bin", "d.bin"} == {f.key for f in result.failures}
-        assert "No such file" in errors["b.bin"], errors
+        # a part opened after the delete fails ("No such file"); if every part was already
+        # open (deleted files stay readable), the check before Complete finds the file gone
+        assert any(m in errors["b.bin"] for m in ("No such file", "changed while")), errors
         assert errors["c.bin"] == "the destination changed since it was listed; not overwritten"
         assert "d.bin changed while it was copied" in errors["d.bin"], errors
         assert await list_uploads(engine, bucket) == []
