@@ -15,6 +15,11 @@ every ``interval`` seconds and when the job stops; it names the job's source,
 destination and options, and a different job refuses it
 (:class:`~streamx.CheckpointError`). A sync that finishes without failures
 removes it.
+
+On Ray, an object split across the actors (:mod:`.split`) has its multipart
+upload recorded here from CreateMultipartUpload (saved at once) to its Complete
+or abort: a driver killed in between cannot abort it, and a resume aborts the
+uploads the manifest still names (:attr:`Manifest.left`) before it starts.
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ class Manifest:
         self._clock = clock
         self._last = clock()
         self.marks: dict[str, Watermark] = {}
+        #: multipart uploads of split objects now open: UploadId -> (bucket, key)
+        self.uploads: dict[str, tuple[str, str]] = {}
+        #: uploads an earlier run left open (:meth:`load`): the resume aborts them
+        self.left: list[tuple[str, str, str]] = []
+        self._saving = anyio.Lock()
 
     def load(self) -> dict[str, str | None]:
         """Watermarks recorded by an earlier run of the same job (``{}`` if none)."""
@@ -103,6 +113,7 @@ class Manifest:
                 raise ValueError("not a sync manifest")
             recorded = data["job"]
             marks = {str(k): (None if v is None else str(v)) for k, v in data["shards"].items()}
+            left = [(str(b), str(k), str(u)) for b, k, u in data.get("uploads", [])]
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CheckpointError(
                 f"{self.path} is not a streamx sync manifest ({exc}); remove it to start over"
@@ -112,6 +123,7 @@ class Manifest:
                 f"{self.path} records another sync ({recorded.get('source')} -> "
                 f"{recorded.get('destination')} with other options); remove it to start over"
             )
+        self.left = left
         return marks
 
     def shard(self, name: str, value: str | None) -> Watermark:
@@ -121,7 +133,23 @@ class Manifest:
 
     def to_json(self) -> str:
         shards = {name: mark.value for name, mark in self.marks.items()}
-        return json.dumps({"version": VERSION, "kind": "sync", "job": self.job, "shards": shards})
+        uploads = [[b, k, u] for b, k, u in self.left] + [
+            [b, k, u] for u, (b, k) in self.uploads.items()
+        ]
+        return json.dumps(
+            {"version": VERSION, "kind": "sync", "job": self.job, "shards": shards}
+            | ({"uploads": uploads} if uploads else {})
+        )
+
+    async def opened(self, bucket: str, key: str, upload_id: str) -> None:
+        """A split object's upload exists: recorded, and saved now (a driver killed from
+        here on leaves it for the resume to abort)."""
+        self.uploads[upload_id] = (bucket, key)
+        await self.save()
+
+    def closed(self, upload_id: str) -> None:
+        """Completed or aborted: no longer the resume's to abort (saved with the next save)."""
+        self.uploads.pop(upload_id, None)
 
     async def maybe_save(self) -> None:
         now = self._clock()
@@ -130,7 +158,8 @@ class Manifest:
             await self.save()
 
     async def save(self) -> None:
-        await anyio.to_thread.run_sync(atomic_write, self.path, self.to_json())
+        async with self._saving:  # one at a time: an older snapshot never lands last
+            await anyio.to_thread.run_sync(atomic_write, self.path, self.to_json())
 
     def remove(self) -> None:
         try:

@@ -54,7 +54,7 @@ from .plan import Compare, Filters
 from .ray_actors import start_actors
 from .ray_driver import Driver
 from .sides import LocalSide, S3Side, Side
-from .split import SPLIT_THRESHOLD, Splitter, check_split_threshold
+from .split import SPLIT_THRESHOLD, Splitter, abort_left, check_split_threshold
 
 
 class _QuietThreadWarning(logging.Filter):
@@ -297,7 +297,10 @@ async def sync_on_ray(
                     conditional=conditional,
                     take=driver.take,
                     call=driver.call,
+                    manifest=manifest,
                 )
+                if manifest is not None and manifest.left:
+                    await abort_left(engine, manifest)
                 bounds = sorted(marks) if marks else [""] + await split_points(src, shards)
                 await _run_shards(driver, src, dst, bounds, marks, compare, delete, rules)
             fleet.cancel_scope.cancel()  # nothing was sent: no need to wait for Ray

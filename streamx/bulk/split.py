@@ -30,6 +30,7 @@ s3 on one engine: no byte passes through an actor anyway), an object of one part
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ import anyio
 
 from .._checksum import combine, from_b64, param_name, supports_full_object
 from .._concurrency import FirstFailure
-from .._errors import ConfigError, ObjectChangedError, SourceError
+from .._errors import ConfigError, NotFoundError, ObjectChangedError, SourceError
 from .._limits import MIN_PART_SIZE, MiB, PartPlan
 from .._stores import adapt
 from ..copy import carried_args
@@ -45,6 +46,7 @@ from .actor import EventTuple, pack_action
 from .conditions import write_conditions
 from .entries import clean_etag
 from .execute import describe
+from .manifest import Manifest
 from .parts import PartDone, PartTask
 from .plan import Action
 from .sides import LocalSide, S3Side, Side
@@ -92,6 +94,17 @@ def completion(
     return parts, (algorithm, combine(sums).b64)
 
 
+async def abort_left(engine: Any, manifest: Manifest) -> None:
+    """Abort the split objects' uploads an earlier driver left open (killed between Create
+    and Complete: its manifest names them), before the resume starts; one completed or
+    aborted since is gone already (NoSuchUpload)."""
+    for bucket, key, upload_id in manifest.left:
+        with contextlib.suppress(NotFoundError):
+            await engine.multipart.abort(bucket, key, upload_id)
+    manifest.left = []
+    await manifest.save()
+
+
 #: ``take()`` a free actor slot; ``call(actor, method, *args)`` runs ``method`` on it (owning
 #: the slot; raises :class:`TaskFailed` when actors keep dying under it).
 Take = Callable[[], Awaitable[Any]]
@@ -111,6 +124,7 @@ class Splitter:
         conditional: bool,
         take: Take,
         call: Call,
+        manifest: Manifest | None = None,
     ) -> None:
         self.src, self.dst = src, dst
         server_side = (
@@ -119,6 +133,7 @@ class Splitter:
         self.threshold = None if server_side or not isinstance(dst, S3Side) else threshold
         self.conditional = conditional
         self._take, self._call = take, call
+        self.manifest = manifest
 
     def wants(self, action: Action) -> bool:
         """Whether ``action`` writes an object to split (many parts of an S3 destination)."""
@@ -174,6 +189,9 @@ class Splitter:
                 bucket, dst_key, checksum_algorithm=algorithm, **put_args
             )
         try:
+            if self.manifest is not None:  # a killed driver's upload: the resume aborts it
+                with anyio.CancelScope(shield=True):
+                    await self.manifest.opened(bucket, dst_key, upload_id)
             done = await self._parts(
                 [
                     (key, upload_id, n, a, b, pin, algorithm, listed.size)
@@ -191,6 +209,9 @@ class Splitter:
         except BaseException as exc:  # a failed part, a lost race, a cancellation
             await multipart.discard(bucket, dst_key, upload_id, cause=exc, what="sync.split")
             raise
+        finally:
+            if self.manifest is not None:
+                self.manifest.closed(upload_id)
 
     async def _carried(self, key: str, etag: str | None) -> tuple[dict[str, Any], str | None]:
         """An S3 source's content type and metadata (one HEAD), as ``copy_to`` carries them,

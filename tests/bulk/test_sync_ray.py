@@ -609,3 +609,58 @@ async def test_a_part_of_a_replaced_source_is_refused(rclone_server: RcloneServe
         await engine.upload(bucket, "k", b"A" * 1200)  # same first bytes, another size
         with pytest.raises(streamx.ObjectChangedError):
             await read_range(side, "k", 10, 20, None, 1000)
+
+
+async def test_a_killed_drivers_split_uploads_are_aborted_by_the_resume(
+    local_ray: None, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """A split object's UploadId is in the manifest from Create (saved at once) to its
+    Complete or abort: a driver killed in between cannot abort it, and the resume does,
+    before anything else. Here: the manifest of a run that kept it (one unreadable name)
+    names an upload a killed driver left; the resume aborts it and mirrors the rest."""
+    import json
+
+    import anyio
+
+    files = {"big.bin": os.urandom(12 * MiB), "s/small": b"small"}
+    write_files(tmp_path / "src", files)
+    (tmp_path / "src" / os.fsdecode(b"bad-\xff")).write_bytes(b"not an S3 key")  # keeps the job
+    job = tmp_path / "job.json"
+    async with streamx.Engine(**moto_server.engine_args()) as engine:
+        bucket = f"kd-{uuid.uuid4().hex[:10]}"
+        await engine.client.create_bucket(Bucket=bucket)
+        args: dict[str, Any] = {
+            "engine_args": moto_server.engine_args() | PARTS_OF_5MIB,
+            "actors": 2,
+            "split_threshold": 8 * MiB,
+            "checkpoint": job,
+            "bytes_per_second": 16 * MiB,
+        }
+        recorded: list[list[str]] = []
+
+        async def read_manifest(key: str) -> None:  # the upload exists: is it in the manifest?
+            if key == "big.bin":
+                for _ in range(100):
+                    if job.exists() and json.loads(job.read_text()).get("uploads"):
+                        recorded.extend(json.loads(job.read_text())["uploads"])
+                        return
+                    await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_uploads, engine, bucket, read_manifest)
+            first = await sync_on_ray(tmp_path / "src", f"s3://{bucket}", **args)
+            tg.cancel_scope.cancel()
+        assert (first.copied, first.failed) == (len(files), 1)
+        [(b, k, upload_id)] = recorded  # saved while its parts were on their way
+        assert (b, k) == (bucket, "big.bin") and upload_id
+        data = json.loads(job.read_text())
+        assert "uploads" not in data  # completed: no longer the resume's to abort
+        # what a driver killed between Create and Complete leaves behind
+        left = await engine.multipart.create(bucket, "big.bin")
+        job.write_text(json.dumps(data | {"uploads": [[bucket, "big.bin", left]]}))
+        assert [u["UploadId"] for u in await list_uploads(engine, bucket)] == [left]
+        again = await sync_on_ray(tmp_path / "src", f"s3://{bucket}", **args)
+        assert again.failed == 1  # the unreadable name, again
+        assert await list_uploads(engine, bucket) == []
+        assert await prefix_contents(engine, bucket, "") == files
+        assert "uploads" not in json.loads(job.read_text())
