@@ -103,3 +103,10 @@ def s3_layer(engine: EngineBase) -> S3:
     objects and parts). Not public API: applications use the Engine's verbs,
     ``engine.multipart``, ``engine.presign_url`` and ``engine.client``."""
     return engine._s3_layer
+
+
+def retry_policy(engine: EngineBase) -> RetryPolicy:
+    """The engine's retry policy (``Engine(retry=...)``, with ``config.max_attempts``), for
+    the same packages' requests outside the engine's verbs (the sync's small GETs and part
+    reads), so they retry as every verb does."""
+    return engine._context().retry

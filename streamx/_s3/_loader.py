@@ -4,8 +4,9 @@
 which lists each of the ~430 service directories botocore ships and looks for
 the model file in each: 31 ms (then 8 ms for the endpoint rules) of every fresh
 process's first client, to learn that ``s3`` is one of them. Here the answer is a
-lazy sequence: asking whether one service is in it looks in that service's own
-directories (the same search paths and files as botocore's scan); iterating,
+lazy sequence: asking whether one service is in it asks botocore's
+``list_api_versions`` for that service alone (which the model's load asks next
+anyway, from botocore's cache); iterating,
 counting or indexing it (an error message naming the known services,
 ``session.get_available_services()``) runs botocore's own scan, once.
 """
@@ -16,6 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from botocore.exceptions import DataNotFoundError
 from botocore.loaders import Loader
 
 
@@ -32,14 +34,11 @@ class _Services(Sequence[str]):
             return name in self._all
         if not isinstance(name, str) or not name or os.sep in name or name.startswith("."):
             return False
-        for path in self._loader.search_paths:
-            service = os.path.join(path, name)
-            if not os.path.isdir(service):
-                continue
-            for version in os.listdir(service):
-                if self._loader.file_loader.exists(os.path.join(service, version, self._type_name)):
-                    return True
-        return False
+        try:  # botocore's own look into one service's directories (cached: the model's
+            # load asks it again for the latest version)
+            return bool(self._loader.list_api_versions(name, self._type_name))
+        except DataNotFoundError:
+            return False
 
     def _listed(self) -> list[str]:
         if self._all is None:

@@ -17,10 +17,10 @@ from typing import Any
 
 import anyio
 
-from .._api.base import s3_layer
+from .._api.base import retry_policy, s3_layer
 from .._checksum import compute
 from .._errors import ObjectChangedError, PreconditionFailedError, SourceError
-from .._retry import RetryPolicy
+from ..download.response import parse_content_range
 from .entries import clean_etag
 from .sides import LocalSide, S3Side, Side
 
@@ -84,8 +84,8 @@ async def read_range(
                 bucket=src.bucket,
                 key=src.key(key),
             )
-        total = str(response.get("ContentRange", "")).rpartition("/")[2]
-        if total.isdigit() and int(total) != size:
+        total = parse_content_range(response)[1]
+        if total is not None and total != size:
             raise ObjectChangedError(
                 f"{src}{key} is {total} bytes, {size} when it was listed",
                 bucket=src.bucket,
@@ -95,7 +95,7 @@ async def read_range(
         return body
 
     try:
-        data = await RetryPolicy(max_attempts=src.engine.config.max_attempts).call(get)
+        data = await retry_policy(src.engine).call(get)
     except PreconditionFailedError as exc:
         raise ObjectChangedError(
             f"{src}{key} was replaced since it was listed (it no longer has ETag {pin})",

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._api.base import s3_layer
+from .._api.base import retry_policy, s3_layer
 from .._checksum import Running
 from .._errors import ChecksumError, NotFoundError
-from .._retry import RetryPolicy
 from .entries import Entry, clean_etag, entry_from_listing, list_s3, walk_local, walk_s3
 from .fileio import ThreadBatcher
 from .plan import newer
@@ -195,8 +194,7 @@ class S3Side:
                 carried["Metadata"] = dict(r["Metadata"])
             return r["Body"], carried, r.get("BodyMD5")
 
-        policy = RetryPolicy(max_attempts=self.engine.config.max_attempts)
-        data, carried, digest = await policy.call(get)
+        data, carried, digest = await retry_policy(self.engine).call(get)
         if md5 and digest != entry.etag:
             raise ChecksumError(
                 "the bytes read differ from the object's MD5 ETag",
